@@ -1,0 +1,176 @@
+// Command chainguard-emulator runs the Chainguard API emulator as its own
+// process on 127.0.0.1, seeded with a root group, a group with repos, an owner
+// "provisioner" identity assumable by an AWS test principal, and a registered
+// workload principal. It prints one JSON object describing all of that
+// (URLs, UIDPs, AWS test credentials) on stdout, logs to stderr, and stops
+// cleanly on SIGTERM or SIGINT.
+//
+//	go run ./chainguard/emulator/cmd/chainguard-emulator -listen 127.0.0.1:0
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
+)
+
+// Output is the JSON object printed on stdout once the emulator serves.
+type Output struct {
+	IssuerURL   string            `json:"issuer_url"`
+	APIURL      string            `json:"api_url"`
+	AWSSTSURL   string            `json:"aws_sts_url"`
+	RootGroup   string            `json:"root_group"`
+	Group       string            `json:"group"`
+	GroupName   string            `json:"group_name"`
+	Repos       []Repo            `json:"repos"`
+	Provisioner Principal         `json:"provisioner"`
+	Workload    Principal         `json:"workload"`
+	TokenTTL    string            `json:"token_ttl"`
+	Roles       map[string]string `json:"roles"`
+}
+
+// Repo is a seeded repo.
+type Repo struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Principal is an AWS test principal, its credentials and (for the
+// provisioner) the identity it may assume.
+type Principal struct {
+	Identity     string                `json:"identity,omitempty"`
+	AWSPrincipal emulator.AWSPrincipal `json:"aws_principal"`
+	RoleName     string                `json:"role_name"`
+	SessionName  string                `json:"session_name"`
+	RoleID       string                `json:"role_id"`
+	Credentials  Credentials           `json:"aws_credentials"`
+}
+
+// Credentials are AWS test credentials, named like the AWS environment
+// variables they go into.
+type Credentials struct {
+	AccessKeyID     string `json:"AWS_ACCESS_KEY_ID"`
+	SecretAccessKey string `json:"AWS_SECRET_ACCESS_KEY"`
+	SessionToken    string `json:"AWS_SESSION_TOKEN"`
+}
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "chainguard-emulator:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("chainguard-emulator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "API listen address (loopback only)")
+	issuerListen := fs.String("issuer-listen", "127.0.0.1:0", "issuer (STS) listen address (loopback only)")
+	stsListen := fs.String("sts-listen", "127.0.0.1:0", "AWS STS stand-in listen address (loopback only)")
+	rootName := fs.String("root-name", "acme", "name of the seeded root group")
+	groupName := fs.String("group-name", "example-group", "name of the seeded group (child of the root group) holding the repos")
+	repos := fs.String("repos", "nginx,python,static", "comma-separated repo names seeded in the group")
+	account := fs.String("account", "111122223333", "AWS account of the test principals")
+	provRole := fs.String("provisioner-role", "chainguard-provisioner", "IAM role name of the provisioner principal")
+	provSession := fs.String("provisioner-session", "chainguard-provisioner", "session name of the provisioner principal (its Lambda function name)")
+	wlRole := fs.String("workload-role", "aws-auth", "IAM role name of the workload principal")
+	wlSession := fs.String("workload-session", "aws-auth", "session name of the workload principal (its Lambda function name)")
+	tokenTTL := fs.Duration("token-ttl", emulator.DefaultTokenTTL, "lifetime of issued Chainguard tokens")
+	verbose := fs.Bool("v", false, "log every RPC")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: all settings are flags", fs.Args())
+	}
+	repoNames := []string{}
+	for _, r := range strings.Split(*repos, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			repoNames = append(repoNames, r)
+		}
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	e, err := emulator.Start(emulator.Options{
+		TokenTTL: *tokenTTL, Logger: log,
+		APIAddr: *listen, IssuerAddr: *issuerListen, AWSSTSAddr: *stsListen,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = e.Close() }()
+
+	var s emulator.Standard
+	if err := seed(func() {
+		s = e.SeedStandard(emulator.StandardOptions{
+			RootName: *rootName, GroupName: *groupName, Repos: repoNames, Account: *account,
+			ProvisionerRole: *provRole, ProvisionerSession: *provSession,
+			WorkloadRole: *wlRole, WorkloadSession: *wlSession,
+		})
+	}); err != nil {
+		return err
+	}
+
+	out := Output{
+		IssuerURL: e.IssuerURL(), APIURL: e.APIURL(), AWSSTSURL: e.AWSSTSURL(),
+		RootGroup: s.Root, Group: s.Group, GroupName: s.GroupName,
+		Provisioner: principal(s.Provisioner, s.ProvisionerPrincipal, *account, *provRole, *provSession, s.ProvisionerCredentials),
+		Workload:    principal("", s.WorkloadPrincipal, *account, *wlRole, *wlSession, s.WorkloadCredentials),
+		TokenTTL:    tokenTTL.String(),
+		Roles:       map[string]string{},
+	}
+	for _, r := range s.Repos {
+		out.Repos = append(out.Repos, Repo{ID: r.ID, Name: r.Name})
+	}
+	for _, r := range e.State().Roles {
+		out.Roles[r.Name] = r.ID
+	}
+	if err := json.NewEncoder(stdout).Encode(out); err != nil {
+		return fmt.Errorf("write the JSON description to stdout: %w", err)
+	}
+	log.Info("serving; stop with SIGTERM or SIGINT", "group", s.Group, "provisioner", s.Provisioner)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	<-ctx.Done()
+	log.Info("signal received, shutting down")
+	start := time.Now()
+	_ = e.Close()
+	log.Info("stopped", "took", time.Since(start))
+	return nil
+}
+
+// seed runs f, turning a seeding panic (invalid flags) into an error.
+func seed(f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("seed the emulator: %v", r)
+		}
+	}()
+	f()
+	return nil
+}
+
+func principal(identity string, p emulator.AWSPrincipal, account, role, session string, c aws.Credentials) Principal {
+	return Principal{
+		Identity: identity, AWSPrincipal: p, RoleName: role, SessionName: session,
+		RoleID:      emulator.RoleUniqueID(account, role),
+		Credentials: Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken},
+	}
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	cgaws "chainguard.dev/sdk/auth/aws"
+	common "chainguard.dev/sdk/proto/platform/common/v1"
+	registry "chainguard.dev/sdk/proto/platform/registry/v1"
+	"chainguard.dev/sdk/sts"
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// build compiles the command once per test binary run.
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "chainguard-emulator")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestCommand(t *testing.T) {
+	bin := build(t)
+	tests := []struct {
+		name   string
+		args   []string
+		signal syscall.Signal
+	}{
+		{"SIGTERM", []string{"-listen", "127.0.0.1:0", "-repos", "nginx, go", "-group-name", "my-group", "-token-ttl", "10m"}, syscall.SIGTERM},
+		{"SIGINT", nil, syscall.SIGINT},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, tt.args...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = cmd.Process.Kill() }()
+
+			line, err := bufio.NewReader(stdout).ReadString('\n')
+			if err != nil {
+				t.Fatalf("read the JSON line: %v\nstderr:\n%s", err, stderr.String())
+			}
+			var out Output
+			if err := json.Unmarshal([]byte(line), &out); err != nil {
+				t.Fatalf("stdout %q is not the JSON description: %v", line, err)
+			}
+			wantRepos, wantGroup := []string{"nginx", "python", "static"}, "example-group"
+			if tt.args != nil {
+				wantRepos, wantGroup = []string{"nginx", "go"}, "my-group"
+			}
+			var names []string
+			for _, r := range out.Repos {
+				names = append(names, r.Name)
+			}
+			if !slices.Equal(names, wantRepos) || out.GroupName != wantGroup || !strings.HasPrefix(out.Group, out.RootGroup+"/") {
+				t.Errorf("seeded group %s %q with repos %v, want %q under root %s with %v", out.Group, out.GroupName, names, wantGroup, out.RootGroup, wantRepos)
+			}
+			if out.Roles["owner"] == "" || out.Workload.AWSPrincipal.ARN != "arn:aws:sts::111122223333:assumed-role/aws-auth/aws-auth" {
+				t.Errorf("output lacks roles or the workload principal: %+v", out)
+			}
+
+			// The printed provisioner can exchange and list the group's repos
+			// (verification happens in the emulator process).
+			p := out.Provisioner
+			creds := aws.Credentials{AccessKeyID: p.Credentials.AccessKeyID, SecretAccessKey: p.Credentials.SecretAccessKey, SessionToken: p.Credentials.SessionToken}
+			awsTok, err := cgaws.GenerateToken(ctx, creds, out.IssuerURL, p.Identity)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pair, err := sts.New(out.IssuerURL, out.APIURL, sts.WithIdentity(p.Identity)).Exchange(ctx, awsTok)
+			if err != nil {
+				t.Fatalf("exchange as the printed provisioner: %v\nstderr:\n%s", err, stderr.String())
+			}
+			rc, err := registry.NewClients(ctx, out.APIURL, pair.AccessToken)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			repos, err := rc.Registry().ListRepos(ctx, &registry.RepoFilter{Uidp: &common.UIDPFilter{ChildrenOf: out.Group}})
+			if err != nil || len(repos.GetItems()) != len(wantRepos) {
+				t.Fatalf("ListRepos = %v, %v; want %d repos", repos, err, len(wantRepos))
+			}
+
+			if err := cmd.Process.Signal(tt.signal); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("after %v: %v\nstderr:\n%s", tt.signal, err, stderr.String())
+			}
+			if s := stderr.String(); strings.Contains(s, p.Credentials.SecretAccessKey) || strings.Contains(s, pair.AccessToken) {
+				t.Errorf("a secret reached the logs:\n%s", s)
+			}
+		})
+	}
+}
+
+func TestCommandRejectsBadFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"non-loopback listen address", []string{"-listen", "0.0.0.0:0"}, "not a loopback address"},
+		{"invalid group name", []string{"-group-name", "Bad Group"}, "group name"},
+		{"invalid account", []string{"-account", "123"}, "account"},
+		{"positional argument", []string{"extra"}, "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			err := run(tt.args, &stdout, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("run(%q) = %v, want an error containing %q", tt.args, err, tt.wantErr)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("printed %q on stdout despite the error", stdout.String())
+			}
+		})
+	}
+}

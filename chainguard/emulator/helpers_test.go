@@ -1,0 +1,83 @@
+package emulator_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	registry "chainguard.dev/sdk/proto/platform/registry/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
+)
+
+// testCtx is a context with a deadline for one test step (SDK clients wait
+// for readiness forever without one).
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
+	t.Helper()
+	return context.WithTimeout(context.Background(), d)
+}
+
+func codeOf(err error) codes.Code { return status.Code(err) }
+
+// iamClients returns real SDK IAM clients for token.
+func iamClients(t *testing.T, e *emulator.Emulator, token string) iam.Clients {
+	t.Helper()
+	c, err := iam.NewClients(testCtx(t), e.APIURL(), token)
+	if err != nil {
+		t.Fatalf("iam.NewClients: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// registryClient returns a real SDK Registry client for token.
+func registryClient(t *testing.T, e *emulator.Emulator, token string) registry.RegistryClient {
+	t.Helper()
+	c, err := registry.NewClients(testCtx(t), e.APIURL(), token)
+	if err != nil {
+		t.Fatalf("registry.NewClients: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c.Registry()
+}
+
+// checkErr fails t unless err has code want and its message contains every
+// one of msgs (want == codes.OK means err must be nil).
+func checkErr(t *testing.T, err error, want codes.Code, msgs ...string) {
+	t.Helper()
+	if got := status.Code(err); got != want {
+		t.Fatalf("got code %v (error %v), want %v", got, err, want)
+	}
+	for _, m := range msgs {
+		if !strings.Contains(status.Convert(err).Message(), m) {
+			t.Errorf("error %q does not contain %q", status.Convert(err).Message(), m)
+		}
+	}
+}
+
+// awsIdentity builds an aws_identity; a value starting with "^" is a pattern.
+func awsIdentity(account, arn, userID string) *iam.Identity_AWSIdentity {
+	a := &iam.Identity_AWSIdentity{AwsAccount: account}
+	if strings.HasPrefix(arn, "^") {
+		a.AwsArn = &iam.Identity_AWSIdentity_ArnPattern{ArnPattern: arn}
+	} else {
+		a.AwsArn = &iam.Identity_AWSIdentity_Arn{Arn: arn}
+	}
+	if strings.HasPrefix(userID, "^") {
+		a.AwsUserId = &iam.Identity_AWSIdentity_UserIdPattern{UserIdPattern: userID}
+	} else {
+		a.AwsUserId = &iam.Identity_AWSIdentity_UserId{UserId: userID}
+	}
+	return a
+}

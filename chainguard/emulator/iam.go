@@ -1,0 +1,578 @@
+package emulator
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"chainguard.dev/sdk/proto/capabilities"
+	common "chainguard.dev/sdk/proto/platform/common/v1"
+	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	"chainguard.dev/sdk/uidp"
+	"chainguard.dev/sdk/validation"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Scoped methods are authorized by the interceptor (capabilities of the
+// method's iam annotation on its iam_scope field) before they get here;
+// unscoped ones (Create of groups, the Lists) check or filter here.
+
+// checkFilter fails with InvalidArgument unless every UIDP in f is valid.
+func checkFilter(f *common.UIDPFilter) error {
+	for field, v := range map[string]string{
+		"uidp.ancestors_of": f.GetAncestorsOf(), "uidp.descendants_of": f.GetDescendantsOf(), "uidp.children_of": f.GetChildrenOf(),
+	} {
+		if v != "" {
+			if err := checkUIDP(field, v); err != nil {
+				return err
+			}
+		}
+	}
+	for _, v := range f.GetIds() {
+		if err := checkUIDP("uidp.ids", v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// matchFilter reports whether id passes every condition set in f.
+func matchFilter(f *common.UIDPFilter, id string) bool {
+	if a := f.GetAncestorsOf(); a != "" && !uidp.IsAncestor(id, a) {
+		return false
+	}
+	if d := f.GetDescendantsOf(); d != "" && !uidp.IsAncestor(d, id) {
+		return false
+	}
+	if c := f.GetChildrenOf(); c != "" && uidp.Parent(id) != c {
+		return false
+	}
+	if f.GetInRoot() && !uidp.InRoot(id) {
+		return false
+	}
+	if ids := f.GetIds(); len(ids) > 0 && !slices.Contains(ids, id) {
+		return false
+	}
+	return true
+}
+
+func checkName(kind, name string) error {
+	if err := validation.ValidateName(name); err != nil {
+		return status.Errorf(codes.InvalidArgument, "%s name %q is invalid: %v (lower-case letters, digits, space, '.', '_', '-')", kind, name, err)
+	}
+	return nil
+}
+
+func checkDescription(kind, d string) error {
+	if err := validation.ValidateDescription(d); err != nil {
+		return status.Errorf(codes.InvalidArgument, "%s description is invalid: %v (at most 512 characters, no tabs or newlines)", kind, err)
+	}
+	return nil
+}
+
+// ---- Groups ----
+
+type groupsService struct {
+	iam.UnimplementedGroupsServer
+	e *Emulator
+}
+
+func (s *groupsService) Create(ctx context.Context, req *iam.CreateGroupRequest) (*iam.Group, error) {
+	e := s.e
+	g := req.GetGroup()
+	if g == nil {
+		return nil, status.Error(codes.InvalidArgument, "group is required")
+	}
+	if req.GetParent() == "" {
+		return nil, status.Error(codes.PermissionDenied, "creating a root group (organization) is not allowed: create the group under an existing group (set parent)")
+	}
+	if err := checkUIDP("parent", req.GetParent()); err != nil {
+		return nil, err
+	}
+	if err := e.authorize(callerOf(ctx), req.GetParent(), capabilities.Capability_CAP_IAM_GROUPS_CREATE); err != nil {
+		return nil, err
+	}
+	if err := checkName("group", g.GetName()); err != nil {
+		return nil, err
+	}
+	if err := checkDescription("group", g.GetDescription()); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id, err := e.addGroup(req.GetParent(), g.GetName(), g.GetDescription())
+	if err != nil {
+		return nil, err
+	}
+	return proto.Clone(e.groups[id]).(*iam.Group), nil
+}
+
+// addGroup creates a group (parent "" makes a root group). Callers hold e.mu
+// and have validated name and description.
+func (e *Emulator) addGroup(parent, name, description string) (string, error) {
+	if parent != "" {
+		if _, ok := e.groups[parent]; !ok {
+			return "", status.Errorf(codes.NotFound, "parent group %s not found", parent)
+		}
+	}
+	for _, o := range e.groups {
+		if o.GetName() == name && parentOf(o.GetId()) == parent {
+			return "", status.Errorf(codes.AlreadyExists, "a group named %q already exists under %s: %s", name, describeParent(parent), o.GetId())
+		}
+	}
+	id := string(uidp.NewUIDP(uidp.UIDP(parent)))
+	e.groups[id] = &iam.Group{Id: id, Name: name, Description: description}
+	return id, nil
+}
+
+// parentOf is uidp.Parent with "" for root-level UIDPs.
+func parentOf(id string) string {
+	if uidp.InRoot(id) {
+		return ""
+	}
+	return uidp.Parent(id)
+}
+
+func describeParent(parent string) string {
+	if parent == "" {
+		return "the root"
+	}
+	return "group " + parent
+}
+
+func (s *groupsService) Update(ctx context.Context, g *iam.Group) (*iam.Group, error) {
+	e := s.e
+	if err := checkName("group", g.GetName()); err != nil {
+		return nil, err
+	}
+	if err := checkDescription("group", g.GetDescription()); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur, ok := e.groups[g.GetId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "group %s not found", g.GetId())
+	}
+	for _, o := range e.groups {
+		if o.GetId() != cur.GetId() && o.GetName() == g.GetName() && parentOf(o.GetId()) == parentOf(cur.GetId()) {
+			return nil, status.Errorf(codes.AlreadyExists, "a group named %q already exists under %s: %s", g.GetName(), describeParent(parentOf(cur.GetId())), o.GetId())
+		}
+	}
+	cur.Name, cur.Description = g.GetName(), g.GetDescription()
+	return proto.Clone(cur).(*iam.Group), nil
+}
+
+func (s *groupsService) List(ctx context.Context, f *iam.GroupFilter) (*iam.GroupList, error) {
+	e := s.e
+	if err := checkFilter(f.GetUidp()); err != nil {
+		return nil, err
+	}
+	caller := callerOf(ctx)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := &iam.GroupList{}
+	for _, g := range e.groups {
+		if (f.GetId() != "" && g.GetId() != f.GetId()) || (f.GetName() != "" && g.GetName() != f.GetName()) ||
+			!matchFilter(f.GetUidp(), g.GetId()) || !e.has(caller, g.GetId(), capabilities.Capability_CAP_IAM_GROUPS_LIST) {
+			continue
+		}
+		out.Items = append(out.Items, proto.Clone(g).(*iam.Group))
+	}
+	sort.Slice(out.Items, func(i, j int) bool { return out.Items[i].GetId() < out.Items[j].GetId() })
+	return out, nil
+}
+
+func (s *groupsService) Delete(ctx context.Context, req *iam.DeleteGroupRequest) (*emptypb.Empty, error) {
+	e := s.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id := req.GetId()
+	if _, ok := e.groups[id]; !ok {
+		return nil, status.Errorf(codes.NotFound, "group %s not found", id)
+	}
+	if left := e.heldBy(id); len(left) > 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "group %s still holds %s: delete them first (the emulator does not cascade deletes)", id, strings.Join(left, ", "))
+	}
+	delete(e.groups, id)
+	return &emptypb.Empty{}, nil
+}
+
+// heldBy lists what group id still holds. Callers hold e.mu.
+func (e *Emulator) heldBy(id string) []string {
+	var groups, identities, bindings, repos []string
+	for g := range e.groups {
+		if uidp.Parent(g) == id {
+			groups = append(groups, g)
+		}
+	}
+	for i := range e.identities {
+		if uidp.Parent(i) == id {
+			identities = append(identities, i)
+		}
+	}
+	for b := range e.bindings {
+		if uidp.Parent(b) == id {
+			bindings = append(bindings, b)
+		}
+	}
+	for r := range e.repos {
+		if uidp.Parent(r) == id {
+			repos = append(repos, r)
+		}
+	}
+	var left []string
+	for _, k := range []struct {
+		what string
+		ids  []string
+	}{{"groups", groups}, {"identities", identities}, {"role bindings", bindings}, {"repos", repos}} {
+		if len(k.ids) > 0 {
+			sort.Strings(k.ids)
+			left = append(left, fmt.Sprintf("%d %s (%s)", len(k.ids), k.what, strings.Join(k.ids, " ")))
+		}
+	}
+	return left
+}
+
+// ---- Identities ----
+
+type identitiesService struct {
+	iam.UnimplementedIdentitiesServer
+	e *Emulator
+}
+
+// checkIdentity validates name, description and relationship.
+func checkIdentity(id *iam.Identity) error {
+	if err := checkName("identity", id.GetName()); err != nil {
+		return err
+	}
+	if err := checkDescription("identity", id.GetDescription()); err != nil {
+		return err
+	}
+	const need = "identity needs a relationship: set aws_identity (aws_account, arn or arn_pattern, user_id or user_id_pattern)"
+	switch r := id.GetRelationship().(type) {
+	case nil:
+		return status.Error(codes.InvalidArgument, need)
+	case *iam.Identity_AwsIdentity:
+		if r.AwsIdentity == nil {
+			return status.Error(codes.InvalidArgument, need)
+		}
+		return checkAWSIdentity(r.AwsIdentity)
+	case *iam.Identity_ClaimMatch_:
+		if r.ClaimMatch == nil {
+			return status.Error(codes.InvalidArgument, "claim_match is empty: set issuer and subject (or their patterns)")
+		}
+		return checkClaimMatch(r.ClaimMatch)
+	default:
+		return status.Errorf(codes.InvalidArgument, "relationship %T is not supported by the emulator: use aws_identity or claim_match", r)
+	}
+}
+
+func checkAWSIdentity(a *iam.Identity_AWSIdentity) error {
+	if err := validation.ValidateAWSAccount(a.GetAwsAccount()); err != nil {
+		return status.Errorf(codes.InvalidArgument, "aws_identity.aws_account %q is invalid: %v (12 digits)", a.GetAwsAccount(), err)
+	}
+	if err := checkOneOf("aws_identity.arn", a.GetArn(), "aws_identity.arn_pattern", a.GetArnPattern()); err != nil {
+		return err
+	}
+	return checkOneOf("aws_identity.user_id", a.GetUserId(), "aws_identity.user_id_pattern", a.GetUserIdPattern())
+}
+
+func checkClaimMatch(c *iam.Identity_ClaimMatch) error {
+	if err := checkOneOf("claim_match.issuer", c.GetIssuer(), "claim_match.issuer_pattern", c.GetIssuerPattern()); err != nil {
+		return err
+	}
+	if err := checkOneOf("claim_match.subject", c.GetSubject(), "claim_match.subject_pattern", c.GetSubjectPattern()); err != nil {
+		return err
+	}
+	if p := c.GetAudiencePattern(); p != "" {
+		if _, err := regexp.Compile(p); err != nil {
+			return status.Errorf(codes.InvalidArgument, "claim_match.audience_pattern %q does not compile: %v", p, err)
+		}
+	}
+	return nil
+}
+
+// checkOneOf requires a non-empty exact value or a compiling pattern.
+func checkOneOf(exactField, exact, patternField, pattern string) error {
+	switch {
+	case exact != "":
+		return nil
+	case pattern != "":
+		if _, err := regexp.Compile(pattern); err != nil {
+			return status.Errorf(codes.InvalidArgument, "%s %q does not compile: %v", patternField, pattern, err)
+		}
+		return nil
+	default:
+		return status.Errorf(codes.InvalidArgument, "%s or %s is required", exactField, patternField)
+	}
+}
+
+func (s *identitiesService) Create(ctx context.Context, req *iam.CreateIdentityRequest) (*iam.Identity, error) {
+	e := s.e
+	id := req.GetIdentity()
+	if id == nil {
+		return nil, status.Error(codes.InvalidArgument, "identity is required")
+	}
+	if err := checkIdentity(id); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	newID, err := e.addIdentity(req.GetParentId(), id)
+	if err != nil {
+		return nil, err
+	}
+	return proto.Clone(e.identities[newID]).(*iam.Identity), nil
+}
+
+// addIdentity stores a copy of id under group parent. Callers hold e.mu and
+// have validated id.
+func (e *Emulator) addIdentity(parent string, id *iam.Identity) (string, error) {
+	if _, ok := e.groups[parent]; !ok {
+		return "", status.Errorf(codes.NotFound, "group %s not found", parent)
+	}
+	for _, o := range e.identities {
+		if o.GetName() == id.GetName() && uidp.Parent(o.GetId()) == parent {
+			return "", status.Errorf(codes.AlreadyExists, "an identity named %q already exists in group %s: %s", id.GetName(), parent, o.GetId())
+		}
+	}
+	c := proto.Clone(id).(*iam.Identity)
+	c.Id = string(uidp.UIDP(parent).NewChild())
+	now := timestamppb.New(time.Now())
+	c.CreatedAt, c.UpdatedAt, c.LastSeen = now, now, nil
+	e.identities[c.GetId()] = c
+	return c.GetId(), nil
+}
+
+func (s *identitiesService) Update(ctx context.Context, id *iam.Identity) (*iam.Identity, error) {
+	e := s.e
+	if err := checkIdentity(id); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur, ok := e.identities[id.GetId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "identity %s not found", id.GetId())
+	}
+	for _, o := range e.identities {
+		if o.GetId() != cur.GetId() && o.GetName() == id.GetName() && uidp.Parent(o.GetId()) == uidp.Parent(cur.GetId()) {
+			return nil, status.Errorf(codes.AlreadyExists, "an identity named %q already exists in group %s: %s", id.GetName(), uidp.Parent(cur.GetId()), o.GetId())
+		}
+	}
+	c := proto.Clone(id).(*iam.Identity)
+	c.CreatedAt, c.LastSeen = cur.GetCreatedAt(), cur.GetLastSeen()
+	c.UpdatedAt = timestamppb.New(time.Now())
+	e.identities[c.GetId()] = c
+	return proto.Clone(c).(*iam.Identity), nil
+}
+
+func (s *identitiesService) List(ctx context.Context, f *iam.IdentityFilter) (*iam.IdentityList, error) {
+	e := s.e
+	if err := checkFilter(f.GetUidp()); err != nil {
+		return nil, err
+	}
+	caller := callerOf(ctx)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := &iam.IdentityList{}
+	for _, id := range e.identities {
+		if (f.GetId() != "" && id.GetId() != f.GetId()) || !matchFilter(f.GetUidp(), id.GetId()) ||
+			!e.has(caller, id.GetId(), capabilities.Capability_CAP_IAM_IDENTITY_LIST) {
+			continue
+		}
+		out.Items = append(out.Items, proto.Clone(id).(*iam.Identity))
+	}
+	sort.Slice(out.Items, func(i, j int) bool { return out.Items[i].GetId() < out.Items[j].GetId() })
+	return out, nil
+}
+
+func (s *identitiesService) Delete(ctx context.Context, req *iam.DeleteIdentityRequest) (*emptypb.Empty, error) {
+	e := s.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id := req.GetId()
+	if _, ok := e.identities[id]; !ok {
+		return nil, status.Errorf(codes.NotFound, "identity %s not found", id)
+	}
+	var left []string
+	for _, b := range e.bindings {
+		if b.identity == id {
+			left = append(left, b.id)
+		}
+	}
+	if len(left) > 0 {
+		sort.Strings(left)
+		return nil, status.Errorf(codes.FailedPrecondition, "identity %s still has %d role bindings (%s): delete them first", id, len(left), strings.Join(left, " "))
+	}
+	delete(e.identities, id)
+	return &emptypb.Empty{}, nil
+}
+
+// ---- Roles ----
+
+type rolesService struct {
+	iam.UnimplementedRolesServer
+	e *Emulator
+}
+
+func (r *role) proto() *iam.Role {
+	return &iam.Role{Id: r.id, Name: r.name, Description: r.description, Capabilities: append([]string(nil), r.capNames...)}
+}
+
+// List returns the built-in roles matching f to callers that may list roles
+// somewhere (built-in roles are global).
+func (s *rolesService) List(ctx context.Context, f *iam.RoleFilter) (*iam.RoleList, error) {
+	e := s.e
+	if err := checkFilter(f.GetUidp()); err != nil {
+		return nil, err
+	}
+	if f.GetParent() != "" {
+		if err := checkUIDP("parent", f.GetParent()); err != nil {
+			return nil, err
+		}
+	}
+	caller := callerOf(ctx)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := &iam.RoleList{}
+	if !e.hasAnywhere(caller, capabilities.Capability_CAP_IAM_ROLES_LIST) {
+		return out, nil
+	}
+	for _, r := range e.roles {
+		if (f.GetId() != "" && r.id != f.GetId()) || (f.GetName() != "" && r.name != f.GetName()) || !matchFilter(f.GetUidp(), r.id) {
+			continue
+		}
+		out.Items = append(out.Items, r.proto())
+	}
+	sort.Slice(out.Items, func(i, j int) bool { return out.Items[i].GetId() < out.Items[j].GetId() })
+	return out, nil
+}
+
+// ---- RoleBindings ----
+
+type roleBindingsService struct {
+	iam.UnimplementedRoleBindingsServer
+	e *Emulator
+}
+
+func (s *roleBindingsService) Create(ctx context.Context, req *iam.CreateRoleBindingRequest) (*iam.RoleBinding, error) {
+	e := s.e
+	rb := req.GetRoleBinding()
+	if rb == nil {
+		return nil, status.Error(codes.InvalidArgument, "role_binding is required")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b, err := e.addBinding(req.GetParent(), rb.GetIdentity(), rb.GetRole())
+	if err != nil {
+		return nil, err
+	}
+	return b.proto(), nil
+}
+
+func (b *binding) proto() *iam.RoleBinding {
+	return &iam.RoleBinding{Id: b.id, Identity: b.identity, Group: b.group, Role: b.role}
+}
+
+// addBinding binds identity to role (an ID) on group. Callers hold e.mu.
+func (e *Emulator) addBinding(group, identity, roleID string) (*binding, error) {
+	if err := checkUIDP("role_binding.identity", identity); err != nil {
+		return nil, err
+	}
+	if roleID == "" {
+		return nil, status.Error(codes.InvalidArgument, "role_binding.role is required: a role ID (list roles by name to find it)")
+	}
+	if _, ok := e.groups[group]; !ok {
+		return nil, status.Errorf(codes.NotFound, "group %s not found", group)
+	}
+	if _, ok := e.identities[identity]; !ok {
+		return nil, status.Errorf(codes.NotFound, "identity %s not found", identity)
+	}
+	r, ok := e.roles[roleID]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "role %q not found: pass a role ID, e.g. from Roles.List with name \"viewer\"", roleID)
+	}
+	for _, o := range e.bindings {
+		if o.group == group && o.identity == identity && o.role == roleID {
+			return nil, status.Errorf(codes.AlreadyExists, "identity %s already has role %s on group %s: %s", identity, r.name, group, o.id)
+		}
+	}
+	b := &binding{id: string(uidp.UIDP(group).NewChild()), group: group, identity: identity, role: roleID, created: time.Now()}
+	e.bindings[b.id] = b
+	return b, nil
+}
+
+// Update changes the role of a binding; its identity and group are fixed.
+func (s *roleBindingsService) Update(ctx context.Context, rb *iam.RoleBinding) (*iam.RoleBinding, error) {
+	e := s.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b, ok := e.bindings[rb.GetId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "role binding %s not found", rb.GetId())
+	}
+	if rb.GetIdentity() != "" && rb.GetIdentity() != b.identity {
+		return nil, status.Errorf(codes.InvalidArgument, "the identity of role binding %s cannot change (%s): delete it and create another", b.id, b.identity)
+	}
+	if g := rb.GetGroup(); g != "" && g != b.group { //nolint:staticcheck // the deprecated field is still sent by clients
+		return nil, status.Errorf(codes.InvalidArgument, "the group of role binding %s cannot change (%s): delete it and create another", b.id, b.group)
+	}
+	r, ok := e.roles[rb.GetRole()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "role %q not found: pass a role ID", rb.GetRole())
+	}
+	for _, o := range e.bindings {
+		if o.id != b.id && o.group == b.group && o.identity == b.identity && o.role == r.id {
+			return nil, status.Errorf(codes.AlreadyExists, "identity %s already has role %s on group %s: %s", b.identity, r.name, b.group, o.id)
+		}
+	}
+	b.role = r.id
+	return b.proto(), nil
+}
+
+func (s *roleBindingsService) List(ctx context.Context, f *iam.RoleBindingFilter) (*iam.RoleBindingList, error) {
+	e := s.e
+	if err := checkFilter(f.GetUidp()); err != nil {
+		return nil, err
+	}
+	caller := callerOf(ctx)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := &iam.RoleBindingList{}
+	for _, b := range e.bindings {
+		if (f.GetId() != "" && b.id != f.GetId()) || !matchFilter(f.GetUidp(), b.id) ||
+			!e.has(caller, b.id, capabilities.Capability_CAP_IAM_ROLE_BINDINGS_LIST) {
+			continue
+		}
+		out.Items = append(out.Items, &iam.RoleBindingList_Binding{
+			Id:        b.id,
+			Group:     proto.Clone(e.groups[b.group]).(*iam.Group),
+			Identity:  b.identity,
+			Role:      e.roles[b.role].proto(),
+			CreatedAt: timestamppb.New(b.created),
+		})
+	}
+	sort.Slice(out.Items, func(i, j int) bool { return out.Items[i].GetId() < out.Items[j].GetId() })
+	return out, nil
+}
+
+func (s *roleBindingsService) Delete(ctx context.Context, req *iam.DeleteRoleBindingRequest) (*emptypb.Empty, error) {
+	e := s.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.bindings[req.GetId()]; !ok {
+		return nil, status.Errorf(codes.NotFound, "role binding %s not found", req.GetId())
+	}
+	delete(e.bindings, req.GetId())
+	return &emptypb.Empty{}, nil
+}

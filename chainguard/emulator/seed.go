@@ -1,0 +1,131 @@
+package emulator
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	"chainguard.dev/sdk/uidp"
+	"google.golang.org/grpc/status"
+)
+
+// Seeding bypasses authorization but not validation: like any test fixture,
+// the Seed methods panic on input the service would reject, with the reason.
+
+// SeedGroup creates a group named name under parent ("" for a root group, an
+// organization) and returns its UIDP.
+func (e *Emulator) SeedGroup(parent, name, description string) string {
+	if parent != "" {
+		must("SeedGroup", checkUIDP("parent", parent))
+	}
+	must("SeedGroup", checkName("group", name))
+	must("SeedGroup", checkDescription("group", description))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id, err := e.addGroup(parent, name, description)
+	must("SeedGroup", err)
+	return id
+}
+
+// SeedRepo creates a registry repo named name in group and returns its UIDP.
+func (e *Emulator) SeedRepo(group, name string) string {
+	must("SeedRepo", checkUIDP("group", group))
+	must("SeedRepo", checkName("repo", name))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.groups[group]; !ok {
+		panic(fmt.Sprintf("emulator: SeedRepo: group %s not found", group))
+	}
+	for _, r := range e.repos {
+		if r.name == name && uidp.Parent(r.id) == group {
+			panic(fmt.Sprintf("emulator: SeedRepo: repo %q already exists in group %s", name, group))
+		}
+	}
+	r := &repo{id: string(uidp.UIDP(group).NewChild()), name: name, created: time.Now()}
+	e.repos[r.id] = r
+	return r.id
+}
+
+// SeedIdentity creates an identity named name in group, assumable by the AWS
+// principals trust admits, with the given role bindings (scope group UIDP ->
+// built-in role names, e.g. {root: {"owner"}}), and returns its UIDP.
+func (e *Emulator) SeedIdentity(group, name, description string, trust *iam.Identity_AWSIdentity, roleBindings map[string][]string) string {
+	id := &iam.Identity{Name: name, Description: description, Relationship: &iam.Identity_AwsIdentity{AwsIdentity: trust}}
+	must("SeedIdentity", checkUIDP("group", group))
+	must("SeedIdentity", checkIdentity(id))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	newID, err := e.addIdentity(group, id)
+	must("SeedIdentity", err)
+	scopes := make([]string, 0, len(roleBindings))
+	for s := range roleBindings {
+		scopes = append(scopes, s)
+	}
+	sort.Strings(scopes)
+	for _, scope := range scopes {
+		for _, roleName := range roleBindings[scope] {
+			_, err := e.bindByName(scope, newID, roleName)
+			must("SeedIdentity", err)
+		}
+	}
+	return newID
+}
+
+// SeedRoleBinding gives identity the built-in role roleName (e.g. "viewer")
+// on group scope and returns the binding's UIDP.
+func (e *Emulator) SeedRoleBinding(scope, identity, roleName string) string {
+	must("SeedRoleBinding", checkUIDP("scope", scope))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id, err := e.bindByName(scope, identity, roleName)
+	must("SeedRoleBinding", err)
+	return id
+}
+
+// bindByName binds identity to the built-in role roleName on scope. Callers
+// hold e.mu.
+func (e *Emulator) bindByName(scope, identity, roleName string) (string, error) {
+	r := e.roleByName(roleName)
+	if r == nil {
+		return "", fmt.Errorf("role %q is not a built-in role (viewer, editor, owner, registry.pull, registry.push)", roleName)
+	}
+	b, err := e.addBinding(scope, identity, r.id)
+	if err != nil {
+		return "", err
+	}
+	return b.id, nil
+}
+
+// RoleID returns the ID of the built-in role roleName, or "" if there is none.
+func (e *Emulator) RoleID(roleName string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r := e.roleByName(roleName); r != nil {
+		return r.id
+	}
+	return ""
+}
+
+// MintToken returns a valid API token for identity without an AWS exchange,
+// for tests whose subject is not the exchange. It panics if the identity does
+// not exist.
+func (e *Emulator) MintToken(identity string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.identities[identity]; !ok {
+		panic(fmt.Sprintf("emulator: MintToken: identity %s not found", identity))
+	}
+	tok := randomString(43, tokenAlphabet)
+	e.tokens[tok] = token{identity: identity, expiry: time.Now().Add(e.tokenTTL)}
+	return tok
+}
+
+func must(fn string, err error) {
+	if err != nil {
+		if s, ok := status.FromError(err); ok {
+			panic(fmt.Sprintf("emulator: %s: %s", fn, s.Message()))
+		}
+		panic(fmt.Sprintf("emulator: %s: %v", fn, err))
+	}
+}

@@ -1,0 +1,108 @@
+package emulator
+
+import (
+	"crypto/sha1" //nolint:gosec // deterministic IDs, not security
+	"encoding/base32"
+	"fmt"
+
+	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// AssumedRolePrincipal returns the principal AWS STS reports for a session
+// of an assumed role (a Lambda function runs as session = function name):
+// ARN arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION and user ID
+// ROLEID:SESSION, where ROLEID is a role unique ID ("AROA" + 17 characters)
+// derived deterministically from account and role.
+func AssumedRolePrincipal(account, roleName, session string) AWSPrincipal {
+	return AWSPrincipal{
+		Account: account,
+		ARN:     fmt.Sprintf("arn:aws:sts::%s:assumed-role/%s/%s", account, roleName, session),
+		UserID:  RoleUniqueID(account, roleName) + ":" + session,
+	}
+}
+
+// RoleUniqueID is the deterministic role unique ID ("AROA" + 17 characters of
+// [A-Z2-7]) the emulator uses for role roleName in account.
+func RoleUniqueID(account, roleName string) string {
+	sum := sha1.Sum([]byte(account + "/" + roleName)) //nolint:gosec // deterministic ID
+	return "AROA" + base32.StdEncoding.EncodeToString(sum[:])[:17]
+}
+
+// ExactTrust returns the aws_identity that admits exactly p (account, arn
+// and user_id equal), the default the product writes.
+func (p AWSPrincipal) ExactTrust() *iam.Identity_AWSIdentity {
+	return &iam.Identity_AWSIdentity{
+		AwsAccount: p.Account,
+		AwsArn:     &iam.Identity_AWSIdentity_Arn{Arn: p.ARN},
+		AwsUserId:  &iam.Identity_AWSIdentity_UserId{UserId: p.UserID},
+	}
+}
+
+// StandardOptions configures SeedStandard; zero fields take the defaults in
+// brackets.
+type StandardOptions struct {
+	RootName           string   // root group (organization) name ["acme"]
+	GroupName          string   // child group holding the repos ["example-group"]
+	GroupDescription   string   // ["Example group seeded by the Chainguard emulator"]
+	Repos              []string // repo names in the group [nginx, python, static]
+	Account            string   // AWS account of both principals ["111122223333"]
+	ProvisionerRole    string   // IAM role of the provisioner ["chainguard-provisioner"]
+	ProvisionerSession string   // its session name ["chainguard-provisioner"]
+	WorkloadRole       string   // IAM role of the workload ["aws-auth"]
+	WorkloadSession    string   // its session name (a Lambda's function name) ["aws-auth"]
+}
+
+// Standard is what SeedStandard created.
+type Standard struct {
+	Root      string // root group UIDP
+	Group     string // child group UIDP
+	GroupName string
+	Repos     []Repo // in Group, in the order of StandardOptions.Repos
+	// Provisioner is an identity in Root with the owner role on Root,
+	// assumable (exact trust) by ProvisionerPrincipal.
+	Provisioner            string
+	ProvisionerPrincipal   AWSPrincipal
+	ProvisionerCredentials aws.Credentials
+	// WorkloadPrincipal is registered with the AWS STS stand-in, but no
+	// identity trusts it yet: that is the product's job.
+	WorkloadPrincipal   AWSPrincipal
+	WorkloadCredentials aws.Credentials
+}
+
+// SeedStandard seeds the layout used by the chainguard-emulator command and
+// by tests: a root group, a child group with repos, an owner "provisioner"
+// identity trusting an assumed-role principal, and a registered workload
+// principal. It panics on invalid options, like every Seed method.
+func (e *Emulator) SeedStandard(o StandardOptions) Standard {
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	def(&o.RootName, "acme")
+	def(&o.GroupName, "example-group")
+	def(&o.GroupDescription, "Example group seeded by the Chainguard emulator")
+	def(&o.Account, "111122223333")
+	def(&o.ProvisionerRole, "chainguard-provisioner")
+	def(&o.ProvisionerSession, "chainguard-provisioner")
+	def(&o.WorkloadRole, "aws-auth")
+	def(&o.WorkloadSession, "aws-auth")
+	if o.Repos == nil {
+		o.Repos = []string{"nginx", "python", "static"}
+	}
+
+	s := Standard{GroupName: o.GroupName}
+	s.Root = e.SeedGroup("", o.RootName, "Organization seeded by the Chainguard emulator")
+	s.Group = e.SeedGroup(s.Root, o.GroupName, o.GroupDescription)
+	for _, name := range o.Repos {
+		s.Repos = append(s.Repos, Repo{ID: e.SeedRepo(s.Group, name), Name: name})
+	}
+	s.ProvisionerPrincipal = AssumedRolePrincipal(o.Account, o.ProvisionerRole, o.ProvisionerSession)
+	s.ProvisionerCredentials = e.RegisterAWSPrincipal(s.ProvisionerPrincipal)
+	s.Provisioner = e.SeedIdentity(s.Root, "provisioner", "Provisioner identity seeded by the Chainguard emulator",
+		s.ProvisionerPrincipal.ExactTrust(), map[string][]string{s.Root: {"owner"}})
+	s.WorkloadPrincipal = AssumedRolePrincipal(o.Account, o.WorkloadRole, o.WorkloadSession)
+	s.WorkloadCredentials = e.RegisterAWSPrincipal(s.WorkloadPrincipal)
+	return s
+}

@@ -1,0 +1,220 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"chainguard.dev/sdk/proto/platform/common/v1"
+	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	"chainguard.dev/sdk/uidp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
+)
+
+// GroupSpec is the desired state of a group.
+type GroupSpec struct {
+	Parent      string // UIDP of the parent group (required)
+	Name        string
+	Description string
+}
+
+// Validate reports the first invalid field of s.
+func (s GroupSpec) Validate() error {
+	return joinErrors(
+		validate.UIDP("parent", s.Parent),
+		validate.Name("group name", s.Name),
+		validate.Description(s.Description),
+	)
+}
+
+// Group is a group as it exists after EnsureGroup.
+type Group struct {
+	ID          string
+	Name        string
+	Description string
+	Created     bool // false when an existing group of that name was adopted
+}
+
+// EnsureGroup makes sure a group named spec.Name exists directly under
+// spec.Parent with spec.Description: it adopts an existing group of that name
+// (updating its description if it differs) or creates one.
+func (p *Provisioner) EnsureGroup(ctx context.Context, spec GroupSpec) (Group, error) {
+	if err := spec.Validate(); err != nil {
+		return Group{}, fmt.Errorf("ensure group %q: %w", spec.Name, err)
+	}
+	existing, err := p.findGroup(ctx, spec.Parent, spec.Name)
+	if err != nil {
+		return Group{}, err
+	}
+	created := false
+	if existing == nil {
+		existing, err = call(ctx, p, fmt.Sprintf("create group %q in group %s", spec.Name, spec.Parent), spec.Parent,
+			func(ctx context.Context) (*iam.Group, error) {
+				return p.clients.Groups().Create(ctx, &iam.CreateGroupRequest{
+					Parent: spec.Parent,
+					Group:  &iam.Group{Name: spec.Name, Description: spec.Description},
+				})
+			})
+		switch {
+		case status.Code(err) == codes.AlreadyExists:
+			// Created concurrently (a replayed event): adopt it.
+			if existing, err = p.findGroup(ctx, spec.Parent, spec.Name); err == nil && existing == nil {
+				err = fmt.Errorf("create group %q in group %s: the service says it exists but it is not listed", spec.Name, spec.Parent)
+			}
+			if err != nil {
+				return Group{}, err
+			}
+		case err != nil:
+			return Group{}, err
+		default:
+			created = true
+			p.markFresh(existing.GetId())
+		}
+	}
+	if existing.GetDescription() != spec.Description {
+		want := proto.CloneOf(existing)
+		want.Description = spec.Description
+		existing, err = call(ctx, p, fmt.Sprintf("update description of group %q (%s)", spec.Name, want.GetId()), want.GetId(),
+			func(ctx context.Context) (*iam.Group, error) { return p.clients.Groups().Update(ctx, want) })
+		if err != nil {
+			return Group{}, err
+		}
+	}
+	return Group{ID: existing.GetId(), Name: existing.GetName(), Description: existing.GetDescription(), Created: created}, nil
+}
+
+// findGroup returns the group named name directly under parent, or nil.
+func (p *Provisioner) findGroup(ctx context.Context, parent, name string) (*iam.Group, error) {
+	step := fmt.Sprintf("look up group %q in group %s", name, parent)
+	list, err := call(ctx, p, step, parent, func(ctx context.Context) (*iam.GroupList, error) {
+		return p.clients.Groups().List(ctx, &iam.GroupFilter{Uidp: &v1.UIDPFilter{ChildrenOf: parent}, Name: name})
+	})
+	if err != nil {
+		return nil, err
+	}
+	var found []*iam.Group
+	for _, g := range list.GetItems() {
+		if g.GetName() == name && uidp.Parent(g.GetId()) == parent {
+			found = append(found, g)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, nil
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("%s: %d groups have that name (%s): rename or delete all but one", step, len(found), groupIDs(found))
+}
+
+func groupIDs(gs []*iam.Group) string {
+	ids := make([]string, len(gs))
+	for i, g := range gs {
+		ids[i] = g.GetId()
+	}
+	return strings.Join(ids, ", ")
+}
+
+// maxListed bounds how many leftovers of each kind a refusal names, so the
+// message stays short (it ends up in a CloudFormation reason).
+const maxListed = 5
+
+// DeleteGroup deletes the group id, but only when it holds no groups,
+// identities or role bindings: otherwise it refuses with an error listing
+// what is left, because the service may delete a group's contents with it.
+// (Registry repositories cannot be listed through IAM; if the service refuses
+// because of them, its reason is passed on.) A group that no longer exists
+// counts as deleted, and an id that is not a UIDP is a no-op without any RPC
+// (CloudFormation sends Delete with the request ID after a failed Create).
+func (p *Provisioner) DeleteGroup(ctx context.Context, id string) error {
+	if !uidp.Valid(id) {
+		return nil
+	}
+	filter := &v1.UIDPFilter{ChildrenOf: id}
+	groups, err := call(ctx, p, "list groups in group "+id, id, func(ctx context.Context) (*iam.GroupList, error) {
+		return p.clients.Groups().List(ctx, &iam.GroupFilter{Uidp: filter})
+	})
+	if err != nil {
+		return notFoundIsGone(err)
+	}
+	idents, err := call(ctx, p, "list identities in group "+id, id, func(ctx context.Context) (*iam.IdentityList, error) {
+		return p.clients.Identities().List(ctx, &iam.IdentityFilter{Uidp: filter})
+	})
+	if err != nil {
+		return notFoundIsGone(err)
+	}
+	bindings, err := call(ctx, p, "list role bindings in group "+id, id, func(ctx context.Context) (*iam.RoleBindingList, error) {
+		return p.clients.RoleBindings().List(ctx, &iam.RoleBindingFilter{Uidp: filter})
+	})
+	if err != nil {
+		return notFoundIsGone(err)
+	}
+	var left []string
+	if items := groups.GetItems(); len(items) > 0 {
+		left = append(left, listed(len(items), "group", func(i int) string {
+			return fmt.Sprintf("%q %s", items[i].GetName(), items[i].GetId())
+		}))
+	}
+	if items := idents.GetItems(); len(items) > 0 {
+		left = append(left, listed(len(items), "identity", func(i int) string {
+			return fmt.Sprintf("%q %s", items[i].GetName(), items[i].GetId())
+		}))
+	}
+	if items := bindings.GetItems(); len(items) > 0 {
+		left = append(left, listed(len(items), "role binding", func(i int) string {
+			return fmt.Sprintf("%s as %q", items[i].GetIdentity(), items[i].GetRole().GetName())
+		}))
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("delete group %s: refused: it still holds %s; delete those first (the service may delete a group's contents with it)",
+			id, strings.Join(left, "; "))
+	}
+	_, err = call(ctx, p, "delete group "+id, id, func(ctx context.Context) (*emptypb.Empty, error) {
+		return p.clients.Groups().Delete(ctx, &iam.DeleteGroupRequest{Id: id})
+	})
+	if status.Code(err) == codes.FailedPrecondition {
+		var se *StepError
+		if errors.As(err, &se) {
+			se.Hint = "the group still holds objects (for example registry repositories); delete them first"
+		}
+	}
+	return notFoundIsGone(err)
+}
+
+// listed renders "2 identities: a, b" (at most maxListed names).
+func listed(n int, kind string, name func(int) string) string {
+	noun := kind
+	if n != 1 {
+		noun = plural(kind)
+	}
+	names := make([]string, 0, min(n, maxListed))
+	for i := 0; i < n && i < maxListed; i++ {
+		names = append(names, name(i))
+	}
+	s := fmt.Sprintf("%d %s: %s", n, noun, strings.Join(names, ", "))
+	if n > maxListed {
+		s += fmt.Sprintf(" and %d more", n-maxListed)
+	}
+	return s
+}
+
+func plural(kind string) string {
+	if strings.HasSuffix(kind, "y") {
+		return strings.TrimSuffix(kind, "y") + "ies"
+	}
+	return kind + "s"
+}
+
+// notFoundIsGone maps NotFound to success for deletions.
+func notFoundIsGone(err error) error {
+	if status.Code(err) == codes.NotFound {
+		return nil
+	}
+	return err
+}

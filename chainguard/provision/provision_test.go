@@ -1,0 +1,778 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	awsauth "chainguard.dev/sdk/auth/aws"
+	common "chainguard.dev/sdk/proto/platform/common/v1"
+	registry "chainguard.dev/sdk/proto/platform/registry/v1"
+	"chainguard.dev/sdk/sts"
+	"chainguard.dev/sdk/uidp"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/provision"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/trust"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
+)
+
+const (
+	account = "111122223333"
+
+	provisionerARN    = "arn:aws:sts::111122223333:assumed-role/chainguard-provisioner/provisioner-fn"
+	provisionerUserID = "AROAPROVISIONER00001:provisioner-fn"
+
+	workloadARN    = "arn:aws:sts::111122223333:assumed-role/aws-auth/aws-auth-fn"
+	workloadUserID = "AROAWORKLOAD000000001:aws-auth-fn"
+)
+
+// Method names for fault injection.
+const (
+	identitiesCreate = "/chainguard.platform.iam.Identities/Create"
+	identitiesList   = "/chainguard.platform.iam.Identities/List"
+	bindingsCreate   = "/chainguard.platform.iam.RoleBindings/Create"
+	groupsDelete     = "/chainguard.platform.iam.Groups/Delete"
+)
+
+// fastOpts keeps retries quick in tests while exercising the same paths.
+var fastOpts = []provision.Option{
+	provision.WithBackoff(5*time.Millisecond, 20*time.Millisecond, 5),
+	provision.WithPropagationBackoff(10*time.Millisecond, 40*time.Millisecond, 5),
+	provision.WithRPCTimeout(2 * time.Second),
+}
+
+// env is a running emulator with a root group and a provisioner identity
+// bound with provisionerRole on it, and a Provisioner acting as that identity.
+type env struct {
+	e    *emulator.Emulator
+	root string
+	prov string // provisioner identity UIDP
+	p    *provision.Provisioner
+	// workload are the AWS credentials of the workload principal.
+	workload aws.Credentials
+}
+
+func newEnv(t testing.TB, provisionerRole string, opts ...provision.Option) *env {
+	t.Helper()
+	e, err := emulator.Start(emulator.Options{})
+	if err != nil {
+		t.Fatalf("start emulator: %v", err)
+	}
+	t.Cleanup(func() { e.Close() })
+	root := e.SeedGroup("", "acme", "the test organization")
+	provCreds := e.RegisterAWSPrincipal(emulator.AWSPrincipal{Account: account, ARN: provisionerARN, UserID: provisionerUserID})
+	workload := e.RegisterAWSPrincipal(emulator.AWSPrincipal{Account: account, ARN: workloadARN, UserID: workloadUserID})
+	prov := e.SeedIdentity(root, "provisioner", "the provisioner",
+		trust.AWS{Account: account, ARN: provisionerARN, UserID: provisionerUserID}.Proto().AwsIdentity,
+		map[string][]string{root: {provisionerRole}})
+
+	tok := exchange(t, e, provCreds, prov)
+	if opts == nil {
+		opts = fastOpts
+	}
+	p, closeFn, err := provision.Dial(context.Background(), e.APIURL(), tok, opts...)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { closeFn() })
+	return &env{e: e, root: root, prov: prov, p: p, workload: workload}
+}
+
+// exchange returns a Chainguard access token for identity, proving the AWS
+// principal of creds, with the SDK's own token generation and STS client.
+func exchange(t testing.TB, e *emulator.Emulator, creds aws.Credentials, identity string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	awsTok, err := awsauth.GenerateToken(ctx, creds, e.IssuerURL(), identity)
+	if err != nil {
+		t.Fatalf("generate AWS token: %v", err)
+	}
+	pair, err := sts.New(e.IssuerURL(), e.APIURL(), sts.WithIdentity(identity)).Exchange(ctx, awsTok)
+	if err != nil {
+		t.Fatalf("exchange as %s: %v", identity, err)
+	}
+	return pair.AccessToken
+}
+
+func listRepos(ctx context.Context, apiURL, tok, group string) ([]string, error) {
+	c, err := registry.NewClients(ctx, apiURL, tok)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	list, err := c.Registry().ListRepos(ctx, &registry.RepoFilter{Uidp: &common.UIDPFilter{ChildrenOf: group}})
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, r := range list.GetItems() {
+		names = append(names, r.GetName())
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func workloadTrust() trust.AWS {
+	return trust.AWS{Account: account, ARN: workloadARN, UserID: workloadUserID}
+}
+
+// bindingsOf returns the role names bound to identity on scope, sorted.
+func bindingsOf(e *emulator.Emulator, scope, identity string) []string {
+	var roles []string
+	for _, b := range e.State().RoleBindings {
+		if b.Group == scope && b.Identity == identity {
+			roles = append(roles, b.RoleName)
+		}
+	}
+	slices.Sort(roles)
+	return roles
+}
+
+func identityNamed(e *emulator.Emulator, group, name string) []emulator.Identity {
+	var out []emulator.Identity
+	for _, id := range e.State().Identities {
+		if uidp.Parent(id.ID) == group && id.Name == name {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func TestFullCycle(t *testing.T) {
+	env := newEnv(t, "owner")
+	ctx := ctxT(t, 30*time.Second)
+	before := env.e.State()
+
+	g, err := env.p.EnsureGroup(ctx, provision.GroupSpec{Parent: env.root, Name: "example-group", Description: "Example group"})
+	if err != nil {
+		t.Fatalf("EnsureGroup: %v", err)
+	}
+	if !g.Created || g.Name != "example-group" {
+		t.Fatalf("EnsureGroup = %+v, want a created group named example-group", g)
+	}
+	repo := env.e.SeedRepo(g.ID, "nginx")
+
+	spec := provision.IdentitySpec{
+		Group:       g.ID,
+		Name:        "aws-auth-identity",
+		Description: "Identity of the aws-auth function",
+		Trust:       workloadTrust(),
+		Roles:       []string{"viewer"},
+	}
+	id, err := env.p.EnsureIdentity(ctx, spec)
+	if err != nil {
+		t.Fatalf("EnsureIdentity: %v", err)
+	}
+	if !id.Created || !slices.Equal(id.Roles, []string{"viewer"}) {
+		t.Fatalf("EnsureIdentity = %+v, want created with roles [viewer]", id)
+	}
+	if got := bindingsOf(env.e, g.ID, id.ID); !slices.Equal(got, []string{"viewer"}) {
+		t.Fatalf("bindings on the group = %v, want [viewer]", got)
+	}
+
+	// The workload can now act as the identity and list the group's repos.
+	tok := exchange(t, env.e, env.workload, id.ID)
+	repos, err := listRepos(ctx, env.e.APIURL(), tok, g.ID)
+	if err != nil {
+		t.Fatalf("list repos as the new identity: %v", err)
+	}
+	if !slices.Equal(repos, []string{"nginx"}) {
+		t.Fatalf("repos = %v, want [nginx]", repos)
+	}
+
+	// Update description, trust (exact -> patterns pinned to the role) and roles, in place.
+	spec.Description = "Updated description"
+	spec.Trust = trust.AWS{
+		Account:       account,
+		ARNPattern:    `^arn:aws:sts::111122223333:assumed-role/aws-auth/[\w+=,.@-]+$`,
+		UserIDPattern: `^AROAWORKLOAD000000001:[\w+=,.@-]+$`,
+	}
+	spec.Roles = []string{"registry.pull", "editor"}
+	upd, err := env.p.EnsureIdentity(ctx, spec)
+	if err != nil {
+		t.Fatalf("EnsureIdentity (update): %v", err)
+	}
+	if upd.ID != id.ID || upd.Created {
+		t.Fatalf("update = %+v, want the same identity %s updated in place", upd, id.ID)
+	}
+	if want := []string{"editor", "registry.pull"}; !slices.Equal(upd.Roles, want) || !slices.Equal(bindingsOf(env.e, g.ID, id.ID), want) {
+		t.Fatalf("roles = %v, bindings = %v, want %v", upd.Roles, bindingsOf(env.e, g.ID, id.ID), want)
+	}
+	stored := identityNamed(env.e, g.ID, "aws-auth-identity")
+	if len(stored) != 1 || stored[0].Description != spec.Description || !trust.FromProto(stored[0].AWS).Equal(spec.Trust) {
+		t.Fatalf("stored identity = %+v, want description %q and trust %+v", stored, spec.Description, spec.Trust)
+	}
+	// The new trust still admits the workload, and the new roles still list repos.
+	tok = exchange(t, env.e, env.workload, id.ID)
+	if _, err := listRepos(ctx, env.e.APIURL(), tok, g.ID); err != nil {
+		t.Fatalf("list repos after the update: %v", err)
+	}
+
+	if err := env.p.DeleteIdentity(ctx, id.ID); err != nil {
+		t.Fatalf("DeleteIdentity: %v", err)
+	}
+	// The repo cannot be seen through IAM: the service refuses and says why.
+	// (The emulator offers no way to delete a repo, so the group stays.)
+	err = env.p.DeleteGroup(ctx, g.ID)
+	if want := "delete group " + g.ID + ": failed precondition: the group still holds objects (for example registry repositories); delete them first (service: "; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("DeleteGroup of a group holding a repo: error = %v\nwant it to contain %q", err, want)
+	}
+	after := env.e.State()
+	if len(after.Identities) != len(before.Identities) || len(after.RoleBindings) != len(before.RoleBindings) {
+		t.Fatalf("after the cycle the emulator holds %d identities and %d bindings; want what it held before: %d and %d",
+			len(after.Identities), len(after.RoleBindings), len(before.Identities), len(before.RoleBindings))
+	}
+	for _, gr := range after.Groups {
+		if gr.ID != g.ID && !slices.ContainsFunc(before.Groups, func(b emulator.Group) bool { return b.ID == gr.ID }) {
+			t.Fatalf("group %+v was left behind", gr)
+		}
+	}
+	if len(after.Repos) != 1 || after.Repos[0].ID != repo {
+		t.Fatalf("repos = %+v, want only the seeded %s", after.Repos, repo)
+	}
+}
+
+// The same cycle without a repo ends with the emulator exactly as it began.
+func TestFullCycleLeavesNothing(t *testing.T) {
+	env := newEnv(t, "owner")
+	ctx := ctxT(t, 30*time.Second)
+	before := env.e.State()
+	g, err := env.p.EnsureGroup(ctx, provision.GroupSpec{Parent: env.root, Name: "example-group", Description: "Example group"})
+	if err != nil {
+		t.Fatalf("EnsureGroup: %v", err)
+	}
+	id, err := env.p.EnsureIdentity(ctx, provision.IdentitySpec{Group: g.ID, Name: "aws-auth-identity", Trust: workloadTrust(), Roles: []string{"viewer", "registry.pull"}})
+	if err != nil {
+		t.Fatalf("EnsureIdentity: %v", err)
+	}
+	tok := exchange(t, env.e, env.workload, id.ID)
+	if _, err := listRepos(ctx, env.e.APIURL(), tok, g.ID); err != nil {
+		t.Fatalf("list repos as the new identity: %v", err)
+	}
+	if err := env.p.DeleteIdentity(ctx, id.ID); err != nil {
+		t.Fatalf("DeleteIdentity: %v", err)
+	}
+	if err := env.p.DeleteGroup(ctx, g.ID); err != nil {
+		t.Fatalf("DeleteGroup: %v", err)
+	}
+	// Replayed deletes (CloudFormation retries) succeed too.
+	if err := env.p.DeleteIdentity(ctx, id.ID); err != nil {
+		t.Fatalf("DeleteIdentity again: %v", err)
+	}
+	if err := env.p.DeleteGroup(ctx, g.ID); err != nil {
+		t.Fatalf("DeleteGroup again: %v", err)
+	}
+	after := env.e.State()
+	if !reflect.DeepEqual(ids(after), ids(before)) {
+		t.Fatalf("the emulator ended with %v, want what it held before: %v", ids(after), ids(before))
+	}
+}
+
+// ids lists every group, identity, binding and repo ID in s.
+func ids(s emulator.State) []string {
+	var out []string
+	for _, g := range s.Groups {
+		out = append(out, "group "+g.ID)
+	}
+	for _, i := range s.Identities {
+		out = append(out, "identity "+i.ID)
+	}
+	for _, b := range s.RoleBindings {
+		out = append(out, "binding "+b.ID)
+	}
+	for _, r := range s.Repos {
+		out = append(out, "repo "+r.ID)
+	}
+	return out
+}
+
+func TestEnsureIdentityReplay(t *testing.T) {
+	env := newEnv(t, "owner")
+	ctx := ctxT(t, 30*time.Second)
+	group := env.e.SeedGroup(env.root, "example-group", "")
+	spec := provision.IdentitySpec{
+		Group: group, Name: "aws-auth-identity", Description: "d", Trust: workloadTrust(),
+		Roles: []string{"viewer", "registry.pull", "viewer"},
+	}
+	var ids []string
+	for i := range 3 {
+		rpcs := env.p.RPCs()
+		got, err := env.p.EnsureIdentity(ctx, spec)
+		if err != nil {
+			t.Fatalf("EnsureIdentity #%d: %v", i+1, err)
+		}
+		if got.Created != (i == 0) {
+			t.Errorf("EnsureIdentity #%d: Created = %v, want %v", i+1, got.Created, i == 0)
+		}
+		if i > 0 {
+			// Nothing to change: look up the identity and its bindings, nothing else.
+			if n := env.p.RPCs() - rpcs; n != 2 {
+				t.Errorf("EnsureIdentity #%d made %d RPCs, want 2 (list identities, list bindings)", i+1, n)
+			}
+		}
+		ids = append(ids, got.ID)
+	}
+	if ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Fatalf("replays returned different identities: %v", ids)
+	}
+	if n := len(identityNamed(env.e, group, "aws-auth-identity")); n != 1 {
+		t.Fatalf("%d identities named aws-auth-identity, want 1", n)
+	}
+	if got, want := bindingsOf(env.e, group, ids[0]), []string{"registry.pull", "viewer"}; !slices.Equal(got, want) {
+		t.Fatalf("bindings = %v, want one per role %v", got, want)
+	}
+}
+
+// Concurrent deliveries of the same event (each with its own provisioner,
+// like two Lambda invocations) converge on one group, one identity and one
+// binding per role.
+func TestConcurrentEnsure(t *testing.T) {
+	env := newEnv(t, "owner")
+	ctx := ctxT(t, 30*time.Second)
+	const n = 4
+	provisioners := []*provision.Provisioner{env.p}
+	for range n - 1 {
+		p, closeFn, err := provision.Dial(ctx, env.e.APIURL(), env.e.MintToken(env.prov), fastOpts...)
+		if err != nil {
+			t.Fatalf("Dial: %v", err)
+		}
+		t.Cleanup(func() { closeFn() })
+		provisioners = append(provisioners, p)
+	}
+	var wg sync.WaitGroup
+	groups, idents, errs := make([]string, n), make([]string, n), make([]error, n)
+	for i, p := range provisioners {
+		wg.Go(func() {
+			g, err := p.EnsureGroup(ctx, provision.GroupSpec{Parent: env.root, Name: "example-group"})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			id, err := p.EnsureIdentity(ctx, provision.IdentitySpec{Group: g.ID, Name: "aws-auth-identity", Trust: workloadTrust(), Roles: []string{"viewer", "registry.pull"}})
+			groups[i], idents[i], errs[i] = g.ID, id.ID, err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("provisioner %d: %v", i, err)
+		}
+	}
+	for i := range n {
+		if groups[i] != groups[0] || idents[i] != idents[0] {
+			t.Fatalf("provisioners disagree: groups %v, identities %v", groups, idents)
+		}
+	}
+	if c := len(identityNamed(env.e, groups[0], "aws-auth-identity")); c != 1 {
+		t.Fatalf("%d identities, want 1", c)
+	}
+	if got, want := bindingsOf(env.e, groups[0], idents[0]), []string{"registry.pull", "viewer"}; !slices.Equal(got, want) {
+		t.Fatalf("bindings = %v, want %v", got, want)
+	}
+}
+
+// Bindings added behind the provisioner's back are reconciled to exactly the
+// wanted roles; other identities' bindings are left alone.
+func TestEnsureIdentityReconcilesBindings(t *testing.T) {
+	env := newEnv(t, "owner")
+	ctx := ctxT(t, 30*time.Second)
+	group := env.e.SeedGroup(env.root, "example-group", "")
+	spec := provision.IdentitySpec{Group: group, Name: "aws-auth-identity", Trust: workloadTrust(), Roles: []string{"viewer"}}
+	id, err := env.p.EnsureIdentity(ctx, spec)
+	if err != nil {
+		t.Fatalf("EnsureIdentity: %v", err)
+	}
+	env.e.SeedRoleBinding(group, id.ID, "editor")
+	env.e.SeedRoleBinding(group, id.ID, "registry.push")
+	other := env.e.SeedIdentity(group, "other", "", workloadTrust().Proto().AwsIdentity, map[string][]string{group: {"editor"}})
+
+	if _, err := env.p.EnsureIdentity(ctx, spec); err != nil {
+		t.Fatalf("EnsureIdentity: %v", err)
+	}
+	if got := bindingsOf(env.e, group, id.ID); !slices.Equal(got, []string{"viewer"}) {
+		t.Fatalf("bindings = %v, want [viewer]", got)
+	}
+	if got := bindingsOf(env.e, group, other); !slices.Equal(got, []string{"editor"}) {
+		t.Fatalf("another identity's bindings = %v, want them untouched: [editor]", got)
+	}
+
+	// No roles at all: every binding of the identity goes.
+	spec.Roles = nil
+	if _, err := env.p.EnsureIdentity(ctx, spec); err != nil {
+		t.Fatalf("EnsureIdentity: %v", err)
+	}
+	if got := bindingsOf(env.e, group, id.ID); len(got) != 0 {
+		t.Fatalf("bindings = %v, want none", got)
+	}
+}
+
+func TestEnsureGroupAdoptsAndUpdates(t *testing.T) {
+	env := newEnv(t, "owner")
+	ctx := ctxT(t, 30*time.Second)
+	seeded := env.e.SeedGroup(env.root, "example-group", "old description")
+	env.e.SeedGroup(env.root, "unrelated", "")
+
+	for i, desc := range []string{"new description", "new description"} {
+		g, err := env.p.EnsureGroup(ctx, provision.GroupSpec{Parent: env.root, Name: "example-group", Description: desc})
+		if err != nil {
+			t.Fatalf("EnsureGroup #%d: %v", i+1, err)
+		}
+		if g.ID != seeded || g.Created || g.Description != desc {
+			t.Fatalf("EnsureGroup #%d = %+v, want the seeded group %s adopted with description %q", i+1, g, seeded, desc)
+		}
+	}
+	for _, g := range env.e.State().Groups {
+		if g.ID == seeded && g.Description != "new description" {
+			t.Fatalf("stored description = %q, want %q", g.Description, "new description")
+		}
+	}
+}
+
+func TestValidationBeforeAnyRPC(t *testing.T) {
+	env := newEnv(t, "owner")
+	ctx := ctxT(t, 30*time.Second)
+	group := env.e.SeedGroup(env.root, "example-group", "")
+	good := provision.IdentitySpec{Group: group, Name: "aws-auth-identity", Trust: workloadTrust(), Roles: []string{"viewer"}}
+	tests := []struct {
+		name    string
+		mutate  func(*provision.IdentitySpec)
+		wantErr string
+	}{
+		{"group not a UIDP", func(s *provision.IdentitySpec) { s.Group = "example-group" }, `group "example-group" is not a Chainguard UIDP`},
+		{"uppercase name", func(s *provision.IdentitySpec) { s.Name = "AWS-Auth" }, `identity name "AWS-Auth" is not valid`},
+		{"empty role", func(s *provision.IdentitySpec) { s.Roles = []string{""} }, `role name is empty`},
+		{"trust without ARN", func(s *provision.IdentitySpec) { s.Trust.ARN = "" }, `ARN or ARNPattern: neither is set`},
+		{"two problems", func(s *provision.IdentitySpec) { s.Name = ""; s.Roles = []string{"a,b"} }, `identity name is empty`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := good
+			spec.Roles = slices.Clone(good.Roles)
+			tt.mutate(&spec)
+			rpcs := env.p.RPCs()
+			_, err := env.p.EnsureIdentity(ctx, spec)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("EnsureIdentity error = %v, want it to contain %q", err, tt.wantErr)
+			}
+			if !errors.Is(err, validate.ErrInvalid) {
+				t.Errorf("error %v does not match validate.ErrInvalid", err)
+			}
+			if n := env.p.RPCs() - rpcs; n != 0 {
+				t.Errorf("made %d RPCs for an invalid spec, want 0", n)
+			}
+		})
+	}
+
+	t.Run("group spec", func(t *testing.T) {
+		_, err := env.p.EnsureGroup(ctx, provision.GroupSpec{Parent: "", Name: "Bad Name"})
+		if err == nil || !strings.Contains(err.Error(), "parent is empty") || !strings.Contains(err.Error(), `group name "Bad Name" is not valid`) {
+			t.Fatalf("EnsureGroup error = %v, want both the parent and the name problems", err)
+		}
+	})
+
+	t.Run("unknown role fails before the identity is created", func(t *testing.T) {
+		spec := good
+		spec.Roles = []string{"viewr"}
+		_, err := env.p.EnsureIdentity(ctx, spec)
+		if want := `look up role "viewr": no role has that name`; err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("EnsureIdentity error = %v, want it to contain %q", err, want)
+		}
+		if n := len(identityNamed(env.e, group, spec.Name)); n != 0 {
+			t.Fatalf("%d identities were created, want 0", n)
+		}
+	})
+}
+
+func TestAuthorization(t *testing.T) {
+	env := newEnv(t, "viewer")
+	ctx := ctxT(t, 30*time.Second)
+	group := env.e.SeedGroup(env.root, "example-group", "")
+	_, err := env.p.EnsureIdentity(ctx, provision.IdentitySpec{Group: group, Name: "aws-auth-identity", Trust: workloadTrust(), Roles: []string{"viewer"}})
+	t.Logf("error: %v", err)
+	want := `create identity "aws-auth-identity" in group ` + group + `: permission denied: the provisioner identity needs the owner role on this group (service: `
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("EnsureIdentity as a viewer: error = %v\nwant it to contain %q", err, want)
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("status.Code(err) = %v, want PermissionDenied", status.Code(err))
+	}
+	if strings.Contains(err.Error(), "attempts") {
+		t.Errorf("a plain PermissionDenied was retried: %v", err)
+	}
+	if n := len(identityNamed(env.e, group, "aws-auth-identity")); n != 0 {
+		t.Fatalf("%d identities exist, want 0", n)
+	}
+}
+
+func TestFaults(t *testing.T) {
+	const name = "aws-auth-identity"
+	tests := []struct {
+		name    string
+		opts    []provision.Option
+		timeout time.Duration
+		// inject sets up the fault; it may use the Provisioner first.
+		inject      func(t *testing.T, env *env, group string)
+		wantErr     string // substring; "" means success; GROUP is replaced by the group UIDP
+		wantNote    string // a further substring of the error
+		wantCode    codes.Code
+		wantCreates int           // Identities/Create calls seen by the emulator
+		maxElapsed  time.Duration // 0: no bound checked
+	}{{
+		name: "unavailable twice then success",
+		inject: func(t *testing.T, env *env, group string) {
+			env.e.FailNext(identitiesCreate, 2, codes.Unavailable)
+		},
+		wantCreates: 3,
+	}, {
+		name: "resource exhausted listing, unavailable binding, then success",
+		inject: func(t *testing.T, env *env, group string) {
+			env.e.FailNext(identitiesList, 1, codes.ResourceExhausted)
+			env.e.FailNext(bindingsCreate, 2, codes.Unavailable)
+		},
+		wantCreates: 1,
+	}, {
+		name: "unavailable beyond the tries gives up",
+		inject: func(t *testing.T, env *env, group string) {
+			env.e.FailNext(identitiesCreate, 10, codes.Unavailable)
+		},
+		wantErr:     `create identity "aws-auth-identity" in group GROUP: unavailable: emulator: injected failure of /chainguard.platform.iam.Identities/Create (after 5 attempts)`,
+		wantCode:    codes.Unavailable,
+		wantCreates: 5,
+	}, {
+		name: "invalid argument is not retried",
+		inject: func(t *testing.T, env *env, group string) {
+			env.e.FailNext(identitiesCreate, 1, codes.InvalidArgument)
+		},
+		wantErr:     `create identity "aws-auth-identity" in group GROUP: invalid argument`,
+		wantCode:    codes.InvalidArgument,
+		wantCreates: 1,
+	}, {
+		name: "no wait past the caller's deadline",
+		opts: []provision.Option{provision.WithBackoff(5*time.Second, 10*time.Second, 5)},
+		inject: func(t *testing.T, env *env, group string) {
+			env.e.FailNext(identitiesCreate, 1, codes.Unavailable)
+		},
+		timeout:     time.Second,
+		wantErr:     `create identity "aws-auth-identity" in group GROUP: unavailable: emulator: injected failure of /chainguard.platform.iam.Identities/Create (the next retry would pass the caller's deadline)`,
+		wantCode:    codes.Unavailable,
+		wantCreates: 1,
+		maxElapsed:  500 * time.Millisecond,
+	}, {
+		name: "one hang hits the per-RPC timeout, the retry succeeds",
+		opts: []provision.Option{provision.WithRPCTimeout(200 * time.Millisecond)},
+		inject: func(t *testing.T, env *env, group string) {
+			env.e.HangNext(identitiesCreate, 1)
+		},
+		wantCreates: 2,
+	}, {
+		name: "hang until the caller's deadline",
+		inject: func(t *testing.T, env *env, group string) {
+			env.e.HangNext(identitiesCreate, 100)
+		},
+		timeout:     time.Second,
+		wantErr:     `create identity "aws-auth-identity" in group GROUP: deadline exceeded: `,
+		wantNote:    "(the caller's deadline passed or it gave up)",
+		wantCode:    codes.DeadlineExceeded,
+		wantCreates: 1,
+		maxElapsed:  1500 * time.Millisecond,
+	}, {
+		name: "permission denied right after creating a binding is retried",
+		inject: func(t *testing.T, env *env, group string) {
+			// This provisioner binds another identity on the group first.
+			if _, err := env.p.EnsureIdentity(context.Background(), provision.IdentitySpec{
+				Group: group, Name: "first", Trust: workloadTrust(), Roles: []string{"viewer"},
+			}); err != nil {
+				t.Fatalf("EnsureIdentity(first): %v", err)
+			}
+			env.e.FailNext(identitiesCreate, 2, codes.PermissionDenied)
+		},
+		wantCreates: 4, // first, then 2 denied + 1 success
+	}, {
+		name: "permission denied without a recent binding is final",
+		inject: func(t *testing.T, env *env, group string) {
+			env.e.FailNext(identitiesCreate, 1, codes.PermissionDenied)
+		},
+		wantErr:     `create identity "aws-auth-identity" in group GROUP: permission denied: the provisioner identity needs the owner role on this group`,
+		wantCode:    codes.PermissionDenied,
+		wantCreates: 1,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newEnv(t, "owner", append(slices.Clone(fastOpts), tt.opts...)...)
+			group := env.e.SeedGroup(env.root, "example-group", "")
+			tt.inject(t, env, group)
+			timeout := cmpOr(tt.timeout, 30*time.Second)
+			ctx := ctxT(t, timeout)
+			start := time.Now()
+			id, err := env.p.EnsureIdentity(ctx, provision.IdentitySpec{Group: group, Name: name, Trust: workloadTrust(), Roles: []string{"viewer"}})
+			elapsed := time.Since(start)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("EnsureIdentity: %v", err)
+				}
+				if got := bindingsOf(env.e, group, id.ID); !slices.Equal(got, []string{"viewer"}) {
+					t.Errorf("bindings = %v, want [viewer]", got)
+				}
+				if n := len(identityNamed(env.e, group, name)); n != 1 {
+					t.Errorf("%d identities named %s, want 1", n, name)
+				}
+			} else {
+				t.Logf("error: %v", err)
+				want := strings.ReplaceAll(tt.wantErr, "GROUP", group)
+				if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), tt.wantNote) {
+					t.Fatalf("EnsureIdentity error = %v\nwant it to contain %q and %q", err, want, tt.wantNote)
+				}
+				if status.Code(err) != tt.wantCode {
+					t.Errorf("status.Code(err) = %v, want %v", status.Code(err), tt.wantCode)
+				}
+			}
+			if got := env.e.Calls(identitiesCreate); got != tt.wantCreates {
+				t.Errorf("Identities/Create calls = %d, want %d", got, tt.wantCreates)
+			}
+			if tt.maxElapsed > 0 && elapsed > tt.maxElapsed {
+				t.Errorf("EnsureIdentity took %v, want at most %v (deadline %v)", elapsed, tt.maxElapsed, timeout)
+			}
+		})
+	}
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+func TestDeleteGroupRefusesWhileNotEmpty(t *testing.T) {
+	env := newEnv(t, "owner")
+	ctx := ctxT(t, 30*time.Second)
+	g, err := env.p.EnsureGroup(ctx, provision.GroupSpec{Parent: env.root, Name: "example-group"})
+	if err != nil {
+		t.Fatalf("EnsureGroup: %v", err)
+	}
+	id, err := env.p.EnsureIdentity(ctx, provision.IdentitySpec{Group: g.ID, Name: "aws-auth-identity", Trust: workloadTrust(), Roles: []string{"viewer"}})
+	if err != nil {
+		t.Fatalf("EnsureIdentity: %v", err)
+	}
+	sub := env.e.SeedGroup(g.ID, "team", "")
+	before := env.e.State()
+
+	err = env.p.DeleteGroup(ctx, g.ID)
+	t.Logf("error: %v", err)
+	for _, want := range []string{
+		"delete group " + g.ID + ": refused: it still holds ",
+		`1 group: "team" ` + sub,
+		`1 identity: "aws-auth-identity" ` + id.ID,
+		`1 role binding: ` + id.ID + ` as "viewer"`,
+		"delete those first",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("DeleteGroup error = %v\nwant it to contain %q", err, want)
+		}
+	}
+	if got := len(env.e.State().Groups); got != len(before.Groups) {
+		t.Fatalf("groups went from %d to %d after a refused delete", len(before.Groups), got)
+	}
+	if n := env.e.Calls(groupsDelete); n != 0 {
+		t.Fatalf("Groups/Delete was called %d times, want 0", n)
+	}
+}
+
+// Deleting what is already gone, or an ID that is not a UIDP (CloudFormation
+// sends the request ID after a failed Create), succeeds.
+func TestDeleteGoneOrNotUIDP(t *testing.T) {
+	env := newEnv(t, "owner")
+	ctx := ctxT(t, 30*time.Second)
+	group := env.e.SeedGroup(env.root, "example-group", "")
+	gone := group + "/0123456789abcdef"
+	tests := []struct {
+		name     string
+		del      func(context.Context, string) error
+		id       string
+		wantRPCs bool
+	}{
+		{"identity: request ID", env.p.DeleteIdentity, "a1b2c3d4-request-id", false},
+		{"identity: empty", env.p.DeleteIdentity, "", false},
+		{"identity: root UIDP", env.p.DeleteIdentity, env.root, false},
+		{"identity: missing", env.p.DeleteIdentity, gone, true},
+		{"group: request ID", env.p.DeleteGroup, "a1b2c3d4-request-id", false},
+		{"group: missing", env.p.DeleteGroup, gone, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rpcs := env.p.RPCs()
+			if err := tt.del(ctx, tt.id); err != nil {
+				t.Fatalf("delete %q: %v, want nil", tt.id, err)
+			}
+			if made := env.p.RPCs() > rpcs; made != tt.wantRPCs {
+				t.Fatalf("delete %q made RPCs: %v, want %v", tt.id, made, tt.wantRPCs)
+			}
+		})
+	}
+}
+
+// BenchmarkEnsureIdentityCreate reports the RPCs to create an identity with
+// one binding, the role cache warm (target: at most 4).
+func BenchmarkEnsureIdentityCreate(b *testing.B) {
+	env := newEnv(b, "owner")
+	ctx := context.Background()
+	group := env.e.SeedGroup(env.root, "example-group", "")
+	spec := func(i int) provision.IdentitySpec {
+		return provision.IdentitySpec{Group: group, Name: "id-" + strconv.Itoa(i), Trust: workloadTrust(), Roles: []string{"viewer"}}
+	}
+	if _, err := env.p.EnsureIdentity(ctx, spec(-1)); err != nil { // warms the role cache
+		b.Fatal(err)
+	}
+	rpcs, n := 0, 0
+	for ; b.Loop(); n++ {
+		i := n
+		before := env.p.RPCs()
+		if _, err := env.p.EnsureIdentity(ctx, spec(i)); err != nil {
+			b.Fatal(err)
+		}
+		rpcs += env.p.RPCs() - before
+	}
+	b.ReportMetric(float64(rpcs)/float64(n), "rpcs/op")
+}
+
+// BenchmarkDeleteIdentity reports the RPCs to delete an identity with one
+// binding (target: at most 3).
+func BenchmarkDeleteIdentity(b *testing.B) {
+	env := newEnv(b, "owner")
+	ctx := context.Background()
+	group := env.e.SeedGroup(env.root, "example-group", "")
+	rpcs, n := 0, 0
+	for ; b.Loop(); n++ {
+		i := n
+		b.StopTimer()
+		id, err := env.p.EnsureIdentity(ctx, provision.IdentitySpec{Group: group, Name: "id-" + strconv.Itoa(i), Trust: workloadTrust(), Roles: []string{"viewer"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		before := env.p.RPCs()
+		if err := env.p.DeleteIdentity(ctx, id.ID); err != nil {
+			b.Fatal(err)
+		}
+		rpcs += env.p.RPCs() - before
+	}
+	b.ReportMetric(float64(rpcs)/float64(n), "rpcs/op")
+}

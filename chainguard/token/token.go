@@ -1,0 +1,246 @@
+// Package token turns AWS credentials into a Chainguard access token.
+//
+// The caller proves its AWS identity by signing an AWS STS GetCallerIdentity
+// request (chainguard.dev/sdk/auth/aws.GenerateToken, bound to the issuer and
+// the assumable identity) and exchanges it at the Chainguard STS for a
+// short-lived access token (chainguard.dev/sdk/sts). No Chainguard secret is
+// involved.
+//
+// [Exchange] performs one exchange (the provisioner mints a fresh token per
+// event); [Source] caches the token until shortly before it expires and is
+// safe for concurrent use (a workload calling the API on every request).
+//
+// Every step runs under its own deadline (Config.RPCTimeout): the SDK's gRPC
+// clients wait for the connection to become ready, so a call to a service
+// that is down would otherwise block forever.
+//
+// Errors say which step failed and are classified with [ErrConfig],
+// [ErrCredentials], [ErrGenerate], [ErrRefused] and [ErrUnreachable] for
+// errors.Is. They name the identity and the issuer, never a token or a secret.
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+
+	awsauth "chainguard.dev/sdk/auth/aws"
+	"chainguard.dev/sdk/sts"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
+)
+
+// DefaultRPCTimeout bounds each step of an exchange when Config.RPCTimeout is zero.
+const DefaultRPCTimeout = 10 * time.Second
+
+// Error classes, for errors.Is.
+var (
+	// ErrConfig: the Config is unusable (bad URL, identity that is not a UIDP, ...).
+	ErrConfig = errors.New("invalid configuration")
+	// ErrCredentials: the AWS credentials provider failed or returned no keys.
+	ErrCredentials = errors.New("AWS credentials unavailable")
+	// ErrGenerate: signing the AWS GetCallerIdentity token failed.
+	ErrGenerate = errors.New("AWS token generation failed")
+	// ErrRefused: the Chainguard STS answered and said no; the message carries its reason.
+	ErrRefused = errors.New("refused")
+	// ErrUnreachable: the Chainguard STS was not reached, did not answer within
+	// the deadline, or failed on its side (Unavailable, DeadlineExceeded,
+	// ResourceExhausted, Internal, ...). Retrying later may succeed.
+	ErrUnreachable = errors.New("unreachable")
+)
+
+// Config says where to exchange and as whom.
+type Config struct {
+	// Issuer is the Chainguard STS URL, e.g. https://issuer.enforce.dev
+	// (http:// only for a local emulator on 127.0.0.1 or localhost).
+	Issuer string
+	// APIURL is the Chainguard API URL the token is for (its audience),
+	// e.g. https://console-api.enforce.dev.
+	APIURL string
+	// Identity is the UIDP of the assumable identity to act as.
+	Identity string
+	// Credentials supplies the AWS credentials that prove the caller's AWS
+	// principal (e.g. the Lambda function's role credentials).
+	Credentials aws.CredentialsProvider
+	// RPCTimeout bounds each step (credentials, signing, exchange);
+	// zero means DefaultRPCTimeout.
+	RPCTimeout time.Duration
+}
+
+// Token is a Chainguard access token and the time it expires.
+type Token struct {
+	AccessToken string
+	Expiry      time.Time
+}
+
+// String hides the token so that logging a Token never leaks it.
+func (t Token) String() string {
+	return fmt.Sprintf("token.Token{AccessToken: <redacted>, Expiry: %s}", t.Expiry.Format(time.RFC3339))
+}
+
+// GoString hides the token from %#v as well.
+func (t Token) GoString() string { return t.String() }
+
+// Validate reports the first problem with c. Errors wrap ErrConfig (and
+// validate.ErrInvalid for a bad value).
+func (c Config) Validate() error {
+	for _, err := range []error{
+		validate.ServiceURL("issuer URL", c.Issuer),
+		validate.ServiceURL("API URL", c.APIURL),
+		validate.UIDP("identity", c.Identity),
+	} {
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	if c.Credentials == nil {
+		return fmt.Errorf("%w: no AWS credentials provider: pass e.g. the Credentials of an aws.Config loaded with config.LoadDefaultConfig", ErrConfig)
+	}
+	if c.RPCTimeout < 0 {
+		return fmt.Errorf("%w: RPC timeout %s is negative: use a positive duration such as 10s, or zero for the default %s", ErrConfig, c.RPCTimeout, DefaultRPCTimeout)
+	}
+	return nil
+}
+
+func (c Config) timeout() time.Duration {
+	if c.RPCTimeout == 0 {
+		return DefaultRPCTimeout
+	}
+	return c.RPCTimeout
+}
+
+// Exchange proves the AWS principal of cfg.Credentials to the Chainguard STS
+// and returns an access token for cfg.Identity. It does not cache: see
+// [Source] for that. Each step is bounded by cfg.RPCTimeout (and by ctx).
+func Exchange(ctx context.Context, cfg Config) (Token, error) {
+	if err := cfg.Validate(); err != nil {
+		return Token{}, err
+	}
+	return exchange(ctx, cfg)
+}
+
+// exchange is Exchange without validation (Source validates once).
+func exchange(ctx context.Context, cfg Config) (Token, error) {
+	timeout := cfg.timeout()
+	who := fmt.Sprintf("for identity %s at %s", cfg.Identity, cfg.Issuer)
+
+	creds, err := retrieve(ctx, cfg.Credentials, timeout)
+	if err != nil {
+		return Token{}, fmt.Errorf("get AWS credentials %s: %w: %w", who, ErrCredentials, err)
+	}
+
+	gctx, cancel := context.WithTimeout(ctx, timeout)
+	awsToken, err := awsauth.GenerateToken(gctx, creds, cfg.Issuer, cfg.Identity)
+	cancel()
+	if err != nil {
+		return Token{}, fmt.Errorf("generate AWS token %s: %w: %w", who, ErrGenerate, err)
+	}
+
+	ectx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pair, err := sts.New(cfg.Issuer, cfg.APIURL, sts.WithIdentity(cfg.Identity)).Exchange(ectx, awsToken)
+	if err != nil {
+		return Token{}, classify("exchange AWS token "+who, timeout, callerDeadlineFirst(ctx, ectx), err)
+	}
+	if pair.AccessToken == "" {
+		return Token{}, fmt.Errorf("exchange AWS token %s: %w: the issuer answered without an access token", who, ErrUnreachable)
+	}
+	return Token{AccessToken: pair.AccessToken, Expiry: pair.Expiry}, nil
+}
+
+// retrieve gets credentials under the step deadline and checks they carry keys.
+func retrieve(ctx context.Context, p aws.CredentialsProvider, timeout time.Duration) (aws.Credentials, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	creds, err := p.Retrieve(ctx)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	if !creds.HasKeys() {
+		return aws.Credentials{}, errors.New("the provider returned no access key ID or secret access key")
+	}
+	return creds, nil
+}
+
+// callerDeadlineFirst reports whether the caller's deadline (parent) ends
+// no later than the step's own (step, derived from parent), so that a timeout
+// is blamed on the right one.
+func callerDeadlineFirst(parent, step context.Context) bool {
+	pd, ok := parent.Deadline()
+	sd, _ := step.Deadline()
+	return ok && !pd.After(sd)
+}
+
+// classify turns an STS exchange error into ErrRefused (the service answered
+// no, with its reason) or ErrUnreachable (not reached / no answer in time /
+// transient failure). The result matches its class and the cause (errors.Is,
+// status.Code) without repeating the cause's text.
+func classify(step string, timeout time.Duration, callerDeadline bool, err error) error {
+	st, isStatus := status.FromError(err)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || st.Code() == codes.DeadlineExceeded:
+		if callerDeadline {
+			return causeError(err, ErrUnreachable, "%s: %v: the caller's deadline passed before the issuer answered", step, ErrUnreachable)
+		}
+		return causeError(err, ErrUnreachable, "%s: %v: no answer within %s: check the issuer URL and that the service is up", step, ErrUnreachable, timeout)
+	case errors.Is(err, context.Canceled) || st.Code() == codes.Canceled:
+		return causeError(err, context.Canceled, "%s: canceled by the caller", step)
+	case !isStatus:
+		return fmt.Errorf("%s: %w: %w", step, ErrUnreachable, err)
+	}
+	switch st.Code() {
+	case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument, codes.NotFound,
+		codes.FailedPrecondition, codes.AlreadyExists, codes.OutOfRange, codes.Unimplemented:
+		return causeError(err, ErrRefused, "%s: %v: %s: %s%s", step, ErrRefused, CodeText(st.Code()), st.Message(), refusalHint(st.Code()))
+	default:
+		return causeError(err, ErrUnreachable, "%s: %v: %s: %s", step, ErrUnreachable, CodeText(st.Code()), st.Message())
+	}
+}
+
+func refusalHint(c codes.Code) string {
+	switch c {
+	case codes.PermissionDenied:
+		return " (check that the identity's AWS trust names this AWS principal: account, ARN or ARN pattern, user ID or user ID pattern)"
+	case codes.Unauthenticated:
+		return " (check the AWS credentials, and that the issuer URL is the one the identity's tokens are exchanged at)"
+	case codes.NotFound:
+		return " (check the identity UIDP: it must name an existing assumable identity)"
+	default:
+		return ""
+	}
+}
+
+// classifiedError has its own message but matches its class and its cause
+// with errors.Is / errors.As (so status.Code still sees a gRPC status).
+type classifiedError struct {
+	msg          string
+	class, cause error
+}
+
+func causeError(cause, class error, format string, args ...any) error {
+	return &classifiedError{msg: fmt.Sprintf(format, args...), class: class, cause: cause}
+}
+
+func (e *classifiedError) Error() string   { return e.msg }
+func (e *classifiedError) Unwrap() []error { return []error{e.class, e.cause} }
+
+// CodeText spells a gRPC code in words, e.g. PermissionDenied -> "permission denied".
+func CodeText(c codes.Code) string {
+	var b strings.Builder
+	prevLower := false
+	for _, r := range c.String() {
+		upper := unicode.IsUpper(r)
+		if upper && prevLower {
+			b.WriteByte(' ')
+		}
+		prevLower = !upper
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
+}

@@ -1,0 +1,254 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+const (
+	testIdentity = "0123456789abcdef0123456789abcdef01234567/0123456789abcdef"
+	testSecret   = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+)
+
+func staticCreds() aws.CredentialsProvider {
+	return credentials.NewStaticCredentialsProvider("AKIAIOSFODNN7EXAMPLE", testSecret, "")
+}
+
+func validConfig() Config {
+	return Config{
+		Issuer:      "http://127.0.0.1:1",
+		APIURL:      "http://127.0.0.1:2",
+		Identity:    testIdentity,
+		Credentials: staticCreds(),
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr string // substring; "" means valid
+	}{
+		{name: "valid local", mutate: func(*Config) {}},
+		{name: "valid https", mutate: func(c *Config) {
+			c.Issuer, c.APIURL = "https://issuer.enforce.dev", "https://console-api.enforce.dev"
+		}},
+		{name: "valid localhost with timeout", mutate: func(c *Config) { c.Issuer, c.RPCTimeout = "http://localhost:8080", time.Second }},
+		{name: "issuer without scheme", mutate: func(c *Config) { c.Issuer = "127.0.0.1:8080" }, wantErr: `issuer URL "127.0.0.1:8080"`},
+		{name: "empty issuer", mutate: func(c *Config) { c.Issuer = "" }, wantErr: "issuer URL is empty"},
+		{name: "http remote issuer", mutate: func(c *Config) { c.Issuer = "http://issuer.enforce.dev" }, wantErr: "uses plain http"},
+		{name: "ftp api", mutate: func(c *Config) { c.APIURL = "ftp://127.0.0.1" }, wantErr: `API URL "ftp://127.0.0.1" has scheme "ftp"`},
+		{name: "api with path", mutate: func(c *Config) { c.APIURL = "https://api.example.com/v1" }, wantErr: "without path, query or fragment"},
+		{name: "identity not uidp", mutate: func(c *Config) { c.Identity = "aws-auth-identity" }, wantErr: `identity "aws-auth-identity" is not a Chainguard UIDP`},
+		{name: "empty identity", mutate: func(c *Config) { c.Identity = "" }, wantErr: "identity is empty"},
+		{name: "no credentials", mutate: func(c *Config) { c.Credentials = nil }, wantErr: "no AWS credentials provider"},
+		{name: "negative timeout", mutate: func(c *Config) { c.RPCTimeout = -time.Second }, wantErr: "RPC timeout -1s is negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrConfig) {
+				t.Fatalf("Validate() = %v, want ErrConfig containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestExchangeLocalFailures covers the steps that fail before any network
+// call, and a service that is down (nothing listens on the port).
+func TestExchangeLocalFailures(t *testing.T) {
+	downURL := closedPortURL(t)
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantIs  error
+		wantErr []string
+		maxTime time.Duration
+	}{
+		{
+			name: "provider error",
+			cfg: func() Config {
+				c := validConfig()
+				c.Credentials = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+					return aws.Credentials{}, errors.New("no EC2 IMDS role found")
+				})
+				return c
+			}(),
+			wantIs:  ErrCredentials,
+			wantErr: []string{"get AWS credentials for identity " + testIdentity + " at http://127.0.0.1:1", "no EC2 IMDS role found"},
+		},
+		{
+			name: "provider without keys",
+			cfg: func() Config {
+				c := validConfig()
+				c.Credentials = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+					return aws.Credentials{AccessKeyID: "AKIAIOSFODNN7EXAMPLE"}, nil
+				})
+				return c
+			}(),
+			wantIs:  ErrCredentials,
+			wantErr: []string{"returned no access key ID or secret access key"},
+		},
+		{
+			name: "provider hangs",
+			cfg: func() Config {
+				c := validConfig()
+				c.RPCTimeout = 200 * time.Millisecond
+				c.Credentials = aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) {
+					<-ctx.Done()
+					return aws.Credentials{}, ctx.Err()
+				})
+				return c
+			}(),
+			wantIs:  ErrCredentials,
+			wantErr: []string{"context deadline exceeded"},
+			maxTime: 2 * time.Second,
+		},
+		{
+			name: "issuer down",
+			cfg: func() Config {
+				c := validConfig()
+				c.Issuer, c.APIURL, c.RPCTimeout = downURL, downURL, 300*time.Millisecond
+				return c
+			}(),
+			wantIs:  ErrUnreachable,
+			wantErr: []string{"exchange AWS token for identity " + testIdentity + " at " + downURL, "no answer within 300ms"},
+			maxTime: 2 * time.Second,
+		},
+		{
+			name:    "invalid config",
+			cfg:     Config{Issuer: "issuer.enforce.dev"},
+			wantIs:  ErrConfig,
+			wantErr: []string{`issuer URL "issuer.enforce.dev" is not an absolute URL`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			tok, err := Exchange(t.Context(), tt.cfg)
+			took := time.Since(start)
+			if err == nil {
+				t.Fatalf("Exchange() = %v, want error", tok)
+			}
+			if !errors.Is(err, tt.wantIs) {
+				t.Errorf("Exchange() error = %v, want errors.Is %v", err, tt.wantIs)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Exchange() error = %q, want it to contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), testSecret) {
+				t.Errorf("error leaks the AWS secret: %v", err)
+			}
+			if tt.maxTime > 0 && took > tt.maxTime {
+				t.Errorf("Exchange() took %s, want under %s", took, tt.maxTime)
+			}
+		})
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name    string
+		caller  bool // the caller's deadline came first
+		err     error
+		wantIs  []error
+		wantErr string
+	}{
+		{"permission denied", false, status.Error(codes.PermissionDenied, "aws_arn does not match"),
+			[]error{ErrRefused}, "step: refused: permission denied: aws_arn does not match (check that the identity's AWS trust"},
+		{"unauthenticated", false, status.Error(codes.Unauthenticated, "bad signature"),
+			[]error{ErrRefused}, "step: refused: unauthenticated: bad signature (check the AWS credentials"},
+		{"not found", false, status.Error(codes.NotFound, "no such identity"),
+			[]error{ErrRefused}, "not found: no such identity (check the identity UIDP"},
+		{"invalid argument", false, status.Error(codes.InvalidArgument, "token too old"),
+			[]error{ErrRefused}, "refused: invalid argument: token too old"},
+		{"unavailable", false, status.Error(codes.Unavailable, "connection refused"),
+			[]error{ErrUnreachable}, "step: unreachable: unavailable: connection refused"},
+		{"internal", false, status.Error(codes.Internal, "boom"),
+			[]error{ErrUnreachable}, "unreachable: internal: boom"},
+		{"own deadline", false, status.Error(codes.DeadlineExceeded, "context deadline exceeded"),
+			[]error{ErrUnreachable}, "no answer within 1s"},
+		{"sdk backoff deadline", false, context.DeadlineExceeded,
+			[]error{ErrUnreachable, context.DeadlineExceeded}, "no answer within 1s"},
+		{"caller deadline", true, context.DeadlineExceeded,
+			[]error{ErrUnreachable, context.DeadlineExceeded}, "the caller's deadline passed"},
+		{"canceled", false, context.Canceled, []error{context.Canceled}, "step: canceled by the caller"},
+		{"grpc canceled", false, status.Error(codes.Canceled, "context canceled"), []error{context.Canceled}, "step: canceled by the caller"},
+		{"plain error", false, errors.New("weird"), []error{ErrUnreachable}, "step: unreachable: weird"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := classify("step", time.Second, tt.caller, tt.err)
+			for _, w := range tt.wantIs {
+				if !errors.Is(err, w) {
+					t.Errorf("classify() = %v, want errors.Is %v", err, w)
+				}
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("classify() = %q, want it to contain %q", err, tt.wantErr)
+			}
+			if strings.Count(err.Error(), "bad signature") > 1 || strings.Contains(err.Error(), "rpc error") {
+				t.Errorf("classify() = %q: the cause's text is repeated", err)
+			}
+			if c := status.Code(tt.err); c != codes.Unknown && status.Code(err) != c {
+				t.Errorf("status.Code(classify()) = %v, want %v", status.Code(err), c)
+			}
+		})
+	}
+}
+
+func TestCodeText(t *testing.T) {
+	for c, want := range map[codes.Code]string{
+		codes.PermissionDenied: "permission denied",
+		codes.Unavailable:      "unavailable",
+		codes.DeadlineExceeded: "deadline exceeded",
+		codes.OK:               "ok",
+	} {
+		if got := CodeText(c); got != want {
+			t.Errorf("CodeText(%v) = %q, want %q", c, got, want)
+		}
+	}
+}
+
+func TestTokenStringRedacts(t *testing.T) {
+	tok := Token{AccessToken: "eyJsecret", Expiry: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	for _, s := range []string{fmt.Sprint(tok), fmt.Sprintf("%v", tok), fmt.Sprintf("%+v", tok), fmt.Sprintf("%#v", tok), fmt.Sprint(&tok)} {
+		if strings.Contains(s, "eyJsecret") || !strings.Contains(s, "2030-01-02T03:04:05Z") {
+			t.Errorf("formatted token = %q: want the expiry and no token", s)
+		}
+	}
+}
+
+// closedPortURL returns an http URL on 127.0.0.1 where nothing listens.
+func closedPortURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + addr
+}
