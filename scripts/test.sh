@@ -6,10 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -f .cdk-cli/package-lock.json ]; then
-  echo "==> installing the pinned CDK CLI into .cdk-cli/"
-  npm ci --prefix .cdk-cli --no-audit --no-fund --loglevel=error
-fi
+echo "==> installing the pinned CDK CLI into .cdk-cli/"
+npm ci --prefix .cdk-cli --no-audit --no-fund --loglevel=error
 
 echo "==> gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.*'))
@@ -22,3 +20,12 @@ go vet ./...
 
 echo "==> go test ./..."
 go test -count=1 -timeout 60m ./...
+
+echo "==> cdk synth (pinned CLI, offline, example context)"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+CDK_DISABLE_CLI_TELEMETRY=1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 \
+  .cdk-cli/node_modules/.bin/cdk synth --quiet --output "$out" \
+  -c group=0123456789abcdef0123456789abcdef01234567 \
+  -c provisionerIdentity=0123456789abcdef0123456789abcdef01234567/0123456789abcdef
+ls "$out"/*.template.json

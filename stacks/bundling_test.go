@@ -1,0 +1,74 @@
+package stacks
+
+import (
+	"debug/elf"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// bundledRepos synthesizes the aws-auth stack with bundling on and returns
+// the function's asset hash and the bootstrap's path.
+func bundledRepos(t *testing.T) (hash, bootstrap string) {
+	t.Helper()
+	app := newTestApp(t, true, nil)
+	stack := NewAwsAuthStack(app, "Auth", &AwsAuthStackProps{Provisioner: *testSettings(), Group: testGroup})
+	d := docOf(t, templateOf(t, stack))
+	_, fn := d.one(t, "AWS::Lambda::Function")
+	key := render(fn["Code"].(map[string]interface{})["S3Key"])
+	hash = strings.TrimSuffix(key, ".zip")
+	return hash, filepath.Join(*app.Outdir(), "asset."+hash, "bootstrap")
+}
+
+func TestBundlingBuildsArm64Bootstrap(t *testing.T) {
+	// given the aws-auth stack synthesized with bundling, twice
+	hash1, bootstrap := bundledRepos(t)
+	hash2, _ := bundledRepos(t)
+
+	// then the asset is a static linux/arm64 executable named bootstrap
+	f, err := elf.Open(bootstrap)
+	if err != nil {
+		t.Fatalf("open bundled bootstrap: %v", err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_AARCH64 {
+		t.Errorf("bootstrap machine = %v, want EM_AARCH64", f.Machine)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Errorf("bootstrap has an ELF interpreter: want a static binary (CGO_ENABLED=0)")
+		}
+	}
+	// and the asset hash is the output's, stable across builds (no VCS stamp, no local paths)
+	if hash1 != hash2 {
+		t.Errorf("asset hash changed between two builds of the same source: %s vs %s", hash1, hash2)
+	}
+}
+
+func TestBundlingFailureFailsSynth(t *testing.T) {
+	// given a Go function whose package does not build
+	app := newTestApp(t, true, nil)
+	stack := awscdk.NewStack(app, jsii.String("S"), nil)
+	pkg := "github.com/assumable-identity/cdk-chainguard/lambda/does-not-exist"
+	must(t, "build", func() { newGoFunction(stack, "Fn", goFunctionProps{pkg: pkg, props: awslambda.FunctionProps{}}) })
+
+	// when the app is synthesized
+	err := Synth(app)
+
+	// then synth fails through validation, naming the function, the package, the go output and the fix
+	if err == nil {
+		t.Fatal("Synth() succeeded with a package that does not build")
+	}
+	for _, want := range []string{"[S/Fn] Code: bundling Go package " + pkg + " for linux/arm64 failed", "does-not-exist", "fix the build (try: GOOS=linux GOARCH=arm64 go build " + pkg} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Synth() error does not contain %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "goroutine ") || strings.Contains(err.Error(), "docker") {
+		t.Errorf("Synth() error holds a stack dump or a Docker failure:\n%v", err)
+	}
+}
