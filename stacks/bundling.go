@@ -98,7 +98,12 @@ func newGoFunction(scope constructs.Construct, id string, p goFunctionProps) aws
 		AssetHashType: awscdk.AssetHashType_OUTPUT,
 		Bundling: &awscdk.BundlingOptions{
 			Image: awscdk.DockerImage_FromRegistry(jsii.String(bundlingImage)),
-			Local: b,
+			// Never run (no Docker), but part of CDK's asset staging cache
+			// key: without it every Go function of an app, all staged from
+			// the module root with otherwise equal options, would share the
+			// first one's bundle.
+			Command: jsii.Strings("go", "build", "-o", "/asset-output/bootstrap", p.pkg),
+			Local:   b,
 		},
 	})
 	fn := awslambda.NewFunction(scope, jsii.String(id), &props)

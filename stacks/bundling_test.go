@@ -1,7 +1,9 @@
 package stacks
 
 import (
+	"debug/buildinfo"
 	"debug/elf"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,6 +48,36 @@ func TestBundlingBuildsArm64Bootstrap(t *testing.T) {
 	// and the asset hash is the output's, stable across builds (no VCS stamp, no local paths)
 	if hash1 != hash2 {
 		t.Errorf("asset hash changed between two builds of the same source: %s vs %s", hash1, hash2)
+	}
+}
+
+func TestBundlingEachFunctionGetsItsOwnBinary(t *testing.T) {
+	// given one app holding both Go functions, synthesized with bundling
+	app := newTestApp(t, true, nil)
+	stack := awscdk.NewStack(app, jsii.String("S"), nil)
+	pkgs := []string{ProvisionerPackage, ReposPackage}
+	for i, pkg := range pkgs {
+		must(t, "function", func() {
+			newGoFunction(stack, fmt.Sprintf("Fn%d", i), goFunctionProps{pkg: pkg, props: awslambda.FunctionProps{}})
+		})
+	}
+	ids, fns := docOf(t, templateOf(t, stack)).resources("AWS::Lambda::Function")
+	if len(fns) != len(pkgs) {
+		t.Fatalf("functions = %v, want %d", ids, len(pkgs))
+	}
+
+	// then each function's asset is a bootstrap built from its own package
+	// (CDK's staging cache must not hand the second function the first's bundle)
+	for i, pkg := range pkgs {
+		fn := fns[i] // sorted by logical ID: Fn0..., Fn1...
+		hash := strings.TrimSuffix(render(fn["Code"].(map[string]interface{})["S3Key"]), ".zip")
+		info, err := buildinfo.ReadFile(filepath.Join(*app.Outdir(), "asset."+hash, "bootstrap"))
+		if err != nil {
+			t.Fatalf("read build info of Fn%d's bootstrap: %v", i, err)
+		}
+		if info.Path != pkg {
+			t.Errorf("Fn%d runs a bootstrap built from %s, want %s", i, info.Path, pkg)
+		}
 	}
 }
 
