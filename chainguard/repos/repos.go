@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
-	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/validate/locator"
 )
 
 // DefaultTimeout bounds the listing when List is given a zero timeout.
@@ -36,12 +36,12 @@ type Repo struct {
 // The call is bounded by timeout (zero means DefaultTimeout) and by ctx.
 func List(ctx context.Context, apiURL, accessToken, group string, timeout time.Duration) ([]Repo, error) {
 	step := fmt.Sprintf("list repos of group %s at %s", group, apiURL)
-	if err := validate.UIDP("group", group); err != nil {
+	if err := locator.UIDP("group", group); err != nil {
 		return nil, fmt.Errorf("%s: %w", step, err)
 	}
 	// The SDK panics on a URL without a scheme, and a token must not cross
 	// the network in clear text.
-	if err := validate.ServiceURL("API URL", apiURL); err != nil {
+	if err := locator.ServiceURL("API URL", apiURL); err != nil {
 		return nil, fmt.Errorf("%s: %w", step, err)
 	}
 	switch {

@@ -33,7 +33,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/validate/locator"
 )
 
 // DefaultRPCTimeout bounds each step of an exchange when Config.RPCTimeout is zero.
@@ -88,12 +88,12 @@ func (t Token) String() string {
 func (t Token) GoString() string { return t.String() }
 
 // Validate reports the first problem with c. Errors wrap ErrConfig (and
-// validate.ErrInvalid for a bad value).
+// locator.ErrInvalid, which is validate.ErrInvalid, for a bad value).
 func (c Config) Validate() error {
 	for _, err := range []error{
-		validate.ServiceURL("issuer URL", c.Issuer),
-		validate.ServiceURL("API URL", c.APIURL),
-		validate.UIDP("identity", c.Identity),
+		locator.ServiceURL("issuer URL", c.Issuer),
+		locator.ServiceURL("API URL", c.APIURL),
+		locator.UIDP("identity", c.Identity),
 	} {
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrConfig, err)

@@ -11,30 +11,33 @@
 //
 // Where the Chainguard SDK already validates (uidp.Valid and the validation
 // package), its rule decides and this package only words the message.
+//
+// UIDP and ServiceURL live in the light-weight subpackage [locator] (this
+// package delegates to it): code on a Lambda function's path imports that
+// one, so as not to link the SDK's validation package and its HTML
+// dependencies.
 package validate
 
 import (
-	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"regexp"
 	"strings"
 
-	"chainguard.dev/sdk/uidp"
 	"chainguard.dev/sdk/validation"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/validate/locator"
 )
 
 // ErrInvalid is matched (errors.Is) by every error this package returns, so
 // callers can tell a bad input (permanent: fix the value) from a failure
-// elsewhere.
-var ErrInvalid = errors.New("invalid value")
+// elsewhere. It is [locator.ErrInvalid]: errors from either package match it.
+var ErrInvalid = locator.ErrInvalid
 
 // invalidError is a validation failure: its message is the whole story.
 type invalidError struct{ msg string }
 
 func (e *invalidError) Error() string        { return e.msg }
-func (e *invalidError) Is(target error) bool { return target == ErrInvalid }
+func (e *invalidError) Is(target error) bool { return target == locator.ErrInvalid }
 
 func invalidf(format string, args ...any) error {
 	return &invalidError{msg: fmt.Sprintf(format, args...)}
@@ -44,7 +47,6 @@ func invalidf(format string, args ...any) error {
 // consistent, valid sample values.
 const (
 	exampleAccount   = "111122223333"
-	exampleUIDP      = "0123456789abcdef0123456789abcdef01234567/89abcdef01234567"
 	exampleRoleID    = "AROA1234567890ABCDEFG"
 	exampleRole      = "my-role"
 	exampleSession   = "my-function"
@@ -58,28 +60,12 @@ var (
 	iamRoleNameRE = regexp.MustCompile(`^` + iamNameChars + `{1,64}$`)
 	sessionNameRE = regexp.MustCompile(`^` + iamNameChars + `{2,64}$`)
 	badIAMCharRE  = regexp.MustCompile(`[^\w+=,.@-]`)
-	uppercaseRE   = regexp.MustCompile(`[A-Z]`)
 )
 
 // UIDP checks that v is a Chainguard UIDP (group, identity, ...). field names
-// the value in the message, e.g. "group" or "parent group".
-func UIDP(field, v string) error {
-	if uidp.Valid(v) {
-		return nil
-	}
-	const want = `expected 40 lowercase hex characters, optionally followed by "/" and 16 lowercase hex characters per nested level, e.g. "` + exampleUIDP + `"`
-	switch {
-	case v == "":
-		return invalidf("%s is empty: %s", field, want)
-	case strings.TrimSpace(v) != v:
-		return invalidf("%s %q has leading or trailing white space: remove it (%s)", field, v, want)
-	case uppercaseRE.MatchString(v) && uidp.Valid(strings.ToLower(v)):
-		return invalidf("%s %q is not a Chainguard UIDP: it has uppercase letters; UIDPs are lowercase: %q", field, v, strings.ToLower(v))
-	case strings.HasSuffix(v, "/"):
-		return invalidf("%s %q is not a Chainguard UIDP: remove the trailing \"/\" (%s)", field, v, want)
-	}
-	return invalidf("%s %q is not a Chainguard UIDP: %s", field, v, want)
-}
+// the value in the message, e.g. "group" or "parent group". It is
+// [locator.UIDP], which code that must stay light imports directly.
+func UIDP(field, v string) error { return locator.UIDP(field, v) }
 
 // AWSAccount checks that v is an AWS account ID (12 digits).
 func AWSAccount(v string) error {
@@ -170,42 +156,6 @@ func iamName(what, v string, minLen int, re *regexp.Regexp, example string) erro
 // ServiceURL checks the URL of a Chainguard service (issuer or API): https
 // with a host and nothing else (an optional port is fine); plain http only
 // for 127.0.0.1 or localhost, where the local emulator runs. field names the
-// value in the message, e.g. "issuer URL".
-func ServiceURL(field, v string) error {
-	const want = `e.g. "https://issuer.enforce.dev" (or "http://127.0.0.1:8080" for a local emulator)`
-	if v == "" {
-		return invalidf("%s is empty: %s", field, want)
-	}
-	u, err := url.Parse(v)
-	if err != nil {
-		return invalidf("%s %q is not a URL (%v): %s", field, v, err, want)
-	}
-	switch {
-	case u.Scheme == "" || u.Host == "":
-		return invalidf("%s %q is not an absolute URL: it needs a scheme and a host, %s", field, v, want)
-	case u.User != nil:
-		return invalidf("%s %q must not hold a user name or password: remove the part before \"@\", %s", field, redact(u), want)
-	case u.Path == "/":
-		return invalidf("%s %q ends with \"/\": remove it, Chainguard compares the issuer URL exactly, %s", field, v, want)
-	case u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
-		return invalidf("%s %q must be only a scheme and a host (with an optional port), without path, query or fragment, %s", field, v, want)
-	}
-	host := u.Hostname()
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if host == "localhost" || net.ParseIP(host).IsLoopback() {
-			return nil
-		}
-		return invalidf("%s %q uses plain http: use https (plain http is accepted only for 127.0.0.1 or localhost, where a local emulator runs), %s", field, v, want)
-	}
-	return invalidf("%s %q has scheme %q: use https, %s", field, v, u.Scheme, want)
-}
-
-// redact renders u without its user information, which may hold a secret.
-func redact(u *url.URL) string {
-	c := *u
-	c.User = nil
-	return c.String()
-}
+// value in the message, e.g. "issuer URL". It is [locator.ServiceURL], which
+// code that must stay light imports directly.
+func ServiceURL(field, v string) error { return locator.ServiceURL(field, v) }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/validate/locator"
 )
 
 const (
@@ -261,6 +263,29 @@ func TestARNPatternRole(t *testing.T) {
 			}
 			if (err != nil) != (tt.wantErr != "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestErrInvalidShared checks that errors of this package and of the locator
+// subpackage match both packages' ErrInvalid, so callers may use either.
+func TestErrInvalidShared(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"validate.AWSAccount", AWSAccount("12")},
+		{"validate.UIDP", UIDP("group", "abc")},
+		{"locator.ServiceURL", locator.ServiceURL("API URL", "ftp://x.dev")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.err == nil {
+				t.Fatal("want an error, got nil")
+			}
+			if !errors.Is(tt.err, ErrInvalid) || !errors.Is(tt.err, locator.ErrInvalid) {
+				t.Errorf("error %q does not match both validate.ErrInvalid and locator.ErrInvalid", tt.err)
 			}
 		})
 	}
