@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -88,6 +89,16 @@ func hintFor(c codes.Code) string {
 		return "the Chainguard access token is missing, invalid or expired: exchange a fresh one"
 	}
 	return ""
+}
+
+// nameTakenHint adds a hint to an update refused with AlreadyExists: another
+// object of kind under parent took the name between the check and the update.
+func nameTakenHint(err error, kind, parent string) error {
+	var se *StepError
+	if status.Code(err) == codes.AlreadyExists && errors.As(err, &se) {
+		se.Hint = fmt.Sprintf("another %s in group %s has that name: choose another name, or delete or rename that %s first", kind, parent, kind)
+	}
+	return err
 }
 
 type retryClass int

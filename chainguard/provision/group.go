@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"chainguard.dev/sdk/proto/platform/common/v1"
@@ -19,6 +20,13 @@ import (
 
 // GroupSpec is the desired state of a group.
 type GroupSpec struct {
+	// ID is the group's current UIDP (a CloudFormation physical ID), if any.
+	// When it is the UIDP of a group directly under Parent that still exists,
+	// that group is updated in place: renamed to Name if needed (refused if
+	// another group under Parent has that name), its description changed, its
+	// UIDP kept. Otherwise (empty, not a UIDP, under another parent, or gone)
+	// the group is looked up by Name and created if missing.
+	ID          string
 	Parent      string // UIDP of the parent group (required)
 	Name        string
 	Description string
@@ -42,13 +50,14 @@ type Group struct {
 }
 
 // EnsureGroup makes sure a group named spec.Name exists directly under
-// spec.Parent with spec.Description: it adopts an existing group of that name
-// (updating its description if it differs) or creates one.
+// spec.Parent with spec.Description: it updates the group spec.ID in place
+// (see GroupSpec.ID), or adopts an existing group of that name, or creates
+// one; a name or description that differs is updated.
 func (p *Provisioner) EnsureGroup(ctx context.Context, spec GroupSpec) (Group, error) {
 	if err := spec.Validate(); err != nil {
 		return Group{}, fmt.Errorf("ensure group %q: %w", spec.Name, err)
 	}
-	existing, err := p.findGroup(ctx, spec.Parent, spec.Name)
+	existing, err := p.locateGroup(ctx, spec)
 	if err != nil {
 		return Group{}, err
 	}
@@ -77,33 +86,93 @@ func (p *Provisioner) EnsureGroup(ctx context.Context, spec GroupSpec) (Group, e
 			p.markFresh(existing.GetId())
 		}
 	}
-	if existing.GetDescription() != spec.Description {
+	if existing.GetName() != spec.Name || existing.GetDescription() != spec.Description {
+		step := fmt.Sprintf("update description of group %q (%s)", spec.Name, existing.GetId())
+		if existing.GetName() != spec.Name {
+			step = fmt.Sprintf("rename group %q (%s) to %q", existing.GetName(), existing.GetId(), spec.Name)
+		}
 		want := proto.CloneOf(existing)
+		want.Name = spec.Name
 		want.Description = spec.Description
-		existing, err = call(ctx, p, fmt.Sprintf("update description of group %q (%s)", spec.Name, want.GetId()), want.GetId(),
+		existing, err = call(ctx, p, step, want.GetId(),
 			func(ctx context.Context) (*iam.Group, error) { return p.clients.Groups().Update(ctx, want) })
 		if err != nil {
-			return Group{}, err
+			return Group{}, nameTakenHint(err, "group", spec.Parent)
 		}
 	}
 	return Group{ID: existing.GetId(), Name: existing.GetName(), Description: existing.GetDescription(), Created: created}, nil
 }
 
+// locateGroup returns the group spec describes, or nil when it has to be
+// created: the group spec.ID when that is directly under spec.Parent and
+// still exists (refusing a rename onto a name another group there has), else
+// the one named spec.Name. One RPC lists the parent's groups for both.
+func (p *Provisioner) locateGroup(ctx context.Context, spec GroupSpec) (*iam.Group, error) {
+	if !directlyIn(spec.ID, spec.Parent) {
+		return p.findGroup(ctx, spec.Parent, spec.Name)
+	}
+	step := fmt.Sprintf("look up group %s and the name %q in group %s", spec.ID, spec.Name, spec.Parent)
+	// No name filter: the same list holds the group and any namesake.
+	items, err := p.listGroups(ctx, &iam.GroupFilter{Uidp: &v1.UIDPFilter{ChildrenOf: spec.Parent}}, spec.Parent, step)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(items, func(g *iam.Group) bool { return g.GetId() == spec.ID })
+	if i < 0 {
+		// Deleted behind the stack's back: ensure by name.
+		return oneGroup(fmt.Sprintf("group %s is gone; look up group %q in group %s instead", spec.ID, spec.Name, spec.Parent),
+			namedGroups(items, spec.Name, ""))
+	}
+	cur := items[i]
+	if taken := namedGroups(items, spec.Name, cur.GetId()); len(taken) > 0 {
+		return nil, fmt.Errorf("rename group %q (%s) to %q in group %s: refused: another group there already has that name (%s): choose another name, or delete or rename that group first",
+			cur.GetName(), cur.GetId(), spec.Name, spec.Parent, groupIDs(taken))
+	}
+	return cur, nil
+}
+
 // findGroup returns the group named name directly under parent, or nil.
 func (p *Provisioner) findGroup(ctx context.Context, parent, name string) (*iam.Group, error) {
 	step := fmt.Sprintf("look up group %q in group %s", name, parent)
+	items, err := p.listGroups(ctx, &iam.GroupFilter{Uidp: &v1.UIDPFilter{ChildrenOf: parent}, Name: name}, parent, step)
+	if err != nil {
+		return nil, err
+	}
+	return oneGroup(step, namedGroups(items, name, ""))
+}
+
+// listGroups lists the groups matching filter that are directly under parent.
+func (p *Provisioner) listGroups(ctx context.Context, filter *iam.GroupFilter, parent, step string) ([]*iam.Group, error) {
 	list, err := call(ctx, p, step, parent, func(ctx context.Context) (*iam.GroupList, error) {
-		return p.clients.Groups().List(ctx, &iam.GroupFilter{Uidp: &v1.UIDPFilter{ChildrenOf: parent}, Name: name})
+		return p.clients.Groups().List(ctx, filter)
 	})
 	if err != nil {
 		return nil, err
 	}
-	var found []*iam.Group
+	var out []*iam.Group
 	for _, g := range list.GetItems() {
-		if g.GetName() == name && uidp.Parent(g.GetId()) == parent {
-			found = append(found, g)
+		if uidp.Parent(g.GetId()) == parent {
+			out = append(out, g)
 		}
 	}
+	return out, nil
+}
+
+// namedGroups returns the groups in items named name, except the one whose
+// ID is except.
+func namedGroups(items []*iam.Group, name, except string) []*iam.Group {
+	var out []*iam.Group
+	for _, g := range items {
+		if g.GetName() == name && g.GetId() != except {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// oneGroup returns the only group found, nil for none, and an error naming
+// them all for several.
+func oneGroup(step string, found []*iam.Group) (*iam.Group, error) {
 	switch len(found) {
 	case 0:
 		return nil, nil

@@ -22,6 +22,14 @@ import (
 // IdentitySpec is the desired state of an assumable identity and its role
 // bindings on its group.
 type IdentitySpec struct {
+	// ID is the identity's current UIDP (a CloudFormation physical ID), if
+	// any. When it is the UIDP of an identity directly in Group that still
+	// exists, that identity is updated in place: renamed to Name if needed
+	// (refused if another identity in Group has that name), its description,
+	// trust and bindings changed, its UIDP kept. Otherwise (empty, not a
+	// UIDP, in another group, or gone) the identity is looked up by Name and
+	// created if missing.
+	ID          string
 	Group       string // UIDP of the group the identity lives in (and is bound on)
 	Name        string
 	Description string
@@ -53,10 +61,11 @@ type Identity struct {
 
 // EnsureIdentity makes sure an identity named spec.Name exists in spec.Group
 // with spec.Description and spec.Trust, and that its role bindings on the
-// group are exactly spec.Roles. It looks the identity up by name first (so a
-// replay never makes a duplicate), creates it if missing, and updates it in
-// place when the description or trust differ. Missing bindings are created
-// and bindings of this identity on the group with other roles are deleted.
+// group are exactly spec.Roles. It finds the identity by spec.ID (see
+// IdentitySpec.ID) or else by name (so a replay never makes a duplicate),
+// creates it if missing, and updates it in place when the name, description
+// or trust differ. Missing bindings are created and bindings of this identity
+// on the group with other roles are deleted.
 func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Identity, error) {
 	if err := spec.Validate(); err != nil {
 		return Identity{}, fmt.Errorf("ensure identity %q: %w", spec.Name, err)
@@ -75,7 +84,7 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 	}
 
 	want := &iam.Identity{Name: spec.Name, Description: spec.Description, Relationship: spec.Trust.Proto()}
-	existing, err := p.findIdentity(ctx, spec.Group, spec.Name)
+	existing, err := p.locateIdentity(ctx, spec)
 	if err != nil {
 		return Identity{}, err
 	}
@@ -100,14 +109,20 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 			created = true
 		}
 	}
-	if existing.GetDescription() != want.GetDescription() || !proto.Equal(existing.GetAwsIdentity(), want.GetAwsIdentity()) {
+	if existing.GetName() != want.GetName() || existing.GetDescription() != want.GetDescription() ||
+		!proto.Equal(existing.GetAwsIdentity(), want.GetAwsIdentity()) {
+		step := "update identity " + label(existing)
+		if existing.GetName() != want.GetName() {
+			step = fmt.Sprintf("rename identity %s to %q", label(existing), want.GetName())
+		}
 		upd := proto.CloneOf(existing)
+		upd.Name = want.GetName()
 		upd.Description = want.GetDescription()
 		upd.Relationship = want.GetRelationship()
-		existing, err = call(ctx, p, "update identity "+label(upd), upd.GetId(),
+		existing, err = call(ctx, p, step, upd.GetId(),
 			func(ctx context.Context) (*iam.Identity, error) { return p.clients.Identities().Update(ctx, upd) })
 		if err != nil {
-			return Identity{}, err
+			return Identity{}, nameTakenHint(err, "identity", spec.Group)
 		}
 	}
 
@@ -185,32 +200,92 @@ func (p *Provisioner) deleteBinding(ctx context.Context, ident *iam.Identity, b 
 	return notFoundIsGone(err)
 }
 
+// locateIdentity returns the identity spec describes, or nil when it has to
+// be created: the identity spec.ID when that is directly in spec.Group and
+// still exists (refusing a rename onto a name another identity there has),
+// else the one named spec.Name. One RPC lists the group's identities for
+// both.
+func (p *Provisioner) locateIdentity(ctx context.Context, spec IdentitySpec) (*iam.Identity, error) {
+	if !directlyIn(spec.ID, spec.Group) {
+		return p.findIdentity(ctx, spec.Group, spec.Name)
+	}
+	step := fmt.Sprintf("look up identity %s and the name %q in group %s", spec.ID, spec.Name, spec.Group)
+	items, err := p.listIdentities(ctx, spec.Group, step)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(items, func(id *iam.Identity) bool { return id.GetId() == spec.ID })
+	if i < 0 {
+		// Deleted behind the stack's back: ensure by name.
+		return oneIdentity(fmt.Sprintf("identity %s is gone; look up identity %q in group %s instead", spec.ID, spec.Name, spec.Group),
+			namedIdentities(items, spec.Name, ""))
+	}
+	cur := items[i]
+	if taken := namedIdentities(items, spec.Name, cur.GetId()); len(taken) > 0 {
+		return nil, fmt.Errorf("rename identity %s to %q in group %s: refused: another identity there already has that name (%s): choose another name, or delete or rename that identity first",
+			label(cur), spec.Name, spec.Group, identityIDs(taken))
+	}
+	return cur, nil
+}
+
 // findIdentity returns the identity named name directly under group, or nil.
 func (p *Provisioner) findIdentity(ctx context.Context, group, name string) (*iam.Identity, error) {
 	step := fmt.Sprintf("look up identity %q in group %s", name, group)
+	items, err := p.listIdentities(ctx, group, step)
+	if err != nil {
+		return nil, err
+	}
+	return oneIdentity(step, namedIdentities(items, name, ""))
+}
+
+// listIdentities lists the identities directly in group.
+func (p *Provisioner) listIdentities(ctx context.Context, group, step string) ([]*iam.Identity, error) {
 	list, err := call(ctx, p, step, group, func(ctx context.Context) (*iam.IdentityList, error) {
 		return p.clients.Identities().List(ctx, &iam.IdentityFilter{Uidp: &v1.UIDPFilter{ChildrenOf: group}})
 	})
 	if err != nil {
 		return nil, err
 	}
-	var found []*iam.Identity
+	var out []*iam.Identity
 	for _, id := range list.GetItems() {
-		if id.GetName() == name && uidp.Parent(id.GetId()) == group {
-			found = append(found, id)
+		if uidp.Parent(id.GetId()) == group {
+			out = append(out, id)
 		}
 	}
+	return out, nil
+}
+
+// namedIdentities returns the identities in items named name, except the one
+// whose ID is except.
+func namedIdentities(items []*iam.Identity, name, except string) []*iam.Identity {
+	var out []*iam.Identity
+	for _, id := range items {
+		if id.GetName() == name && id.GetId() != except {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// oneIdentity returns the only identity found, nil for none, and an error
+// naming them all for several.
+func oneIdentity(step string, found []*iam.Identity) (*iam.Identity, error) {
 	switch len(found) {
 	case 0:
 		return nil, nil
 	case 1:
 		return found[0], nil
 	}
-	ids := make([]string, len(found))
-	for i, id := range found {
-		ids[i] = id.GetId()
+	return nil, fmt.Errorf("%s: %d identities have that name (%s): delete all but one", step, len(found), identityIDs(found))
+}
+
+// identityIDs joins the identities' UIDPs for errors.
+func identityIDs(ids []*iam.Identity) string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.GetId()
 	}
-	return nil, fmt.Errorf("%s: %d identities have that name (%s): delete all but one", step, len(found), strings.Join(ids, ", "))
+	return strings.Join(out, ", ")
 }
 
 // roleID resolves a role name to its ID, once per Provisioner. When several

@@ -6,7 +6,10 @@
 // name under their parent before anything is created, so a CloudFormation
 // event delivered twice never makes a duplicate, and deleting something that
 // is already gone (or whose ID is not a UIDP at all) succeeds without touching
-// anything.
+// anything. An object whose current ID is known (the spec's ID field, from a
+// CloudFormation physical ID) is updated in place instead, renamed if its
+// name changed, and keeps its UIDP; a rename onto a name another object under
+// the same parent already has is refused.
 //
 // Each RPC runs under its own timeout inside the caller's context, and
 // transient failures (Unavailable, ResourceExhausted, a per-RPC
@@ -25,6 +28,7 @@ import (
 	"time"
 
 	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	"chainguard.dev/sdk/uidp"
 )
 
 // Defaults for the options.
@@ -148,6 +152,12 @@ func Dial(ctx context.Context, apiURL, accessToken string, opts ...Option) (*Pro
 // RPCs reports how many RPC attempts (retries included) this Provisioner has
 // issued so far.
 func (p *Provisioner) RPCs() int { return int(p.rpcs.Load()) }
+
+// directlyIn reports whether id is the UIDP of an object directly under
+// parent (an ID to update in place).
+func directlyIn(id, parent string) bool {
+	return uidp.Valid(id) && !uidp.InRoot(id) && uidp.Parent(id) == parent
+}
 
 // invalidSpec is every problem found in a spec, on one line.
 type invalidSpec []error

@@ -40,6 +40,8 @@ const (
 const (
 	identitiesCreate = "/chainguard.platform.iam.Identities/Create"
 	identitiesList   = "/chainguard.platform.iam.Identities/List"
+	identitiesUpdate = "/chainguard.platform.iam.Identities/Update"
+	groupsUpdate     = "/chainguard.platform.iam.Groups/Update"
 	bindingsCreate   = "/chainguard.platform.iam.RoleBindings/Create"
 	groupsDelete     = "/chainguard.platform.iam.Groups/Delete"
 )
@@ -424,6 +426,273 @@ func TestEnsureIdentityReconcilesBindings(t *testing.T) {
 	}
 }
 
+// bindingIDs returns the IDs of identity's bindings on scope, sorted.
+func bindingIDs(e *emulator.Emulator, scope, identity string) []string {
+	var out []string
+	for _, b := range e.State().RoleBindings {
+		if b.Group == scope && b.Identity == identity {
+			out = append(out, b.ID)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// An identity whose current ID is known is updated in place: a rename keeps
+// its UIDP and its bindings. Without a usable ID it is found by name.
+func TestEnsureIdentityInPlace(t *testing.T) {
+	const (
+		oldName = "aws-auth-identity"
+		newName = "renamed-identity"
+		taken   = "other-identity"
+	)
+	// IDs the cases pass and expect, resolved per run.
+	const (
+		cur      = "CURRENT" // the identity made before the case runs
+		other    = "OTHER"   // another identity in the group, named taken
+		fresh    = "FRESH"   // want: a newly created identity
+		goneID   = "GONE"    // a UIDP in the group that names nothing
+		notUIDP  = "a1b2c3d4-request-id"
+		inGroup2 = "GROUP2" // spec.Group is a second group
+	)
+	tests := []struct {
+		name        string
+		id          string
+		group       string // "" or inGroup2
+		specName    string
+		roles       []string
+		description string
+		inject      func(env *env)
+		wantID      string // cur, other or fresh
+		wantRoles   []string
+		wantRPCs    int // 0: not checked
+		wantErr     string
+		wantCode    codes.Code // checked unless OK
+	}{{
+		name: "rename keeps the UIDP and the bindings", id: cur, specName: newName, roles: []string{"viewer", "registry.pull"},
+		wantID: cur, wantRoles: []string{"registry.pull", "viewer"},
+		wantRPCs: 3, // list identities, update, list bindings
+	}, {
+		name: "rename with new description and roles", id: cur, specName: newName, roles: []string{"editor"}, description: "changed",
+		wantID: cur, wantRoles: []string{"editor"},
+	}, {
+		name: "nothing changed", id: cur, specName: oldName, roles: []string{"viewer", "registry.pull"},
+		wantID: cur, wantRoles: []string{"registry.pull", "viewer"},
+		wantRPCs: 2, // list identities, list bindings
+	}, {
+		name: "rename onto a name another identity has", id: cur, specName: taken, roles: []string{"viewer"},
+		wantErr: `rename identity "aws-auth-identity" (CURRENT) to "other-identity" in group GROUP: refused: another identity there already has that name (OTHER): choose another name`,
+	}, {
+		name: "name taken between the check and the update", id: cur, specName: newName, roles: []string{"viewer"},
+		inject:   func(env *env) { env.e.FailNext(identitiesUpdate, 1, codes.AlreadyExists) },
+		wantErr:  `rename identity "aws-auth-identity" (CURRENT) to "renamed-identity": already exists: another identity in group GROUP has that name: choose another name`,
+		wantCode: codes.AlreadyExists,
+	}, {
+		name: "ID gone: created by name", id: goneID, specName: newName, roles: []string{"viewer"},
+		wantID: fresh, wantRoles: []string{"viewer"},
+	}, {
+		name: "ID gone: the namesake is adopted", id: goneID, specName: taken, roles: []string{"viewer"},
+		wantID: other, wantRoles: []string{"viewer"},
+	}, {
+		name: "ID not a UIDP: created by name", id: notUIDP, specName: newName, roles: []string{"viewer"},
+		wantID: fresh, wantRoles: []string{"viewer"},
+	}, {
+		name: "ID in another group: a new identity there", id: cur, group: inGroup2, specName: oldName, roles: []string{"viewer"},
+		wantID: fresh, wantRoles: []string{"viewer"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newEnv(t, "owner")
+			ctx := ctxT(t, 30*time.Second)
+			group := env.e.SeedGroup(env.root, "example-group", "")
+			group2 := env.e.SeedGroup(env.root, "second-group", "")
+			made, err := env.p.EnsureIdentity(ctx, provision.IdentitySpec{Group: group, Name: oldName, Description: "first", Trust: workloadTrust(), Roles: []string{"viewer", "registry.pull"}})
+			if err != nil {
+				t.Fatalf("EnsureIdentity: %v", err)
+			}
+			otherID := env.e.SeedIdentity(group, taken, "", workloadTrust().Proto().AwsIdentity, nil)
+			resolve := strings.NewReplacer(cur, made.ID, other, otherID, goneID, group+"/0123456789abcdef", "GROUP", group)
+			spec := provision.IdentitySpec{
+				ID: resolve.Replace(tt.id), Group: group, Name: tt.specName,
+				Description: cmpOrString(tt.description, "first"), Trust: workloadTrust(), Roles: tt.roles,
+			}
+			if tt.group == inGroup2 {
+				spec.Group = group2
+			}
+			bindingsBefore := bindingIDs(env.e, group, made.ID)
+			before := env.e.State()
+			if tt.inject != nil {
+				tt.inject(env)
+			}
+			rpcs := env.p.RPCs()
+			got, err := env.p.EnsureIdentity(ctx, spec)
+			if tt.wantErr != "" {
+				t.Logf("error: %v", err)
+				if want := resolve.Replace(tt.wantErr); err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("EnsureIdentity error = %v\nwant it to contain %q", err, want)
+				}
+				if tt.wantCode != codes.OK && status.Code(err) != tt.wantCode {
+					t.Errorf("status.Code(err) = %v, want %v", status.Code(err), tt.wantCode)
+				}
+				if after := env.e.State(); !reflect.DeepEqual(after.Identities, before.Identities) || !reflect.DeepEqual(ids(after), ids(before)) {
+					t.Fatalf("a refused rename changed the emulator's identities or bindings")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("EnsureIdentity: %v", err)
+			}
+			switch tt.wantID {
+			case fresh:
+				if !got.Created || got.ID == made.ID || got.ID == otherID || uidp.Parent(got.ID) != spec.Group {
+					t.Fatalf("EnsureIdentity = %+v, want a new identity in %s", got, spec.Group)
+				}
+				// The identity the ID named is not touched.
+				if still := identityNamed(env.e, group, oldName); len(still) != 1 || still[0].ID != made.ID {
+					t.Fatalf("identities named %s in the first group = %+v, want %s untouched", oldName, still, made.ID)
+				}
+			default:
+				if want := resolve.Replace(tt.wantID); got.ID != want || got.Created {
+					t.Fatalf("EnsureIdentity = %+v, want %s updated in place", got, want)
+				}
+			}
+			if got.Name != spec.Name || !slices.Equal(got.Roles, tt.wantRoles) {
+				t.Fatalf("EnsureIdentity = %+v, want name %q and roles %v", got, spec.Name, tt.wantRoles)
+			}
+			stored := identityNamed(env.e, spec.Group, spec.Name)
+			if len(stored) != 1 || stored[0].ID != got.ID || stored[0].Description != spec.Description {
+				t.Fatalf("identities named %q in %s = %+v, want just %s with description %q", spec.Name, spec.Group, stored, got.ID, spec.Description)
+			}
+			if got := bindingsOf(env.e, spec.Group, got.ID); !slices.Equal(got, tt.wantRoles) {
+				t.Fatalf("bindings = %v, want %v", got, tt.wantRoles)
+			}
+			if got.ID == made.ID && slices.Equal(tt.roles, []string{"viewer", "registry.pull"}) {
+				if after := bindingIDs(env.e, group, made.ID); !slices.Equal(after, bindingsBefore) {
+					t.Fatalf("binding IDs went from %v to %v, want them kept", bindingsBefore, after)
+				}
+			}
+			if n := env.p.RPCs() - rpcs; tt.wantRPCs > 0 && n != tt.wantRPCs {
+				t.Errorf("EnsureIdentity made %d RPCs, want %d", n, tt.wantRPCs)
+			}
+			// The identity still works for the workload under its (new) name.
+			exchange(t, env.e, env.workload, got.ID)
+
+			// A replay changes nothing and makes no duplicate.
+			rpcs = env.p.RPCs()
+			again, err := env.p.EnsureIdentity(ctx, spec)
+			if err != nil || again.ID != got.ID || again.Created {
+				t.Fatalf("replay = %+v, %v; want %s unchanged", again, err, got.ID)
+			}
+			if n := env.p.RPCs() - rpcs; n != 2 {
+				t.Errorf("replay made %d RPCs, want 2 (list identities, list bindings)", n)
+			}
+			if n := len(identityNamed(env.e, spec.Group, spec.Name)); n != 1 {
+				t.Fatalf("%d identities named %q after the replay, want 1", n, spec.Name)
+			}
+		})
+	}
+}
+
+func cmpOrString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// A group whose current ID is known is updated in place; without a usable ID
+// it is found by name.
+func TestEnsureGroupInPlace(t *testing.T) {
+	tests := []struct {
+		name     string
+		id       string // CURRENT, OTHER, GONE or literal
+		parent   string // "" (root) or CHILD (another parent)
+		specName string
+		wantID   string // CURRENT, OTHER or FRESH
+		wantRPCs int
+		wantErr  string
+	}{
+		{name: "rename keeps the UIDP", id: "CURRENT", specName: "team-b", wantID: "CURRENT", wantRPCs: 2},
+		{name: "nothing changed", id: "CURRENT", specName: "team-a", wantID: "CURRENT", wantRPCs: 1},
+		{
+			name: "rename onto a name another group has", id: "CURRENT", specName: "other-team",
+			wantErr: `rename group "team-a" (CURRENT) to "other-team" in group ROOT: refused: another group there already has that name (OTHER): choose another name`,
+		},
+		{name: "ID gone: created by name", id: "GONE", specName: "team-b", wantID: "FRESH"},
+		{name: "ID gone: the namesake is adopted", id: "GONE", specName: "other-team", wantID: "OTHER", wantRPCs: 1},
+		{name: "ID not a UIDP: created by name", id: "a1b2c3d4-request-id", specName: "team-b", wantID: "FRESH"},
+		{name: "ID under another parent: a new group there", id: "CURRENT", parent: "CHILD", specName: "team-a", wantID: "FRESH"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newEnv(t, "owner")
+			ctx := ctxT(t, 30*time.Second)
+			made, err := env.p.EnsureGroup(ctx, provision.GroupSpec{Parent: env.root, Name: "team-a", Description: "d"})
+			if err != nil {
+				t.Fatalf("EnsureGroup: %v", err)
+			}
+			member := env.e.SeedIdentity(made.ID, "member", "", workloadTrust().Proto().AwsIdentity, map[string][]string{made.ID: {"viewer"}})
+			otherID := env.e.SeedGroup(env.root, "other-team", "d")
+			child := env.e.SeedGroup(env.root, "child", "")
+			resolve := strings.NewReplacer("CURRENT", made.ID, "OTHER", otherID, "GONE", env.root+"/0123456789abcdef", "ROOT", env.root, "CHILD", child)
+			spec := provision.GroupSpec{ID: resolve.Replace(tt.id), Parent: env.root, Name: tt.specName, Description: "d"}
+			if tt.parent != "" {
+				spec.Parent = resolve.Replace(tt.parent)
+			}
+			before := env.e.State()
+			rpcs := env.p.RPCs()
+			got, err := env.p.EnsureGroup(ctx, spec)
+			if tt.wantErr != "" {
+				t.Logf("error: %v", err)
+				if want := resolve.Replace(tt.wantErr); err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("EnsureGroup error = %v\nwant it to contain %q", err, want)
+				}
+				if !reflect.DeepEqual(env.e.State().Groups, before.Groups) || env.e.Calls(groupsUpdate) != 0 {
+					t.Fatal("a refused rename changed the groups")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("EnsureGroup: %v", err)
+			}
+			if tt.wantID == "FRESH" {
+				if !got.Created || got.ID == made.ID || uidp.Parent(got.ID) != spec.Parent {
+					t.Fatalf("EnsureGroup = %+v, want a new group under %s", got, spec.Parent)
+				}
+			} else if want := resolve.Replace(tt.wantID); got.ID != want || got.Created {
+				t.Fatalf("EnsureGroup = %+v, want %s updated in place", got, want)
+			}
+			if got.Name != spec.Name {
+				t.Fatalf("EnsureGroup = %+v, want name %q", got, spec.Name)
+			}
+			var named []string
+			for _, g := range env.e.State().Groups {
+				if uidp.Parent(g.ID) == spec.Parent && g.Name == spec.Name {
+					named = append(named, g.ID)
+				}
+			}
+			if !slices.Equal(named, []string{got.ID}) {
+				t.Fatalf("groups named %q under %s = %v, want just %s", spec.Name, spec.Parent, named, got.ID)
+			}
+			// What the group holds stays where it was.
+			if got := bindingsOf(env.e, made.ID, member); !slices.Equal(got, []string{"viewer"}) {
+				t.Fatalf("bindings in the group = %v, want [viewer]", got)
+			}
+			if n := env.p.RPCs() - rpcs; tt.wantRPCs > 0 && n != tt.wantRPCs {
+				t.Errorf("EnsureGroup made %d RPCs, want %d", n, tt.wantRPCs)
+			}
+			// A replay changes nothing.
+			rpcs = env.p.RPCs()
+			if again, err := env.p.EnsureGroup(ctx, spec); err != nil || again.ID != got.ID || again.Created {
+				t.Fatalf("replay = %+v, %v; want %s unchanged", again, err, got.ID)
+			}
+			if n := env.p.RPCs() - rpcs; n != 1 {
+				t.Errorf("replay made %d RPCs, want 1", n)
+			}
+		})
+	}
+}
+
 func TestEnsureGroupAdoptsAndUpdates(t *testing.T) {
 	env := newEnv(t, "owner")
 	ctx := ctxT(t, 30*time.Second)
@@ -771,6 +1040,57 @@ func BenchmarkDeleteIdentity(b *testing.B) {
 		before := env.p.RPCs()
 		if err := env.p.DeleteIdentity(ctx, id.ID); err != nil {
 			b.Fatal(err)
+		}
+		rpcs += env.p.RPCs() - before
+	}
+	b.ReportMetric(float64(rpcs)/float64(n), "rpcs/op")
+}
+
+// BenchmarkEnsureIdentityRename reports the RPCs to rename an identity in
+// place (keeping its UIDP and its one binding) by its current ID: a list, the
+// update and the bindings' list.
+func BenchmarkEnsureIdentityRename(b *testing.B) {
+	env := newEnv(b, "owner")
+	ctx := context.Background()
+	group := env.e.SeedGroup(env.root, "example-group", "")
+	spec := provision.IdentitySpec{Group: group, Name: "id-start", Trust: workloadTrust(), Roles: []string{"viewer"}}
+	id, err := env.p.EnsureIdentity(ctx, spec) // also warms the role cache
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec.ID = id.ID
+	rpcs, n := 0, 0
+	for ; b.Loop(); n++ {
+		spec.Name = "id-" + strconv.Itoa(n)
+		before := env.p.RPCs()
+		got, err := env.p.EnsureIdentity(ctx, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got.ID != id.ID {
+			b.Fatalf("rename returned %s, want %s", got.ID, id.ID)
+		}
+		rpcs += env.p.RPCs() - before
+	}
+	b.ReportMetric(float64(rpcs)/float64(n), "rpcs/op")
+}
+
+// BenchmarkEnsureGroupRename reports the RPCs to rename a group in place by
+// its current ID: a list and the update.
+func BenchmarkEnsureGroupRename(b *testing.B) {
+	env := newEnv(b, "owner")
+	ctx := context.Background()
+	spec := provision.GroupSpec{ID: env.e.SeedGroup(env.root, "group-start", ""), Parent: env.root}
+	rpcs, n := 0, 0
+	for ; b.Loop(); n++ {
+		spec.Name = "group-" + strconv.Itoa(n)
+		before := env.p.RPCs()
+		got, err := env.p.EnsureGroup(ctx, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got.ID != spec.ID {
+			b.Fatalf("rename returned %s, want %s", got.ID, spec.ID)
 		}
 		rpcs += env.p.RPCs() - before
 	}
