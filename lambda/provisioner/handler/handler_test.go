@@ -1,0 +1,253 @@
+package handler
+
+import (
+	"context"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/cfn"
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+const (
+	root  = "0123456789abcdef0123456789abcdef01234567"
+	group = root + "/0123456789abcdef"
+	ident = group + "/fedcba9876543210"
+)
+
+func common() map[string]any {
+	return map[string]any{
+		"ServiceToken":          "arn:aws:lambda:us-east-1:111122223333:function:provisioner",
+		PropProvisionerIdentity: root + "/aaaaaaaaaaaaaaaa",
+		PropIssuer:              "http://127.0.0.1:1",
+		PropAPIURL:              "http://127.0.0.1:2",
+	}
+}
+
+func validGroup() map[string]any {
+	p := common()
+	maps.Copy(p, map[string]any{PropName: "example-group", PropDescription: "d", PropParent: root, PropOwned: "true"})
+	return p
+}
+
+func validIdentity() map[string]any {
+	p := common()
+	maps.Copy(p, map[string]any{
+		PropName:         "aws-auth-identity",
+		PropDescription:  "d",
+		PropGroup:        group,
+		PropRoles:        "viewer, registry.pull",
+		PropAwsAccount:   "111122223333",
+		PropAwsArn:       "arn:aws:sts::111122223333:assumed-role/aws-auth/my-fn",
+		PropAwsUserID:    "AROA1234567890ABCDEFG:my-fn",
+		"ServiceTimeout": "60",
+	})
+	return p
+}
+
+func with(p map[string]any, kv ...any) map[string]any {
+	out := maps.Clone(p)
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == nil {
+			delete(out, kv[i].(string))
+			continue
+		}
+		out[kv[i].(string)] = kv[i+1]
+	}
+	return out
+}
+
+func TestParseIdentity(t *testing.T) {
+	tests := []struct {
+		name      string
+		props     map[string]any
+		wantRoles []string
+		wantErr   string // substring naming the property; "" means success
+	}{
+		{name: "valid", props: validIdentity(), wantRoles: []string{"viewer", "registry.pull"}},
+		{name: "no roles", props: with(validIdentity(), PropRoles, nil), wantRoles: nil},
+		{name: "patterns", props: with(validIdentity(),
+			PropAwsArn, nil, PropAwsArnPattern, `^arn:aws:sts::111122223333:assumed-role/aws-auth/.*$`,
+			PropAwsUserID, nil, PropAwsUserIDPattern, `^AROA1234567890ABCDEFG:.*$`), wantRoles: []string{"viewer", "registry.pull"}},
+		{name: "missing name", props: with(validIdentity(), PropName, nil), wantErr: "property Name is missing"},
+		{name: "bad name", props: with(validIdentity(), PropName, "Bad!"), wantErr: "Name"},
+		{name: "bad group", props: with(validIdentity(), PropGroup, "abc"), wantErr: "property Group"},
+		{name: "empty role item", props: with(validIdentity(), PropRoles, "viewer,,owner"), wantErr: "property Roles"},
+		{name: "non-string", props: with(validIdentity(), PropAwsAccount, 111122223333.0), wantErr: "property AwsAccount is a float64"},
+		{name: "bad account", props: with(validIdentity(), PropAwsAccount, "12"), wantErr: "property AwsAccount"},
+		{name: "both ARN kinds", props: with(validIdentity(), PropAwsArnPattern, "^x$"), wantErr: "property AwsArn or AwsArnPattern"},
+		{name: "no user ID", props: with(validIdentity(), PropAwsUserID, nil), wantErr: "property AwsUserId or AwsUserIdPattern"},
+		{name: "bad ARN", props: with(validIdentity(), PropAwsArn, "arn:aws:iam::x"), wantErr: "property AwsArn:"},
+		{name: "bad user ID", props: with(validIdentity(), PropAwsUserID, "AIDA:x"), wantErr: "property AwsUserId:"},
+		{name: "unpinned pattern", props: with(validIdentity(), PropAwsUserID, nil, PropAwsUserIDPattern, `^AROA.*:my-fn$`), wantErr: "property AwsUserIdPattern:"},
+		{name: "unpinned allowed", props: with(validIdentity(), PropAwsUserID, nil, PropAwsUserIDPattern, `^AROA.*:my-fn$`, PropAllowUnpinnedUserID, "true"), wantRoles: []string{"viewer", "registry.pull"}},
+		{name: "bad bool", props: with(validIdentity(), PropAllowUnpinnedUserID, "yes"), wantErr: "property AllowUnpinnedUserId"},
+		{name: "unknown property", props: with(validIdentity(), "Rolez", "viewer"), wantErr: "property Rolez is not part of the Custom::ChainguardIdentity contract"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, err := parseIdentity(tt.props)
+			if (err != nil) != (tt.wantErr != "") {
+				t.Fatalf("parseIdentity error = %v, wantErr %q", err, tt.wantErr)
+			}
+			if err != nil {
+				if !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %q, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if strings.Join(spec.Roles, ",") != strings.Join(tt.wantRoles, ",") {
+				t.Fatalf("roles = %q, want %q", spec.Roles, tt.wantRoles)
+			}
+		})
+	}
+}
+
+func TestParseGroupAndTarget(t *testing.T) {
+	tests := []struct {
+		name      string
+		props     map[string]any
+		wantOwned bool
+		wantErr   string
+	}{
+		{name: "valid", props: validGroup(), wantOwned: true},
+		{name: "owned defaults to false", props: with(validGroup(), PropOwned, nil)},
+		{name: "no description", props: with(validGroup(), PropDescription, nil), wantOwned: true},
+		{name: "bad parent", props: with(validGroup(), PropParent, root+"/"), wantErr: "property Parent"},
+		{name: "missing parent", props: with(validGroup(), PropParent, nil), wantErr: "property Parent is missing"},
+		{name: "long description", props: with(validGroup(), PropDescription, strings.Repeat("x", 600)), wantErr: "property Description"},
+		{name: "bad owned", props: with(validGroup(), PropOwned, "True"), wantErr: "property Owned"},
+		{name: "identity property on a group", props: with(validGroup(), PropRoles, "viewer"), wantErr: "property Roles is not part of the Custom::ChainguardGroup contract"},
+		{name: "bad provisioner", props: with(validGroup(), PropProvisionerIdentity, "x"), wantErr: "property ProvisionerIdentity"},
+		{name: "missing issuer", props: with(validGroup(), PropIssuer, nil), wantErr: "property Issuer is missing"},
+		{name: "http API elsewhere", props: with(validGroup(), PropAPIURL, "http://example.com"), wantErr: "property ApiUrl"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := parseGroup(tt.props)
+			if err == nil {
+				_, err = parseTarget(tt.props)
+			}
+			if (err != nil) != (tt.wantErr != "") {
+				t.Fatalf("error = %v, wantErr %q", err, tt.wantErr)
+			}
+			if err != nil {
+				if !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %q, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if g.Owned != tt.wantOwned {
+				t.Fatalf("Owned = %v, want %v", g.Owned, tt.wantOwned)
+			}
+		})
+	}
+}
+
+func TestMarginFromEnv(t *testing.T) {
+	tests := []struct {
+		value   string
+		set     bool
+		want    time.Duration
+		wantErr bool
+	}{
+		{set: false, want: DefaultMargin},
+		{value: "", set: true, want: DefaultMargin},
+		{value: "1500ms", set: true, want: 1500 * time.Millisecond},
+		{value: "10", set: true, wantErr: true},
+		{value: "-1s", set: true, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			got, err := MarginFromEnv(func(string) (string, bool) { return tt.value, tt.set })
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("error = %v, wantErr %v", err, tt.wantErr)
+			}
+			if err != nil && !strings.Contains(err.Error(), EnvDeadlineMargin) {
+				t.Fatalf("error %q does not name %s", err, EnvDeadlineMargin)
+			}
+			if err == nil && got != tt.want {
+				t.Fatalf("margin = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// credentials that must never be asked for: every case below answers
+// without any call, not even the token exchange.
+var noCall = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+	panic("credentials requested")
+})
+
+// These cases never reach the network; the emulator-backed cases run the
+// real bootstrap under the RIE (package main's tests).
+func TestHandleWithoutCalls(t *testing.T) {
+	tests := []struct {
+		name    string
+		ev      cfn.Event
+		wantID  string
+		wantErr string
+	}{
+		{name: "delete after failed create", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: TypeIdentity, PhysicalResourceID: "req-123", ResourceProperties: validIdentity()}, wantID: "req-123"},
+		{name: "delete after failed create of unknown type", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: "Custom::Nope", PhysicalResourceID: "req-123"}, wantID: "req-123"},
+		{name: "delete of a group not owned", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: TypeGroup, PhysicalResourceID: group, ResourceProperties: with(validGroup(), PropOwned, "false")}, wantID: group},
+		{name: "unknown resource type", ev: cfn.Event{RequestType: cfn.RequestCreate, ResourceType: "Custom::Nope", ResourceProperties: validGroup()}, wantErr: `resource type "Custom::Nope" is not served`},
+		{name: "unknown request type", ev: cfn.Event{RequestType: "Upsert", ResourceType: TypeGroup, ResourceProperties: validGroup()}, wantErr: `request type "Upsert"`},
+		{name: "bad property", ev: cfn.Event{RequestType: cfn.RequestCreate, ResourceType: TypeGroup, ResourceProperties: with(validGroup(), PropParent, "nope")}, wantErr: "property Parent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := New(Config{Credentials: noCall, Margin: time.Second}, nil)
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			id, _, err := h.Handle(ctx, tt.ev)
+			if (err != nil) != (tt.wantErr != "") {
+				t.Fatalf("Handle error = %v, wantErr %q", err, tt.wantErr)
+			}
+			if err != nil {
+				if !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %q, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if id != tt.wantID {
+				t.Fatalf("physical ID = %q, want %q", id, tt.wantID)
+			}
+		})
+	}
+}
+
+func TestHandleAlwaysAnswers(t *testing.T) {
+	block := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		select {} // ignores its context: the handler must answer anyway
+	})
+	tests := []struct {
+		name     string
+		creds    aws.CredentialsProvider
+		timeout  time.Duration
+		margin   time.Duration
+		setupErr error
+		wantErr  string
+	}{
+		{name: "panic", creds: noCall, timeout: 5 * time.Second, margin: time.Second, wantErr: "internal error (panic) during token exchange"},
+		{name: "hang", creds: block, timeout: 1500 * time.Millisecond, margin: time.Second, wantErr: "timed out: token exchange for provisioner identity"},
+		{name: "no time left", creds: noCall, timeout: 500 * time.Millisecond, margin: time.Second, wantErr: "timed out before starting"},
+		{name: "misconfigured", creds: noCall, timeout: 5 * time.Second, margin: time.Second, setupErr: context.DeadlineExceeded, wantErr: "the provisioner is misconfigured"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := New(Config{Credentials: tt.creds, Margin: tt.margin}, tt.setupErr)
+			ctx, cancel := context.WithTimeout(t.Context(), tt.timeout)
+			defer cancel()
+			_, _, err := h.Handle(ctx, cfn.Event{RequestType: cfn.RequestCreate, ResourceType: TypeGroup, ResourceProperties: validGroup()})
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Handle error = %v, want one containing %q", err, tt.wantErr)
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("Handle answered only after the deadline: %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,600 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"chainguard.dev/sdk/uidp"
+	"github.com/aws/aws-lambda-go/cfn"
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator/emulatortest"
+	"github.com/assumable-identity/cdk-chainguard/internal/rie"
+	"github.com/assumable-identity/cdk-chainguard/lambda/internal/functest"
+)
+
+var bin functest.Binaries
+
+func TestMain(m *testing.M) {
+	os.Exit(functest.Main("./lambda/provisioner", func(b functest.Binaries) int {
+		bin = b
+		return m.Run()
+	}))
+}
+
+const (
+	exchangeMethod       = "/chainguard.platform.oidc.SecurityTokenService/Exchange"
+	identityListMethod   = "/chainguard.platform.iam.Identities/List"
+	identityCreateMethod = "/chainguard.platform.iam.Identities/Create"
+	stackID              = "arn:aws:cloudformation:us-east-1:111122223333:stack/aws-auth/5b8e1d30-0000-0000-0000-000000000000"
+	functionTimeout      = 5 * time.Second
+	margin               = 1500 * time.Millisecond
+)
+
+// responses is a local stand-in for the pre-signed S3 ResponseURL.
+type responses struct {
+	srv *httptest.Server
+	ch  chan received
+}
+
+type received struct {
+	method string
+	size   int
+	resp   cfn.Response
+	err    string
+}
+
+func newResponses(t *testing.T) *responses {
+	r := &responses{ch: make(chan received, 16)}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(req.Body)
+		got := received{method: req.Method, size: len(body)}
+		if err != nil {
+			got.err = err.Error()
+		} else if err := json.Unmarshal(body, &got.resp); err != nil {
+			got.err = "decode: " + err.Error()
+		}
+		r.ch <- got
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// env is a seeded Chainguard emulator, a response server and the
+// provisioner function running under the RIE as the provisioner principal.
+type env struct {
+	*emulatortest.Env
+	resp   *responses
+	fn     *rie.Emulator
+	logs   *functest.Buffer
+	nextID int
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	logs := &functest.Buffer{}
+	e := &env{
+		Env:  emulatortest.NewEnv(t, emulator.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))}),
+		resp: newResponses(t),
+		logs: logs,
+	}
+	e.fn = e.startAs(t, e.ProvisionerPrincipal, e.ProvisionerCredentials)
+	t.Cleanup(func() {
+		if found := functest.Secrets(logs.String(), secretsOf(e.ProvisionerCredentials)...); len(found) > 0 {
+			t.Errorf("the emulator's logs hold secrets: %s", strings.Join(found, "; "))
+		}
+	})
+	return e
+}
+
+func secretsOf(c aws.Credentials) []string { return []string{c.SecretAccessKey, c.SessionToken} }
+
+// startAs runs the provisioner with the credentials of principal p.
+func (e *env) startAs(t *testing.T, p emulator.AWSPrincipal, creds aws.Credentials) *rie.Emulator {
+	return functest.Start(t, bin, rie.Options{
+		FunctionName: p.ARN[strings.LastIndex(p.ARN, "/")+1:],
+		Timeout:      functionTimeout,
+		Env:          append(functest.AWSEnv(creds), "PROVISIONER_DEADLINE_MARGIN="+margin.String()),
+	}, secretsOf(creds)...)
+}
+
+func (e *env) common() map[string]any {
+	return map[string]any{
+		"ServiceToken":        "arn:aws:lambda:us-east-1:111122223333:function:chainguard-provisioner",
+		"ProvisionerIdentity": e.Provisioner,
+		"Issuer":              e.IssuerURL(),
+		"ApiUrl":              e.APIURL(),
+	}
+}
+
+func (e *env) groupProps(parent, name, description string) map[string]any {
+	p := e.common()
+	maps.Copy(p, map[string]any{"Name": name, "Description": description, "Parent": parent, "Owned": "true"})
+	return p
+}
+
+func (e *env) identityProps(group, roles string) map[string]any {
+	p := e.common()
+	maps.Copy(p, map[string]any{
+		"Name":        "aws-auth-identity",
+		"Description": "the aws-auth function",
+		"Group":       group,
+		"Roles":       roles,
+		"AwsAccount":  e.WorkloadPrincipal.Account,
+		"AwsArn":      e.WorkloadPrincipal.ARN,
+		"AwsUserId":   e.WorkloadPrincipal.UserID,
+	})
+	return p
+}
+
+// event is a CloudFormation event with a fresh request ID.
+func (e *env) event(kind cfn.RequestType, resourceType, physicalID string, props, old map[string]any) cfn.Event {
+	e.nextID++
+	return cfn.Event{
+		RequestType:           kind,
+		RequestID:             fmt.Sprintf("6c0d8a4e-request-%04d", e.nextID),
+		ResponseURL:           e.resp.srv.URL + "/response?X-Amz-Signature=redacted",
+		ResourceType:          resourceType,
+		PhysicalResourceID:    physicalID,
+		LogicalResourceID:     "Resource" + resourceType[len("Custom::"):],
+		StackID:               stackID,
+		ResourceProperties:    props,
+		OldResourceProperties: old,
+	}
+}
+
+// send invokes fn with ev and returns the response CloudFormation would
+// receive, checking the fields that echo the event and the invoke's timing.
+func (e *env) send(t *testing.T, fn *rie.Emulator, ev cfn.Event) cfn.Response {
+	t.Helper()
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), functionTimeout+5*time.Second)
+	defer cancel()
+	start := time.Now()
+	body, err := fn.Invoke(ctx, payload)
+	if err != nil {
+		t.Fatalf("invoke %s %s: %v", ev.RequestType, ev.ResourceType, err)
+	}
+	if string(body) != `""` {
+		t.Fatalf("invoke body = %s, want \"\" (cfn.LambdaWrap answers through the ResponseURL)", body)
+	}
+	var got received
+	select {
+	case got = <-e.resp.ch:
+	case <-ctx.Done():
+		t.Fatalf("no response PUT for %s %s", ev.RequestType, ev.ResourceType)
+	}
+	if elapsed := time.Since(start); elapsed >= functionTimeout {
+		t.Fatalf("response after %s, not before the %s function timeout", elapsed, functionTimeout)
+	}
+	switch {
+	case got.err != "":
+		t.Fatalf("response: %s", got.err)
+	case got.method != http.MethodPut:
+		t.Fatalf("response method = %s, want PUT", got.method)
+	case got.size > 4096:
+		t.Fatalf("response body is %d bytes, CloudFormation accepts at most 4096", got.size)
+	case got.resp.RequestID != ev.RequestID || got.resp.LogicalResourceID != ev.LogicalResourceID || got.resp.StackID != ev.StackID:
+		t.Fatalf("response echoes RequestId %q LogicalResourceId %q StackId %q, want %q %q %q",
+			got.resp.RequestID, got.resp.LogicalResourceID, got.resp.StackID, ev.RequestID, ev.LogicalResourceID, ev.StackID)
+	}
+	return got.resp
+}
+
+func wantSuccess(t *testing.T, r cfn.Response, data map[string]any) {
+	t.Helper()
+	if r.Status != cfn.StatusSuccess || r.Reason != "" {
+		t.Fatalf("response Status %s Reason %q, want SUCCESS without a reason", r.Status, r.Reason)
+	}
+	if !maps.Equal(r.Data, data) {
+		t.Fatalf("response Data = %v, want %v", r.Data, data)
+	}
+}
+
+func wantFailed(t *testing.T, r cfn.Response, physicalID string, reason ...string) {
+	t.Helper()
+	if r.Status != cfn.StatusFailed {
+		t.Fatalf("response Status %s, want FAILED", r.Status)
+	}
+	if r.PhysicalResourceID != physicalID {
+		t.Fatalf("response PhysicalResourceId = %q, want %q", r.PhysicalResourceID, physicalID)
+	}
+	if len(r.Data) != 0 {
+		t.Fatalf("FAILED response has Data %v", r.Data)
+	}
+	for _, want := range reason {
+		if !strings.Contains(r.Reason, want) {
+			t.Fatalf("Reason %q does not contain %q", r.Reason, want)
+		}
+	}
+	t.Logf("Reason: %s", r.Reason)
+}
+
+func (e *env) group(id string) (emulator.Group, bool) {
+	for _, g := range e.State().Groups {
+		if g.ID == id {
+			return g, true
+		}
+	}
+	return emulator.Group{}, false
+}
+
+func (e *env) identities(name string) []emulator.Identity {
+	var out []emulator.Identity
+	for _, i := range e.State().Identities {
+		if i.Name == name {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (e *env) roleNames(identity string) []string {
+	var out []string
+	for _, b := range e.State().RoleBindings {
+		if b.Identity == identity {
+			out = append(out, b.RoleName)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestGroupLifecycle(t *testing.T) {
+	e := newEnv(t)
+	const typ = "Custom::ChainguardGroup"
+
+	props := e.groupProps(e.Root, "team-a", "first")
+	r := e.send(t, e.fn, e.event(cfn.RequestCreate, typ, "", props, nil))
+	id := r.PhysicalResourceID
+	wantSuccess(t, r, map[string]any{"Id": id, "Name": "team-a"})
+	if uidp.Parent(id) != e.Root {
+		t.Fatalf("created group %s is not a child of the root %s", id, e.Root)
+	}
+	if g, ok := e.group(id); !ok || g.Name != "team-a" || g.Description != "first" {
+		t.Fatalf("group in the emulator = %+v, %v", g, ok)
+	}
+
+	// Replayed Create: same object, no duplicate.
+	r = e.send(t, e.fn, e.event(cfn.RequestCreate, typ, "", props, nil))
+	wantSuccess(t, r, map[string]any{"Id": id, "Name": "team-a"})
+	if r.PhysicalResourceID != id {
+		t.Fatalf("replayed Create returned %s, want %s", r.PhysicalResourceID, id)
+	}
+	if n := countGroups(e, "team-a"); n != 1 {
+		t.Fatalf("%d groups named team-a after a replayed Create, want 1", n)
+	}
+
+	// Update in place.
+	updated := e.groupProps(e.Root, "team-a", "second")
+	r = e.send(t, e.fn, e.event(cfn.RequestUpdate, typ, id, updated, props))
+	wantSuccess(t, r, map[string]any{"Id": id, "Name": "team-a"})
+	if r.PhysicalResourceID != id {
+		t.Fatalf("description update replaced the group: %s -> %s", id, r.PhysicalResourceID)
+	}
+	if g, _ := e.group(id); g.Description != "second" {
+		t.Fatalf("description = %q after Update, want second", g.Description)
+	}
+
+	// Parent change: a new group with a new physical ID; CloudFormation
+	// then deletes the old one.
+	moved := e.groupProps(e.Group, "team-a", "second")
+	r = e.send(t, e.fn, e.event(cfn.RequestUpdate, typ, id, moved, updated))
+	newID := r.PhysicalResourceID
+	wantSuccess(t, r, map[string]any{"Id": newID, "Name": "team-a"})
+	if newID == id || uidp.Parent(newID) != e.Group {
+		t.Fatalf("parent change returned %s, want a new group under %s", newID, e.Group)
+	}
+	r = e.send(t, e.fn, e.event(cfn.RequestDelete, typ, id, updated, nil))
+	wantSuccess(t, r, nil)
+	if r.PhysicalResourceID != id {
+		t.Fatalf("Delete answered physical ID %s, want %s", r.PhysicalResourceID, id)
+	}
+	if _, ok := e.group(id); ok {
+		t.Fatal("the old group survived its Delete")
+	}
+
+	// Not owned: left in place, no call at all.
+	calls := e.Calls(exchangeMethod)
+	notOwned := maps.Clone(moved)
+	notOwned["Owned"] = "false"
+	r = e.send(t, e.fn, e.event(cfn.RequestDelete, typ, newID, notOwned, nil))
+	wantSuccess(t, r, nil)
+	if _, ok := e.group(newID); !ok || e.Calls(exchangeMethod) != calls {
+		t.Fatal("Delete of a group the stack does not own touched it")
+	}
+
+	// Owned: deleted; deleting it again (already gone) succeeds.
+	for range 2 {
+		r = e.send(t, e.fn, e.event(cfn.RequestDelete, typ, newID, moved, nil))
+		wantSuccess(t, r, nil)
+		if _, ok := e.group(newID); ok {
+			t.Fatal("the group survived its Delete")
+		}
+	}
+}
+
+func countGroups(e *env, name string) int {
+	n := 0
+	for _, g := range e.State().Groups {
+		if g.Name == name {
+			n++
+		}
+	}
+	return n
+}
+
+func TestIdentityLifecycle(t *testing.T) {
+	e := newEnv(t)
+	const typ = "Custom::ChainguardIdentity"
+
+	props := e.identityProps(e.Group, "viewer")
+	r := e.send(t, e.fn, e.event(cfn.RequestCreate, typ, "", props, nil))
+	id := r.PhysicalResourceID
+	wantSuccess(t, r, map[string]any{"Id": id, "Name": "aws-auth-identity", "Roles": "viewer"})
+	if got := e.identities("aws-auth-identity"); len(got) != 1 || got[0].ID != id || uidp.Parent(id) != e.Group {
+		t.Fatalf("identities after Create = %+v, want one in %s with ID %s", got, e.Group, id)
+	}
+	if got := e.roleNames(id); !slices.Equal(got, []string{"viewer"}) {
+		t.Fatalf("role bindings = %v, want [viewer]", got)
+	}
+	// The identity works: the workload principal can assume it.
+	emulatortest.Token(t, e.Emulator, e.WorkloadCredentials, id)
+
+	// Replayed Create: one identity.
+	r = e.send(t, e.fn, e.event(cfn.RequestCreate, typ, "", props, nil))
+	wantSuccess(t, r, map[string]any{"Id": id, "Name": "aws-auth-identity", "Roles": "viewer"})
+	if got := e.identities("aws-auth-identity"); len(got) != 1 {
+		t.Fatalf("%d identities after a replayed Create, want 1", len(got))
+	}
+
+	// Update in place: roles change.
+	more := e.identityProps(e.Group, "viewer,registry.pull")
+	r = e.send(t, e.fn, e.event(cfn.RequestUpdate, typ, id, more, props))
+	wantSuccess(t, r, map[string]any{"Id": id, "Name": "aws-auth-identity", "Roles": "registry.pull,viewer"})
+	if got := e.roleNames(id); !slices.Equal(got, []string{"registry.pull", "viewer"}) {
+		t.Fatalf("role bindings after Update = %v", got)
+	}
+
+	// Group change: replacement.
+	moved := e.identityProps(e.Root, "viewer")
+	r = e.send(t, e.fn, e.event(cfn.RequestUpdate, typ, id, moved, more))
+	newID := r.PhysicalResourceID
+	wantSuccess(t, r, map[string]any{"Id": newID, "Name": "aws-auth-identity", "Roles": "viewer"})
+	if newID == id || uidp.Parent(newID) != e.Root {
+		t.Fatalf("group change returned %s, want a new identity in %s", newID, e.Root)
+	}
+
+	// CloudFormation deletes the old one, then (stack delete) the new one.
+	for _, del := range []struct {
+		id    string
+		props map[string]any
+	}{{id, more}, {newID, moved}} {
+		r = e.send(t, e.fn, e.event(cfn.RequestDelete, typ, del.id, del.props, nil))
+		wantSuccess(t, r, nil)
+		if r.PhysicalResourceID != del.id {
+			t.Fatalf("Delete answered physical ID %s, want %s", r.PhysicalResourceID, del.id)
+		}
+		if got := e.roleNames(del.id); len(got) != 0 {
+			t.Fatalf("bindings of deleted identity %s remain: %v", del.id, got)
+		}
+	}
+	if got := e.identities("aws-auth-identity"); len(got) != 0 {
+		t.Fatalf("identities after Delete: %+v", got)
+	}
+}
+
+// An Update that changes the Name (and Description) renames the object in
+// place: the same physical ID comes back and the emulator holds the renamed
+// object under that UIDP, with its bindings. A replayed Update changes
+// nothing; a Name another object under the same parent has fails the Update
+// and leaves everything as it was.
+func TestUpdateRenamesInPlace(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct {
+		typ      string
+		props    func(name, description string) map[string]any
+		namesake func(name string) // seeds another object of that name under the same parent
+		stored   func(id string) (name, description string, ok bool)
+		data     func(id, name string) map[string]any
+		refusal  string
+	}{{
+		typ: "Custom::ChainguardGroup",
+		props: func(name, description string) map[string]any {
+			return e.groupProps(e.Root, name, description)
+		},
+		namesake: func(name string) { e.SeedGroup(e.Root, name, "") },
+		stored: func(id string) (string, string, bool) {
+			g, ok := e.group(id)
+			return g.Name, g.Description, ok
+		},
+		data:    func(id, name string) map[string]any { return map[string]any{"Id": id, "Name": name} },
+		refusal: "refused: another group there already has that name",
+	}, {
+		typ: "Custom::ChainguardIdentity",
+		props: func(name, description string) map[string]any {
+			p := e.identityProps(e.Group, "viewer")
+			p["Name"], p["Description"] = name, description
+			return p
+		},
+		namesake: func(name string) {
+			e.SeedIdentity(e.Group, name, "", e.WorkloadPrincipal.ExactTrust(), nil)
+		},
+		stored: func(id string) (string, string, bool) {
+			for _, i := range e.State().Identities {
+				if i.ID == id {
+					return i.Name, i.Description, true
+				}
+			}
+			return "", "", false
+		},
+		data: func(id, name string) map[string]any {
+			return map[string]any{"Id": id, "Name": name, "Roles": "viewer"}
+		},
+		refusal: "refused: another identity there already has that name",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.typ, func(t *testing.T) {
+			created := tt.props("before-rename", "first")
+			r := e.send(t, e.fn, e.event(cfn.RequestCreate, tt.typ, "", created, nil))
+			id := r.PhysicalResourceID
+			wantSuccess(t, r, tt.data(id, "before-rename"))
+			bindings := e.bindingIDs(id)
+
+			renamed := tt.props("after-rename", "second")
+			for range 2 { // the second delivery is a replay
+				r = e.send(t, e.fn, e.event(cfn.RequestUpdate, tt.typ, id, renamed, created))
+				wantSuccess(t, r, tt.data(id, "after-rename"))
+				if r.PhysicalResourceID != id {
+					t.Fatalf("rename replaced the object: %s -> %s", id, r.PhysicalResourceID)
+				}
+				if name, description, ok := tt.stored(id); !ok || name != "after-rename" || description != "second" {
+					t.Fatalf("emulator holds %s as %q %q (present: %v), want it renamed to after-rename with description second", id, name, description, ok)
+				}
+				if got := e.bindingIDs(id); !slices.Equal(got, bindings) {
+					t.Fatalf("role bindings of %s went from %v to %v, want them kept", id, bindings, got)
+				}
+			}
+
+			tt.namesake("taken-name")
+			before := e.State()
+			ev := e.event(cfn.RequestUpdate, tt.typ, id, tt.props("taken-name", "second"), renamed)
+			r = e.send(t, e.fn, ev)
+			wantFailed(t, r, id, tt.refusal, `"taken-name"`, "choose another name")
+			if after := names(e.State()); !maps.Equal(after, names(before)) {
+				t.Fatalf("a refused rename changed the emulator's groups or identities:\nbefore %v\nafter  %v", names(before), after)
+			}
+		})
+	}
+}
+
+// names maps every group and identity in s to its name and description.
+func names(s emulator.State) map[string]string {
+	out := map[string]string{}
+	for _, g := range s.Groups {
+		out[g.ID] = g.Name + ": " + g.Description
+	}
+	for _, i := range s.Identities {
+		out[i.ID] = i.Name + ": " + i.Description
+	}
+	return out
+}
+
+// bindingIDs returns the IDs of identity's role bindings, sorted.
+func (e *env) bindingIDs(identity string) []string {
+	var out []string
+	for _, b := range e.State().RoleBindings {
+		if b.Identity == identity {
+			out = append(out, b.ID)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestDeleteAfterFailedCreateTouchesNothing(t *testing.T) {
+	e := newEnv(t)
+	before, calls := e.State(), e.Calls(exchangeMethod)
+	for _, typ := range []string{"Custom::ChainguardIdentity", "Custom::ChainguardGroup"} {
+		ev := e.event(cfn.RequestDelete, typ, "", e.identityProps(e.Group, "viewer"), nil)
+		ev.PhysicalResourceID = ev.RequestID // what cfn.LambdaWrap sent after the failed Create
+		r := e.send(t, e.fn, ev)
+		wantSuccess(t, r, nil)
+		if r.PhysicalResourceID != ev.RequestID {
+			t.Fatalf("PhysicalResourceId = %q, want the request ID %q", r.PhysicalResourceID, ev.RequestID)
+		}
+	}
+	if e.Calls(exchangeMethod) != calls {
+		t.Fatal("Delete of a request-ID physical ID exchanged a token")
+	}
+	if after := e.State(); len(after.Groups) != len(before.Groups) || len(after.Identities) != len(before.Identities) || len(after.RoleBindings) != len(before.RoleBindings) {
+		t.Fatal("Delete of a request-ID physical ID changed the emulator's state")
+	}
+}
+
+func TestFailures(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct {
+		name   string
+		setup  func()
+		ev     func() cfn.Event
+		reason []string
+	}{
+		{
+			name:   "unknown resource type",
+			ev:     func() cfn.Event { return e.event(cfn.RequestCreate, "Custom::ChainguardThing", "", e.common(), nil) },
+			reason: []string{`resource type "Custom::ChainguardThing"`},
+		},
+		{
+			name: "bad property",
+			ev: func() cfn.Event {
+				p := e.identityProps(e.Group, "viewer")
+				p["AwsArn"] = "arn:aws:sts::999988887777:assumed-role/aws-auth/aws-auth"
+				return e.event(cfn.RequestCreate, "Custom::ChainguardIdentity", "", p, nil)
+			},
+			reason: []string{"property AwsArn", "999988887777"},
+		},
+		{
+			name:  "emulator hangs",
+			setup: func() { e.HangNext(identityListMethod, 1) },
+			ev: func() cfn.Event {
+				return e.event(cfn.RequestCreate, "Custom::ChainguardIdentity", "", e.identityProps(e.Group, "viewer"), nil)
+			},
+			reason: []string{"timed out", `ensure identity "aws-auth-identity"`, "PROVISIONER_DEADLINE_MARGIN"},
+		},
+		{
+			name:  "token exchange hangs",
+			setup: func() { e.HangNext(exchangeMethod, 1) },
+			ev: func() cfn.Event {
+				return e.event(cfn.RequestCreate, "Custom::ChainguardGroup", "", e.groupProps(e.Root, "team-b", ""), nil)
+			},
+			reason: []string{"timed out", "token exchange for provisioner identity"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer e.ClearFaults()
+			if tt.setup != nil {
+				tt.setup()
+			}
+			ev := tt.ev()
+			r := e.send(t, e.fn, ev)
+			wantFailed(t, r, ev.RequestID, tt.reason...)
+		})
+	}
+	if n := e.Calls(identityCreateMethod); n != 0 {
+		t.Fatalf("failed events created %d identities", n)
+	}
+}
+
+func TestProvisionerWithoutOwner(t *testing.T) {
+	e := newEnv(t)
+	weak := emulator.AssumedRolePrincipal(e.ProvisionerPrincipal.Account, "weak-provisioner", "weak-provisioner")
+	creds := e.RegisterAWSPrincipal(weak)
+	weakID := e.SeedIdentity(e.Root, "weak-provisioner", "viewer only", weak.ExactTrust(), map[string][]string{e.Root: {"viewer"}})
+	fn := e.startAs(t, weak, creds)
+
+	props := e.identityProps(e.Group, "viewer")
+	props["ProvisionerIdentity"] = weakID
+	ev := e.event(cfn.RequestCreate, "Custom::ChainguardIdentity", "", props, nil)
+	r := e.send(t, fn, ev)
+	wantFailed(t, r, ev.RequestID, "permission denied", "owner")
+	if got := e.identities("aws-auth-identity"); len(got) != 0 {
+		t.Fatalf("a provisioner without owner created %+v", got)
+	}
+}
