@@ -1,0 +1,353 @@
+package localrun
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/cfn"
+
+	"github.com/assumable-identity/cdk-chainguard/localrun/template"
+)
+
+// maxServiceWait bounds how long the local run waits for a custom resource
+// response, whatever the resource's ServiceTimeout says.
+const maxServiceWait = 5 * time.Minute
+
+// cloud plays CloudFormation: it deploys, updates and deletes stacks of a
+// cloud assembly, creating built-in resources with deterministic local
+// values and sending custom resource events to the local functions.
+type cloud struct {
+	d         *template.Deployment
+	fns       *functions
+	responses *responseServer
+	out       io.Writer
+
+	roles    map[string]role               // by role ARN
+	deployed map[string]*template.StackRun // by stack name
+	order    []string                      // stack names in deployment order
+}
+
+func newCloud(d *template.Deployment, fns *functions, responses *responseServer, out io.Writer) *cloud {
+	return &cloud{d: d, fns: fns, responses: responses, out: out, roles: map[string]role{}, deployed: map[string]*template.StackRun{}}
+}
+
+// deploy creates a stack, or updates it when it was deployed before: custom
+// resources whose resolved properties changed get an Update event (and a
+// Delete of the old physical ID when the handler replaced them), resources
+// gone from the template get a Delete. It returns the stack's outputs.
+func (c *cloud) deploy(ctx context.Context, stack *template.Stack) (map[string]string, error) {
+	if len(stack.Errors) > 0 {
+		return nil, fmt.Errorf("stack %s cannot be deployed: its synth reported errors (the CDK CLI refuses it too):\n  %s",
+			stack.Name, strings.Join(stack.Errors, "\n  "))
+	}
+	prev := c.deployed[stack.Name]
+	run := c.d.Stack(stack, nil)
+	order, err := run.Order()
+	if err != nil {
+		return nil, err
+	}
+	type oldResource struct {
+		run      *template.StackRun
+		id       string
+		physical string
+	}
+	var cleanup []oldResource // replaced resources, deleted after the update
+	inNew := map[string]bool{}
+	for _, id := range order {
+		inNew[id] = true
+		rs, err := run.Resource(id)
+		if err != nil {
+			return nil, err
+		}
+		if !template.IsCustom(rs.Type) {
+			if err := c.createBuiltin(ctx, run, id, rs.Type); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		props, err := run.Properties(id)
+		if err != nil {
+			return nil, err
+		}
+		oldPhysical, existed := "", false
+		if prev != nil {
+			if prs, err := prev.Resource(id); err == nil && prs.Type == rs.Type {
+				oldPhysical, existed = prev.PhysicalID(id)
+			}
+		}
+		if !existed {
+			resp, err := c.send(ctx, run, id, rs.Type, cfn.RequestCreate, "", props, nil)
+			if err != nil {
+				return nil, err
+			}
+			if err := run.SetCustom(id, resp.PhysicalResourceID, resp.Data); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		oldProps, err := prev.Properties(id)
+		if err != nil {
+			return nil, err
+		}
+		if reflect.DeepEqual(stringProperties(oldProps), stringProperties(props)) {
+			if err := run.Adopt(prev, id); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		resp, err := c.send(ctx, run, id, rs.Type, cfn.RequestUpdate, oldPhysical, props, oldProps)
+		if err != nil {
+			return nil, err
+		}
+		if resp.PhysicalResourceID != oldPhysical {
+			cleanup = append(cleanup, oldResource{run: prev, id: id, physical: oldPhysical})
+		}
+		if err := run.SetCustom(id, resp.PhysicalResourceID, resp.Data); err != nil {
+			return nil, err
+		}
+	}
+	outputs, err := run.Outputs()
+	if err != nil {
+		return nil, err
+	}
+	c.deployed[stack.Name] = run
+	if prev == nil {
+		c.order = append(c.order, stack.Name)
+	}
+	// Cleanup phase: replaced resources, then resources the new template
+	// no longer has, in reverse order of the earlier deployment.
+	for i := len(cleanup) - 1; i >= 0; i-- {
+		o := cleanup[i]
+		if err := c.deleteResource(ctx, o.run, o.id, o.physical); err != nil {
+			return nil, fmt.Errorf("clean up replaced resource: %w", err)
+		}
+	}
+	if prev != nil {
+		prevOrder, err := prev.Order()
+		if err != nil {
+			return nil, err
+		}
+		for i := len(prevOrder) - 1; i >= 0; i-- {
+			id := prevOrder[i]
+			if inNew[id] {
+				continue
+			}
+			phys, _ := prev.PhysicalID(id)
+			if err := c.deleteResource(ctx, prev, id, phys); err != nil {
+				return nil, fmt.Errorf("clean up removed resource: %w", err)
+			}
+		}
+	}
+	return outputs, nil
+}
+
+// createBuiltin creates a resource that is not a custom resource and keeps
+// what the run needs of roles and functions.
+func (c *cloud) createBuiltin(ctx context.Context, run *template.StackRun, id, typ string) error {
+	phys, err := run.CreateBuiltin(id)
+	if err != nil {
+		return err
+	}
+	switch typ {
+	case "AWS::IAM::Role":
+		arn, err := run.Attribute(id, "Arn")
+		if err != nil {
+			return err
+		}
+		roleID, err := run.Attribute(id, "RoleId")
+		if err != nil {
+			return err
+		}
+		c.roles[arn.(string)] = role{name: phys, id: roleID.(string)}
+	case "AWS::Lambda::Function":
+		props, err := run.Properties(id)
+		if err != nil {
+			return err
+		}
+		if _, err := c.fns.define(ctx, run, id, props, c.roles); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// destroy deletes every deployed stack, in reverse deployment order.
+func (c *cloud) destroy(ctx context.Context) error {
+	for i := len(c.order) - 1; i >= 0; i-- {
+		if err := c.deleteStack(ctx, c.order[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteStack deletes a deployed stack: its resources in reverse order.
+func (c *cloud) deleteStack(ctx context.Context, name string) error {
+	run, ok := c.deployed[name]
+	if !ok {
+		return fmt.Errorf("stack %s is not deployed", name)
+	}
+	order, err := run.Order()
+	if err != nil {
+		return err
+	}
+	for i := len(order) - 1; i >= 0; i-- {
+		phys, _ := run.PhysicalID(order[i])
+		if err := c.deleteResource(ctx, run, order[i], phys); err != nil {
+			return err
+		}
+	}
+	delete(c.deployed, name)
+	for i, n := range c.order {
+		if n == name {
+			c.order = append(c.order[:i], c.order[i+1:]...)
+			break
+		}
+	}
+	c.d.Forget(name)
+	return nil
+}
+
+// deleteResource deletes one resource: a Delete event for a custom
+// resource, stopping the RIE of a function.
+func (c *cloud) deleteResource(ctx context.Context, run *template.StackRun, id, physical string) error {
+	rs, err := run.Resource(id)
+	if err != nil {
+		return err
+	}
+	switch {
+	case template.IsCustom(rs.Type):
+		props, err := run.Properties(id)
+		if err != nil {
+			return err
+		}
+		_, err = c.send(ctx, run, id, rs.Type, cfn.RequestDelete, physical, props, nil)
+		return err
+	case rs.Type == "AWS::Lambda::Function":
+		c.fns.remove(template.FunctionARN(run.Env(), physical))
+	}
+	return nil
+}
+
+// send delivers one custom resource event to the function named by the
+// resource's ServiceToken and waits for the response at the local
+// ResponseURL, checked as CloudFormation checks it.
+func (c *cloud) send(ctx context.Context, run *template.StackRun, id, typ string, rt cfn.RequestType, physical string, props, oldProps map[string]any) (cfn.Response, error) {
+	start := time.Now()
+	where := fmt.Sprintf("%s %s %s (%s) in stack %s", rt, typ, id, physical, run.Stack().Name)
+	if physical == "" {
+		where = fmt.Sprintf("%s %s %s in stack %s", rt, typ, id, run.Stack().Name)
+	}
+	token, ok := props["ServiceToken"].(string)
+	if !ok || token == "" {
+		return cfn.Response{}, fmt.Errorf("%s: the resource has no ServiceToken", where)
+	}
+	wait := maxServiceWait
+	if st, ok := props["ServiceTimeout"]; ok {
+		secs, err := strconv.Atoi(fmt.Sprint(st))
+		if err != nil || secs < 1 || secs > 3600 {
+			return cfn.Response{}, fmt.Errorf("%s: ServiceTimeout %v is not an integer from 1 to 3600", where, st)
+		}
+		wait = min(wait, time.Duration(secs)*time.Second)
+	}
+	reqID, err := newRequestID()
+	if err != nil {
+		return cfn.Response{}, err
+	}
+	url, ch := c.responses.expect(reqID)
+	defer c.responses.forget(reqID)
+	ev := cfn.Event{
+		RequestType:        rt,
+		RequestID:          reqID,
+		ResponseURL:        url,
+		ResourceType:       typ,
+		PhysicalResourceID: physical,
+		LogicalResourceID:  id,
+		StackID:            run.StackID(),
+		ResourceProperties: stringProperties(props),
+	}
+	if oldProps != nil {
+		ev.OldResourceProperties = stringProperties(oldProps)
+	}
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return cfn.Response{}, fmt.Errorf("%s: encode the event: %w", where, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if _, err := c.fns.invoke(wctx, token, payload); err != nil {
+		return cfn.Response{}, fmt.Errorf("%s: %w", where, err)
+	}
+	var res responseOrError
+	select {
+	case res = <-ch:
+	case <-wctx.Done():
+		if ctx.Err() != nil {
+			return cfn.Response{}, fmt.Errorf("%s: %w", where, ctx.Err())
+		}
+		return cfn.Response{}, fmt.Errorf("%s: no response at the ResponseURL within %s (ServiceTimeout)", where, wait)
+	}
+	if res.err == nil {
+		res.err = check(ev, res.resp)
+	}
+	if res.err != nil {
+		return cfn.Response{}, fmt.Errorf("%s: %w", where, res.err)
+	}
+	c.logf("    %s -> %s (%s)", where, res.resp.PhysicalResourceID, time.Since(start).Round(time.Millisecond))
+	return res.resp, nil
+}
+
+func (c *cloud) logf(format string, args ...any) {
+	if c.out != nil {
+		fmt.Fprintf(c.out, format+"\n", args...)
+	}
+}
+
+// newRequestID returns a random UUID, as CloudFormation's request IDs are.
+func newRequestID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate a request ID: %w", err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
+}
+
+// stringProperties converts resolved properties the way CloudFormation
+// passes them to a custom resource: every scalar becomes a string.
+func stringProperties(props map[string]any) map[string]any {
+	out := make(map[string]any, len(props))
+	for k, v := range props {
+		out[k] = stringValue(v)
+	}
+	return out
+}
+
+func stringValue(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		return stringProperties(t)
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = stringValue(e)
+		}
+		return out
+	case json.Number:
+		return t.String()
+	case bool:
+		return strconv.FormatBool(t)
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(t)
+	}
+}

@@ -1,0 +1,168 @@
+package localrun
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestRun runs the whole lifecycle once per group mode, with the real app,
+// the real bootstraps and the emulator. It takes a minute or more per mode
+// (three synths each), so -short skips it.
+func TestRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the full local run synthesizes the app three times: skipped with -short")
+	}
+	tests := []struct {
+		name        string
+		createGroup bool
+		wantRepos   []string
+	}{
+		{name: "pre-existing group", createGroup: false, wantRepos: seededRepos},
+		{name: "group created by the stack", createGroup: true, wantRepos: []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+			defer cancel()
+			start := time.Now()
+			work := t.TempDir()
+			res, err := Run(ctx, Options{CreateGroup: tt.createGroup, Out: &out, FunctionLogs: testWriter{t}, WorkDir: work})
+			t.Logf("run output:\n%s", out.String())
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			t.Logf("local run (%s) took %s", tt.name, time.Since(start).Round(100*time.Millisecond))
+			if got := strings.Join(res.Repos, ","); got != strings.Join(tt.wantRepos, ",") {
+				t.Errorf("repos = %q, want %q", res.Repos, tt.wantRepos)
+			}
+			if len(res.Steps) != 14 || res.Identity == "" || res.Group == "" || res.ProvisionerIdentity == "" {
+				t.Errorf("result = %+v", res)
+			}
+			for _, line := range []string{"ok   deploy the provisioner stack (", "Update Custom::ChainguardIdentity", "PASS in "} {
+				if !strings.Contains(out.String(), line) {
+					t.Errorf("output lacks %q", line)
+				}
+			}
+			assertNoLeftovers(t, work)
+		})
+	}
+}
+
+// TestRunInterrupted cancels a run while the CDK app is synthesizing: Run
+// returns an error naming the step, and no process is left behind.
+func TestRunInterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the CDK app: skipped with -short")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	work := t.TempDir()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Options{Out: &out, WorkDir: work})
+		done <- err
+	}()
+	// Cancel once the first synth has started (the CDK app and node run).
+	deadline := time.After(5 * time.Minute)
+	for !strings.Contains(out.String(), "synthesize (before the trust step) ...") {
+		select {
+		case err := <-done:
+			t.Fatalf("Run ended before the synth: %v\n%s", err, out.String())
+		case <-deadline:
+			t.Fatalf("the synth did not start within 5 minutes:\n%s", out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	time.Sleep(2 * time.Second)
+	cancel()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return within 30s of the cancellation")
+	}
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != "synthesize (before the trust step)" || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run error = %v, want a StepError of the first synth wrapping context.Canceled", err)
+	}
+	assertNoLeftovers(t, work)
+}
+
+// assertNoLeftovers fails if a process the run started is still there: a
+// child of this process (RIE, CDK app) or any process whose command line or
+// environment names the run's work directory (functions, the app's node
+// runtime, which would be orphaned rather than remain a child).
+func assertNoLeftovers(t *testing.T, workDir string) {
+	t.Helper()
+	self := os.Getpid()
+	var left []string
+	for range 50 { // give killed processes a moment to be reaped
+		left = left[:0]
+		entries, err := os.ReadDir("/proc")
+		if err != nil {
+			t.Fatalf("list processes: %v", err)
+		}
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == self {
+				continue
+			}
+			dir := filepath.Join("/proc", e.Name())
+			stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+			if err != nil {
+				continue // exited meanwhile
+			}
+			// "pid (comm) state ppid ...": comm may hold spaces.
+			s := string(stat)
+			end := strings.LastIndexByte(s, ')')
+			fields := strings.Fields(s[end+1:])
+			cmdline, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
+			environ, _ := os.ReadFile(filepath.Join(dir, "environ"))
+			if len(fields) > 1 && fields[0] != "Z" && (fields[1] == strconv.Itoa(self) ||
+				bytes.Contains(cmdline, []byte(workDir)) || bytes.Contains(environ, []byte(workDir))) {
+				left = append(left, s[:end+1])
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("processes left behind: %q", left)
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testWriter sends function logs to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,620 @@
+// Package localrun runs the whole lifecycle of the CDK app on one machine,
+// with no AWS or Chainguard account: it starts the Chainguard emulator (and
+// its AWS STS stand-in), synthesizes the real app with context pointing at
+// it, performs the provisioner's one-time trust step from the stack's own
+// output, then plays CloudFormation's part — the real Lambda bootstraps run
+// under the Lambda Runtime Interface Emulator with their roles' credentials
+// and receive Create, Update and Delete custom resource events — invokes the
+// repos function, and checks that the emulator ends up holding nothing the
+// run created.
+//
+// The templates are read from the synthesized cloud assembly and resolved by
+// package template: what the run deploys is exactly what `cdk deploy` would
+// send to CloudFormation.
+package localrun
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
+	"github.com/assumable-identity/cdk-chainguard/internal/lambdabuild"
+	"github.com/assumable-identity/cdk-chainguard/internal/rie"
+	"github.com/assumable-identity/cdk-chainguard/localrun/template"
+)
+
+// Options configure Run. The zero value runs the pre-existing group mode
+// from the module containing the working directory, printing nothing.
+type Options struct {
+	// ModuleDir is the root of the module holding the CDK app (main package
+	// and cdk.json). Default: the module containing the working directory.
+	ModuleDir string
+	// CreateGroup makes the identity stack create (and on delete remove) its
+	// own group under the seeded parent group, instead of using the seeded
+	// group as a pre-existing one.
+	CreateGroup bool
+	// Out receives one progress line per step and the summary.
+	Out io.Writer
+	// FunctionLogs receives the output of the RIEs and functions.
+	FunctionLogs io.Writer
+	// WorkDir holds the cloud assemblies and built binaries; default a
+	// temporary directory removed when Run returns.
+	WorkDir string
+}
+
+// Result is what a run did.
+type Result struct {
+	Steps []Step
+	// Repos are the names of the repos the repos function listed.
+	Repos []string
+	// ProvisionerIdentity, Identity and Group are the UIDPs of the trust
+	// step's identity, the workload identity and its group.
+	ProvisionerIdentity, Identity, Group string
+}
+
+// Step is one completed step of a run.
+type Step struct {
+	Name     string
+	Duration time.Duration
+}
+
+// StepError is the error of a failed run: the step and why.
+type StepError struct {
+	Step string
+	Err  error
+}
+
+func (e *StepError) Error() string { return fmt.Sprintf("step %q failed: %v", e.Step, e.Err) }
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Names of the seeded objects and the values the run checks.
+const (
+	rootGroupName     = "acme"
+	groupName         = "example-group"
+	adminIdentityName = "local-admin"
+	updatedRole       = "registry.pull"
+	initialRole       = "viewer"
+)
+
+// seededRepos are the repos of the pre-existing group.
+var seededRepos = []string{"nginx", "python", "static"}
+
+// Run performs the whole local lifecycle. Every process it starts (the CDK
+// app, the RIEs) is stopped before it returns, also when ctx is cancelled.
+func Run(ctx context.Context, opts Options) (res *Result, err error) {
+	r := &runner{opts: opts, res: &Result{}, out: opts.Out}
+	if r.out == nil {
+		r.out = io.Discard
+	}
+	start := time.Now()
+	defer func() {
+		r.cleanup()
+		if err != nil {
+			fmt.Fprintf(r.out, "FAIL after %s: %v\n", time.Since(start).Round(100*time.Millisecond), err)
+			return
+		}
+		r.summary(time.Since(start))
+	}()
+	if err := r.setup(); err != nil {
+		return r.res, &StepError{Step: "set up", Err: err}
+	}
+	for _, s := range r.steps() {
+		if err := r.step(ctx, s.name, s.do); err != nil {
+			return r.res, err
+		}
+	}
+	return r.res, nil
+}
+
+type runner struct {
+	opts Options
+	res  *Result
+	out  io.Writer
+
+	moduleDir, workDir string
+	removeWork         bool
+	emu                *emulator.Emulator
+	responses          *responseServer
+	fns                *functions
+	cloud              *cloud
+	synth              *synthesizer
+	adminToken         string
+	// group is the context's group: the pre-existing group, or the parent
+	// of the group the stack creates. The provisioner is owner on it.
+	group           string
+	preState        emulator.State // after the trust step, before the identity stacks
+	assembly        *template.Assembly
+	synths          int
+	provOutputs     map[string]string
+	identityOutputs map[string]string
+}
+
+type stepFunc struct {
+	name string
+	do   func(context.Context) error
+}
+
+func (r *runner) steps() []stepFunc {
+	return []stepFunc{
+		{"start the Chainguard emulator", r.startEmulator},
+		{"build the CDK app and the RIE", r.buildApp},
+		{"synthesize (before the trust step)", r.synthFirst},
+		{"deploy the provisioner stack", r.deployProvisioner},
+		{"trust step from the provisioner stack's output", r.trustStep},
+		{"synthesize (provisioner identity in context)", r.synthSecond},
+		{"deploy the identity stacks", r.deployAll},
+		{"check the created objects", r.checkCreated},
+		{"invoke the repos function", r.invokeRepos},
+		{"synthesize (roles " + updatedRole + ")", r.synthUpdate},
+		{"update the identity stacks", r.deployAll},
+		{"check the updated binding", r.checkUpdated},
+		{"delete the stacks", r.destroy},
+		{"check the end state", r.checkEnd},
+	}
+}
+
+func (r *runner) step(ctx context.Context, name string, do func(context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return &StepError{Step: name, Err: fmt.Errorf("interrupted: %w", err)}
+	}
+	n := len(r.res.Steps) + 1
+	fmt.Fprintf(r.out, "[%2d] %s ...\n", n, name)
+	start := time.Now()
+	err := do(ctx)
+	d := time.Since(start)
+	if err != nil {
+		fmt.Fprintf(r.out, "[%2d] FAIL %s (%s)\n", n, name, d.Round(time.Millisecond))
+		return &StepError{Step: name, Err: err}
+	}
+	r.res.Steps = append(r.res.Steps, Step{Name: name, Duration: d})
+	fmt.Fprintf(r.out, "[%2d] ok   %s (%s)\n", n, name, d.Round(time.Millisecond))
+	return nil
+}
+
+func (r *runner) summary(total time.Duration) {
+	mode := "pre-existing group"
+	if r.opts.CreateGroup {
+		mode = "group created by the stack"
+	}
+	fmt.Fprintf(r.out, "PASS in %s (%s): %d steps, %d synths; provisioner identity %s, identity %s in group %s; repos listed: %s\n",
+		total.Round(100*time.Millisecond), mode, len(r.res.Steps), r.synths,
+		r.res.ProvisionerIdentity, r.res.Identity, r.res.Group, strings.Join(r.res.Repos, ", "))
+}
+
+func (r *runner) setup() error {
+	r.moduleDir = r.opts.ModuleDir
+	if r.moduleDir == "" {
+		dir, err := lambdabuild.ModuleRoot()
+		if err != nil {
+			return err
+		}
+		r.moduleDir = dir
+	}
+	r.workDir = r.opts.WorkDir
+	if r.workDir != "" {
+		if err := os.MkdirAll(r.workDir, 0o755); err != nil {
+			return fmt.Errorf("create the work directory: %w", err)
+		}
+	} else {
+		dir, err := os.MkdirTemp("", "local-run-")
+		if err != nil {
+			return fmt.Errorf("create a work directory: %w", err)
+		}
+		r.workDir, r.removeWork = dir, true
+	}
+	return nil
+}
+
+// cleanup stops everything the run started.
+func (r *runner) cleanup() {
+	if r.fns != nil {
+		r.fns.stopAll()
+	}
+	if r.responses != nil {
+		r.responses.close()
+	}
+	if r.emu != nil {
+		_ = r.emu.Close()
+	}
+	if r.removeWork {
+		_ = os.RemoveAll(r.workDir)
+	}
+}
+
+func (r *runner) startEmulator(ctx context.Context) error {
+	emu, err := emulator.Start(emulator.Options{})
+	if err != nil {
+		return err
+	}
+	r.emu = emu
+	root := emu.SeedGroup("", rootGroupName, "root group of the local run")
+	r.group = root
+	if !r.opts.CreateGroup {
+		r.group = emu.SeedGroup(root, groupName, "pre-existing group of the local run")
+		for _, name := range seededRepos {
+			emu.SeedRepo(r.group, name)
+		}
+	}
+	// The user who runs the trust step: an owner of the root group, signed
+	// in the way workloads are (as an AWS principal).
+	admin := emulator.AWSPrincipal{
+		Account: template.DefaultAccount,
+		ARN:     "arn:aws:sts::" + template.DefaultAccount + ":assumed-role/local-admin/local-run",
+		UserID:  template.RoleID("local-run", "admin") + ":local-run",
+	}
+	creds := emu.RegisterAWSPrincipal(admin)
+	adminID := emu.SeedIdentity(root, adminIdentityName, "the user of the local run", &iam.Identity_AWSIdentity{AwsAccount: admin.Account, AwsArn: &iam.Identity_AWSIdentity_Arn{Arn: admin.ARN}, AwsUserId: &iam.Identity_AWSIdentity_UserId{UserId: admin.UserID}}, map[string][]string{root: {"owner"}})
+	tok, err := token.Exchange(ctx, token.Config{
+		Issuer: emu.IssuerURL(), APIURL: emu.APIURL(), Identity: adminID,
+		Credentials: credentials.StaticCredentialsProvider{Value: creds},
+	})
+	if err != nil {
+		return fmt.Errorf("sign in as the local admin: %w", err)
+	}
+	r.adminToken = tok.AccessToken
+	r.responses, err = startResponseServer()
+	return err
+}
+
+func (r *runner) buildApp(ctx context.Context) error {
+	riePath, err := rie.Binary(ctx, r.moduleDir)
+	if err != nil {
+		return err
+	}
+	r.fns = newFunctions(r.moduleDir, r.workDir, riePath, r.credentials, r.opts.FunctionLogs)
+	r.cloud = newCloud(template.NewDeployment(template.DefaultEnv()), r.fns, r.responses, r.out)
+	r.synth, err = buildApp(ctx, r.moduleDir, r.workDir, template.DefaultAccount, template.DefaultRegion)
+	return err
+}
+
+// credentials registers a function's principal with the AWS STS stand-in.
+func (r *runner) credentials(p Principal) (aws.Credentials, error) {
+	return r.emu.RegisterAWSPrincipal(emulator.AWSPrincipal{Account: p.Account, ARN: p.ARN, UserID: p.UserID}), nil
+}
+
+// CDK context keys of the app (stacks.Ctx*).
+const (
+	ctxGroup               = "group"
+	ctxCreateGroup         = "createGroup"
+	ctxGroupName           = "groupName"
+	ctxIssuer              = "issuer"
+	ctxAPIURL              = "apiUrl"
+	ctxProvisionerIdentity = "provisionerIdentity"
+	ctxIdentityRoles       = "identityRoles"
+)
+
+// appContext is the CDK context that points the app at the emulator.
+func (r *runner) appContext(provisionerIdentity string, roles ...string) map[string]any {
+	c := map[string]any{
+		ctxIssuer:      r.emu.IssuerURL(),
+		ctxAPIURL:      r.emu.APIURL(),
+		ctxGroup:       r.group,
+		ctxCreateGroup: r.opts.CreateGroup,
+		ctxGroupName:   groupName,
+	}
+	if provisionerIdentity != "" {
+		c[ctxProvisionerIdentity] = provisionerIdentity
+	}
+	if len(roles) > 0 {
+		c[ctxIdentityRoles] = roles
+	}
+	return c
+}
+
+func (r *runner) synthWith(ctx context.Context, c map[string]any) error {
+	r.synths++
+	a, err := r.synth.synth(ctx, filepath.Join(r.workDir, fmt.Sprintf("cdk.out.%d", r.synths)), c)
+	if err != nil {
+		return err
+	}
+	r.assembly = a
+	return nil
+}
+
+func (r *runner) synthFirst(ctx context.Context) error {
+	return r.synthWith(ctx, r.appContext(""))
+}
+
+func (r *runner) synthSecond(ctx context.Context) error {
+	return r.synthWith(ctx, r.appContext(r.res.ProvisionerIdentity))
+}
+
+func (r *runner) synthUpdate(ctx context.Context) error {
+	return r.synthWith(ctx, r.appContext(r.res.ProvisionerIdentity, updatedRole))
+}
+
+// provisionerStack finds the provisioner stack: the one with the trust
+// step outputs.
+func (r *runner) provisionerStack() (*template.Stack, error) {
+	for _, s := range r.assembly.Stacks {
+		if _, ok := s.Template.Outputs[outputTrustSpec]; ok {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("no stack of the assembly has a %s output (the provisioner stack)", outputTrustSpec)
+}
+
+func (r *runner) deployProvisioner(ctx context.Context) error {
+	s, err := r.provisionerStack()
+	if err != nil {
+		return err
+	}
+	out, err := r.cloud.deploy(ctx, s)
+	if err != nil {
+		return err
+	}
+	r.provOutputs = out
+	return nil
+}
+
+// trustStep creates the provisioner's identity from the provisioner
+// stack's outputs, as the user does once with chainctl.
+func (r *runner) trustStep(ctx context.Context) error {
+	req, err := parseTrustStep(r.provOutputs)
+	if err != nil {
+		return err
+	}
+	id, err := createTrustedIdentity(ctx, r.emu.APIURL(), r.adminToken, req)
+	if err != nil {
+		return err
+	}
+	r.res.ProvisionerIdentity = id
+	fmt.Fprintf(r.out, "     provisioner identity %s (%s on %s)\n", id, req.role, req.parent)
+	r.preState = r.emu.State()
+	return nil
+}
+
+// deployAll deploys (or updates) every stack of the assembly in order.
+func (r *runner) deployAll(ctx context.Context) error {
+	for _, s := range r.assembly.Stacks {
+		out, err := r.cloud.deploy(ctx, s)
+		if err != nil {
+			return err
+		}
+		if _, ok := out[outputIdentityID]; ok {
+			r.identityOutputs = out
+		}
+	}
+	if r.identityOutputs == nil {
+		return fmt.Errorf("no stack has an %s output (the aws-auth stack)", outputIdentityID)
+	}
+	return nil
+}
+
+// Outputs of the aws-auth stack the run checks.
+const (
+	outputIdentityID   = "IdentityId"
+	outputGroupID      = "GroupId"
+	outputFunctionName = "FunctionName"
+)
+
+// reposPackage is the Go main package of the repos function.
+const reposPackage = "lambda/repos"
+
+// reposFunction is the repos function of the deployment: the function the
+// aws-auth stack's FunctionName output names, which must run a bootstrap
+// built from lambda/repos.
+func (r *runner) reposFunction() (*function, error) {
+	name := r.identityOutputs[outputFunctionName]
+	fn, ok := r.fns.byName(name)
+	if !ok {
+		return nil, fmt.Errorf("the aws-auth stack's %s output names %q, which is not a function of the deployment", outputFunctionName, name)
+	}
+	if !strings.HasSuffix(fn.pkg, "/"+reposPackage) {
+		return nil, fmt.Errorf("function %s (output %s) runs a bootstrap built from %s, want .../%s: the stack bundled the wrong package",
+			name, outputFunctionName, fn.pkg, reposPackage)
+	}
+	return fn, nil
+}
+
+// checkCreated checks the emulator holds the identity the stack asked for:
+// trusting exactly the repos function's principal, bound to viewer on the
+// group, and the group itself.
+func (r *runner) checkCreated(context.Context) error {
+	r.res.Identity = r.identityOutputs[outputIdentityID]
+	r.res.Group = r.identityOutputs[outputGroupID]
+	fn, err := r.reposFunction()
+	if err != nil {
+		return err
+	}
+	st := r.emu.State()
+	g, ok := findGroup(st, r.res.Group)
+	switch {
+	case !ok:
+		return fmt.Errorf("group %s (output %s) is not in the emulator", r.res.Group, outputGroupID)
+	case r.opts.CreateGroup && (g.Name != groupName || parentOf(g.ID) != r.group):
+		return fmt.Errorf("created group %s is named %q under %s, want %q under %s", g.ID, g.Name, parentOf(g.ID), groupName, r.group)
+	case !r.opts.CreateGroup && g.ID != r.group:
+		return fmt.Errorf("the stack uses group %s, want the pre-existing %s", g.ID, r.group)
+	}
+	id, ok := findIdentity(st, r.res.Identity)
+	if !ok {
+		return fmt.Errorf("identity %s (output %s) is not in the emulator", r.res.Identity, outputIdentityID)
+	}
+	if parentOf(id.ID) != r.res.Group {
+		return fmt.Errorf("identity %s is not in group %s", id.ID, r.res.Group)
+	}
+	aws := id.AWS
+	if aws == nil || aws.GetAwsAccount() != fn.principal.Account || aws.GetArn() != fn.principal.ARN || aws.GetUserId() != fn.principal.UserID {
+		return fmt.Errorf("identity %s trusts %v, want exactly the repos function's principal (account %s, arn %s, user_id %s)",
+			id.ID, aws, fn.principal.Account, fn.principal.ARN, fn.principal.UserID)
+	}
+	return checkRoles(st, id.ID, r.res.Group, initialRole)
+}
+
+func (r *runner) invokeRepos(ctx context.Context) error {
+	names, err := r.listRepos(ctx)
+	if err != nil {
+		return err
+	}
+	r.res.Repos = names
+	fmt.Fprintf(r.out, "     repos of group %s: [%s]\n", r.res.Group, strings.Join(names, ", "))
+	want := []string{}
+	if !r.opts.CreateGroup {
+		want = seededRepos
+	}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		return fmt.Errorf("the function listed repos %q, want %q", names, want)
+	}
+	return nil
+}
+
+// listRepos invokes the repos function and checks its answer.
+func (r *runner) listRepos(ctx context.Context) ([]string, error) {
+	fn, err := r.reposFunction()
+	if err != nil {
+		return nil, err
+	}
+	out, err := r.fns.invoke(ctx, fn.arn, []byte(`{}`))
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Identity string `json:"identity"`
+		Group    string `json:"group"`
+		Count    int    `json:"count"`
+		Repos    []struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		} `json:"repos"`
+	}
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return nil, fmt.Errorf("the repos function answered %q: %w", out, err)
+	}
+	if resp.Identity != r.res.Identity || resp.Group != r.res.Group || resp.Count != len(resp.Repos) {
+		return nil, fmt.Errorf("the repos function answered identity %s, group %s, count %d for %d repos; want identity %s, group %s",
+			resp.Identity, resp.Group, resp.Count, len(resp.Repos), r.res.Identity, r.res.Group)
+	}
+	names := make([]string, 0, len(resp.Repos))
+	for _, rp := range resp.Repos {
+		names = append(names, rp.Name)
+	}
+	return names, nil
+}
+
+// checkUpdated checks the update changed the binding in place (same
+// identity) and that the function still lists the repos.
+func (r *runner) checkUpdated(ctx context.Context) error {
+	if got := r.identityOutputs[outputIdentityID]; got != r.res.Identity {
+		return fmt.Errorf("the update replaced identity %s with %s, want an update in place", r.res.Identity, got)
+	}
+	if err := checkRoles(r.emu.State(), r.res.Identity, r.res.Group, updatedRole); err != nil {
+		return err
+	}
+	names, err := r.listRepos(ctx)
+	if err != nil {
+		return fmt.Errorf("after the update: %w", err)
+	}
+	if strings.Join(names, ",") != strings.Join(r.res.Repos, ",") {
+		return fmt.Errorf("after the update the function listed %q, before %q", names, r.res.Repos)
+	}
+	return nil
+}
+
+func (r *runner) destroy(ctx context.Context) error {
+	return r.cloud.destroy(ctx)
+}
+
+// checkEnd checks the emulator holds exactly what it held before the
+// stacks were deployed: the group survives if it pre-existed and is gone if
+// the stack created it.
+func (r *runner) checkEnd(context.Context) error {
+	st := r.emu.State()
+	_, groupLeft := findGroup(st, r.res.Group)
+	if r.opts.CreateGroup && groupLeft {
+		return fmt.Errorf("group %s, created by the stack, is still there", r.res.Group)
+	}
+	if !r.opts.CreateGroup && !groupLeft {
+		return fmt.Errorf("the pre-existing group %s was deleted", r.res.Group)
+	}
+	if diff := diffState(r.preState, st); diff != "" {
+		return fmt.Errorf("the emulator does not hold what it held before the deployment: %s", diff)
+	}
+	return nil
+}
+
+func findGroup(st emulator.State, id string) (emulator.Group, bool) {
+	for _, g := range st.Groups {
+		if g.ID == id {
+			return g, true
+		}
+	}
+	return emulator.Group{}, false
+}
+
+func findIdentity(st emulator.State, id string) (emulator.Identity, bool) {
+	for _, i := range st.Identities {
+		if i.ID == id {
+			return i, true
+		}
+	}
+	return emulator.Identity{}, false
+}
+
+// parentOf returns the parent UIDP of a child UIDP ("" for a root).
+func parentOf(id string) string {
+	i := strings.LastIndex(id, "/")
+	if i < 0 {
+		return ""
+	}
+	return id[:i]
+}
+
+// checkRoles checks identity holds exactly the role named want, on group.
+func checkRoles(st emulator.State, identity, group, want string) error {
+	var got []string
+	for _, b := range st.RoleBindings {
+		if b.Identity == identity {
+			got = append(got, b.RoleName+" on "+b.Group)
+		}
+	}
+	if len(got) != 1 || got[0] != want+" on "+group {
+		return fmt.Errorf("identity %s has role bindings %q, want exactly [%s on %s]", identity, got, want, group)
+	}
+	return nil
+}
+
+// diffState lists the groups, identities and role bindings that differ
+// between two states ("" if none).
+func diffState(before, after emulator.State) string {
+	ids := func(st emulator.State) map[string]string {
+		m := map[string]string{}
+		for _, g := range st.Groups {
+			m[g.ID] = "group " + g.Name
+		}
+		for _, i := range st.Identities {
+			m[i.ID] = "identity " + i.Name
+		}
+		for _, b := range st.RoleBindings {
+			m[b.ID] = "binding " + b.RoleName + " of " + b.Identity + " on " + b.Group
+		}
+		return m
+	}
+	b, a := ids(before), ids(after)
+	var diffs []string
+	for id, what := range a {
+		if _, ok := b[id]; !ok {
+			diffs = append(diffs, "left over: "+what+" "+id)
+		}
+	}
+	for id, what := range b {
+		if _, ok := a[id]; !ok {
+			diffs = append(diffs, "missing: "+what+" "+id)
+		}
+	}
+	sort.Strings(diffs)
+	return strings.Join(diffs, "; ")
+}

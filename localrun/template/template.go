@@ -1,0 +1,102 @@
+package template
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+)
+
+// Template is a parsed CloudFormation template. Values are JSON values as
+// decoded by encoding/json with numbers kept as json.Number.
+type Template struct {
+	Parameters map[string]Parameter      `json:"Parameters"`
+	Mappings   map[string]map[string]any `json:"Mappings"`
+	Conditions map[string]any            `json:"Conditions"`
+	Resources  map[string]Resource       `json:"Resources"`
+	Outputs    map[string]Output         `json:"Outputs"`
+	// Transform is set when the template uses a macro (e.g. SAM): those
+	// templates are refused, only CloudFormation can expand them.
+	Transform any `json:"Transform"`
+}
+
+// Parameter is a template parameter.
+type Parameter struct {
+	Type    string `json:"Type"`
+	Default any    `json:"Default"`
+}
+
+// Resource is a template resource.
+type Resource struct {
+	Type       string         `json:"Type"`
+	Properties map[string]any `json:"Properties"`
+	DependsOn  any            `json:"DependsOn"` // a string or a list of strings
+	Condition  string         `json:"Condition"`
+	Metadata   map[string]any `json:"Metadata"`
+}
+
+// Output is a template output.
+type Output struct {
+	Description string `json:"Description"`
+	Value       any    `json:"Value"`
+	Condition   string `json:"Condition"`
+	Export      *struct {
+		Name any `json:"Name"`
+	} `json:"Export"`
+}
+
+// ReadTemplate reads and parses a CloudFormation template (JSON).
+func ReadTemplate(path string) (*Template, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read template: %w", err)
+	}
+	t, err := ParseTemplate(raw)
+	if err != nil {
+		return nil, fmt.Errorf("template %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// ParseTemplate parses a CloudFormation template in JSON.
+func ParseTemplate(raw []byte) (*Template, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var t Template
+	if err := dec.Decode(&t); err != nil {
+		return nil, fmt.Errorf("parse template: %w", err)
+	}
+	if t.Transform != nil {
+		return nil, fmt.Errorf("parse template: it uses Transform %v, which only CloudFormation can expand", t.Transform)
+	}
+	for id, r := range t.Resources {
+		if r.Type == "" {
+			return nil, fmt.Errorf("parse template: resource %s has no Type", id)
+		}
+		if _, err := r.dependsOn(); err != nil {
+			return nil, fmt.Errorf("parse template: resource %s: %w", id, err)
+		}
+	}
+	return &t, nil
+}
+
+func (r Resource) dependsOn() ([]string, error) {
+	switch v := r.DependsOn.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return []string{v}, nil
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("DependsOn holds %v, want resource names", e)
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("DependsOn is %v, want a resource name or a list of them", v)
+	}
+}
