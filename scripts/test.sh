@@ -5,6 +5,9 @@
 # formatting, vets and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Quiet and offline: no CLI telemetry or notices, no Node end-of-life banner
+# from jsii on every synth.
+export CDK_DISABLE_CLI_TELEMETRY=1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 
 echo "==> installing the pinned CDK CLI into .cdk-cli/"
 npm ci --prefix .cdk-cli --no-audit --no-fund --loglevel=error
@@ -24,8 +27,7 @@ go test -count=1 -timeout 60m ./...
 echo "==> cdk synth (pinned CLI, offline, example context)"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-CDK_DISABLE_CLI_TELEMETRY=1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 \
-  .cdk-cli/node_modules/.bin/cdk synth --quiet --output "$out" \
+.cdk-cli/node_modules/.bin/cdk synth --quiet --output "$out" \
   -c group=0123456789abcdef0123456789abcdef01234567 \
   -c provisionerIdentity=0123456789abcdef0123456789abcdef01234567/0123456789abcdef
 ls "$out"/*.template.json
