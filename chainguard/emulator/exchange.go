@@ -123,7 +123,7 @@ func matchAWS(t *iam.Identity_AWSIdentity, c *aws.VerifiedClaims) error {
 			return fmt.Errorf("ARN %s is not the trusted ARN %s", c.Arn, t.GetArn())
 		}
 	case t.GetArnPattern() != "":
-		if ok, err := fullMatch(t.GetArnPattern(), c.Arn); err != nil || !ok {
+		if ok, err := patternMatch(t.GetArnPattern(), c.Arn); err != nil || !ok {
 			return fmt.Errorf("ARN %s does not match the trusted arn_pattern %s", c.Arn, t.GetArnPattern())
 		}
 	default:
@@ -135,7 +135,7 @@ func matchAWS(t *iam.Identity_AWSIdentity, c *aws.VerifiedClaims) error {
 			return fmt.Errorf("user ID %s is not the trusted user ID %s", c.UserID, t.GetUserId())
 		}
 	case t.GetUserIdPattern() != "":
-		if ok, err := fullMatch(t.GetUserIdPattern(), c.UserID); err != nil || !ok {
+		if ok, err := patternMatch(t.GetUserIdPattern(), c.UserID); err != nil || !ok {
 			return fmt.Errorf("user ID %s does not match the trusted user_id_pattern %s", c.UserID, t.GetUserIdPattern())
 		}
 	default:
@@ -144,9 +144,14 @@ func matchAWS(t *iam.Identity_AWSIdentity, c *aws.VerifiedClaims) error {
 	return nil
 }
 
-// fullMatch reports whether pattern matches all of s.
-func fullMatch(pattern, s string) (bool, error) {
-	re, err := regexp.Compile(`^(?:` + pattern + `)$`)
+// patternMatch reports whether pattern matches s with Go regexp semantics: a
+// match anywhere in s counts, and anchoring is the pattern's own business.
+// The service's documented patterns spell out ^ and $ (e.g.
+// "^AROA(.*):my-function$"), which they would not need if it anchored them;
+// emulating the looser reading keeps an unanchored trust from looking narrow
+// here and being broad in production.
+func patternMatch(pattern, s string) (bool, error) {
+	re, err := regexp.Compile(pattern)
 	if err != nil {
 		return false, fmt.Errorf("compile %q: %w", pattern, err)
 	}

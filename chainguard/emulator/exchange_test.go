@@ -86,7 +86,8 @@ func TestExchange(t *testing.T) {
 		{"wrong user ID (role re-created)", gen(creds["fn"], env.IssuerURL(), recreatedRole, now), recreatedRole, "", codes.PermissionDenied, []string{"is not the trusted user ID"}},
 		{"ARN pattern mismatch", gen(creds["otherRole"], env.IssuerURL(), pattern, now), pattern, "", codes.PermissionDenied, []string{"does not match the trusted arn_pattern"}},
 		{"user ID pattern mismatch", gen(creds["otherSession"], env.IssuerURL(), pattern, now), pattern, "", codes.PermissionDenied, []string{"does not match the trusted user_id_pattern"}},
-		{"patterns match the whole value", gen(creds["fn"], env.IssuerURL(), unanchored, now), unanchored, "", codes.PermissionDenied, []string{"arn_pattern"}},
+		// An unanchored pattern admits any value that merely contains a match.
+		{"unanchored patterns match anywhere", gen(creds["fn"], env.IssuerURL(), unanchored, now), unanchored, "", codes.OK, nil},
 		{"wrong secret", gen(withSecret(creds["fn"], "wrong-secret"), env.IssuerURL(), exact, now), exact, "", codes.Unauthenticated, []string{"SignatureDoesNotMatch"}},
 		{"unknown access key", gen(withKey(creds["fn"], "ASIAUNKNOWNUNKNOWN00"), env.IssuerURL(), exact, now), exact, "", codes.Unauthenticated, []string{"InvalidClientTokenId", "unknown access key"}},
 		{"wrong session token", gen(withSession(creds["fn"], "other"), env.IssuerURL(), exact, now), exact, "", codes.Unauthenticated, []string{"InvalidClientTokenId", "session token"}},
