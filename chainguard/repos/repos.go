@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/internal/rpcerr"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate/locator"
 )
 
@@ -66,7 +66,7 @@ func List(ctx context.Context, apiURL, accessToken, group string, timeout time.D
 		Uidp: &common.UIDPFilter{ChildrenOf: group},
 	})
 	if err != nil {
-		return nil, describe(step, timeout, callerDeadlineFirst(parent, ctx), err)
+		return nil, describe(step, timeout, rpcerr.CallerDeadlineFirst(parent, ctx), err)
 	}
 	out := make([]Repo, 0, len(list.GetItems()))
 	for _, r := range list.GetItems() {
@@ -76,14 +76,6 @@ func List(ctx context.Context, apiURL, accessToken, group string, timeout time.D
 		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
 	})
 	return out, nil
-}
-
-// callerDeadlineFirst reports whether the caller's deadline (parent) ends no
-// later than the call's own (call, derived from parent).
-func callerDeadlineFirst(parent, call context.Context) bool {
-	pd, ok := parent.Deadline()
-	cd, _ := call.Deadline()
-	return ok && !pd.After(cd)
 }
 
 // describe words a ListRepos failure with the service's reason and a hint.
@@ -109,7 +101,7 @@ func describe(step string, timeout time.Duration, callerDeadline bool, err error
 	case codes.InvalidArgument:
 		hint = " (check the group UIDP)"
 	}
-	return &listError{msg: fmt.Sprintf("%s: %s: %s%s", step, token.CodeText(st.Code()), st.Message(), hint), cause: err}
+	return &listError{msg: fmt.Sprintf("%s: %s: %s%s", step, rpcerr.CodeText(st.Code()), st.Message(), hint), cause: err}
 }
 
 // listError has its own message and unwraps to the gRPC error it describes.

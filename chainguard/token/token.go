@@ -23,9 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-	"unicode"
 
 	awsauth "chainguard.dev/sdk/auth/aws"
 	"chainguard.dev/sdk/sts"
@@ -33,6 +31,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/assumable-identity/cdk-chainguard/chainguard/internal/rpcerr"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate/locator"
 )
 
@@ -146,7 +145,7 @@ func exchange(ctx context.Context, cfg Config) (Token, error) {
 	defer cancel()
 	pair, err := sts.New(cfg.Issuer, cfg.APIURL, sts.WithIdentity(cfg.Identity)).Exchange(ectx, awsToken)
 	if err != nil {
-		return Token{}, classify("exchange AWS token "+who, timeout, callerDeadlineFirst(ctx, ectx), err)
+		return Token{}, classify("exchange AWS token "+who, timeout, rpcerr.CallerDeadlineFirst(ctx, ectx), err)
 	}
 	if pair.AccessToken == "" {
 		return Token{}, fmt.Errorf("exchange AWS token %s: %w: the issuer answered without an access token", who, ErrUnreachable)
@@ -166,15 +165,6 @@ func retrieve(ctx context.Context, p aws.CredentialsProvider, timeout time.Durat
 		return aws.Credentials{}, errors.New("the provider returned no access key ID or secret access key")
 	}
 	return creds, nil
-}
-
-// callerDeadlineFirst reports whether the caller's deadline (parent) ends
-// no later than the step's own (step, derived from parent), so that a timeout
-// is blamed on the right one.
-func callerDeadlineFirst(parent, step context.Context) bool {
-	pd, ok := parent.Deadline()
-	sd, _ := step.Deadline()
-	return ok && !pd.After(sd)
 }
 
 // classify turns an STS exchange error into ErrRefused (the service answered
@@ -197,9 +187,9 @@ func classify(step string, timeout time.Duration, callerDeadline bool, err error
 	switch st.Code() {
 	case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument, codes.NotFound,
 		codes.FailedPrecondition, codes.AlreadyExists, codes.OutOfRange, codes.Unimplemented:
-		return causeError(err, ErrRefused, "%s: %v: %s: %s%s", step, ErrRefused, CodeText(st.Code()), st.Message(), refusalHint(st.Code()))
+		return causeError(err, ErrRefused, "%s: %v: %s: %s%s", step, ErrRefused, rpcerr.CodeText(st.Code()), st.Message(), refusalHint(st.Code()))
 	default:
-		return causeError(err, ErrUnreachable, "%s: %v: %s: %s", step, ErrUnreachable, CodeText(st.Code()), st.Message())
+		return causeError(err, ErrUnreachable, "%s: %v: %s: %s", step, ErrUnreachable, rpcerr.CodeText(st.Code()), st.Message())
 	}
 }
 
@@ -229,18 +219,3 @@ func causeError(cause, class error, format string, args ...any) error {
 
 func (e *classifiedError) Error() string   { return e.msg }
 func (e *classifiedError) Unwrap() []error { return []error{e.class, e.cause} }
-
-// CodeText spells a gRPC code in words, e.g. PermissionDenied -> "permission denied".
-func CodeText(c codes.Code) string {
-	var b strings.Builder
-	prevLower := false
-	for _, r := range c.String() {
-		upper := unicode.IsUpper(r)
-		if upper && prevLower {
-			b.WriteByte(' ')
-		}
-		prevLower = !upper
-		b.WriteRune(unicode.ToLower(r))
-	}
-	return b.String()
-}

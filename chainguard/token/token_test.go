@@ -217,19 +217,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestCodeText(t *testing.T) {
-	for c, want := range map[codes.Code]string{
-		codes.PermissionDenied: "permission denied",
-		codes.Unavailable:      "unavailable",
-		codes.DeadlineExceeded: "deadline exceeded",
-		codes.OK:               "ok",
-	} {
-		if got := CodeText(c); got != want {
-			t.Errorf("CodeText(%v) = %q, want %q", c, got, want)
-		}
-	}
-}
-
 func TestTokenStringRedacts(t *testing.T) {
 	tok := Token{AccessToken: "eyJsecret", Expiry: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
 	for _, s := range []string{fmt.Sprint(tok), fmt.Sprintf("%v", tok), fmt.Sprintf("%+v", tok), fmt.Sprintf("%#v", tok), fmt.Sprint(&tok)} {
