@@ -8,9 +8,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/assumable-identity/cdk-chainguard/internal/syncbuf"
 )
 
 // TestRun runs the whole lifecycle once per group mode, with the real app,
@@ -65,7 +66,7 @@ func TestRunInterrupted(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	work := t.TempDir()
 	done := make(chan error, 1)
 	go func() {
@@ -139,24 +140,6 @@ func assertNoLeftovers(t *testing.T, workDir string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("processes left behind: %q", left)
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // testWriter sends function logs to the test log.

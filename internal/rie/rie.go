@@ -35,6 +35,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/assumable-identity/cdk-chainguard/internal/syncbuf"
 )
 
 // ToolPackage is the RIE's main package, a `tool` in go.mod.
@@ -69,7 +71,7 @@ type Emulator struct {
 	url    string
 	cmd    *exec.Cmd
 	done   chan struct{} // closed when the process has exited
-	logs   *logBuffer
+	logs   *syncbuf.Buffer
 	client *http.Client
 	// slot serialises invokes: the RIE panics on overlapping invokes, and an
 	// abandoned invoke keeps the slot until the RIE has answered it.
@@ -159,7 +161,7 @@ func start(ctx context.Context, riePath, bootstrap string, opts Options) (*Emula
 	if err != nil {
 		return nil, fmt.Errorf("rie: create the function's HOME: %w", err)
 	}
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	var sink io.Writer = logs
 	if opts.Logs != nil {
 		sink = io.MultiWriter(logs, opts.Logs)
@@ -416,22 +418,4 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
-}
-
-// logBuffer is a concurrency-safe sink for the process output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator/emulatortest"
 	"github.com/assumable-identity/cdk-chainguard/internal/rie"
+	"github.com/assumable-identity/cdk-chainguard/internal/syncbuf"
 	"github.com/assumable-identity/cdk-chainguard/lambda/internal/functest"
 )
 
@@ -34,14 +35,14 @@ const exchangeMethod = "/chainguard.platform.oidc.SecurityTokenService/Exchange"
 type env struct {
 	*emulatortest.Env
 	identity string
-	logs     *functest.Buffer
+	logs     *syncbuf.Buffer
 }
 
 // newEnv seeds the standard layout and an identity in its group with viewer
 // on the group, trusting trusted (the workload principal if nil).
 func newEnv(t *testing.T, trusted *emulator.AWSPrincipal) *env {
 	t.Helper()
-	logs := &functest.Buffer{}
+	logs := &syncbuf.Buffer{}
 	e := emulatortest.NewEnv(t, emulator.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	p := e.WorkloadPrincipal
 	if trusted != nil {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/assumable-identity/cdk-chainguard/internal/lambdabuild"
 	"github.com/assumable-identity/cdk-chainguard/internal/rie"
+	"github.com/assumable-identity/cdk-chainguard/internal/syncbuf"
 )
 
 // Binaries are a function's bootstrap and the RIE, built once by Main.
@@ -118,21 +118,8 @@ func Secrets(logs string, secrets ...string) []string {
 	return found
 }
 
-// Buffer is a concurrency-safe io.Writer for a logger whose output a test
-// scans afterwards (e.g. the Chainguard emulator's).
-type Buffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *Buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// Buffer is syncbuf.Buffer, a concurrency-safe io.Writer for a logger whose
+// output a test scans afterwards (e.g. the Chainguard emulator's). New code
+// uses syncbuf directly; the alias serves lambda/provisioner's tests until
+// they do too.
+type Buffer = syncbuf.Buffer
