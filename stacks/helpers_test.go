@@ -148,3 +148,39 @@ func render(v interface{}) string {
 	}
 	return fmt.Sprintf("%v", v)
 }
+
+// resolve turns a CloudFormation value into the string it has at deploy
+// time: Ref and Fn::GetAtt take their values from values (keyed
+// "AWS::Partition", "LogicalId", "LogicalId.Attr"), Fn::Join is joined. A
+// reference without a value, or any other intrinsic, fails the test.
+func resolve(t testing.TB, v interface{}, values map[string]string) string {
+	t.Helper()
+	lookup := func(name string) string {
+		t.Helper()
+		val, ok := values[name]
+		if !ok {
+			t.Fatalf("resolve: no test value for the reference %q in %v", name, v)
+		}
+		return val
+	}
+	switch x := v.(type) {
+	case string:
+		return x
+	case map[string]interface{}:
+		if r, ok := x["Ref"].(string); ok {
+			return lookup(r)
+		}
+		if g, ok := x["Fn::GetAtt"].([]interface{}); ok && len(g) == 2 {
+			return lookup(fmt.Sprintf("%v.%v", g[0], g[1]))
+		}
+		if j, ok := x["Fn::Join"].([]interface{}); ok && len(j) == 2 {
+			var parts []string
+			for _, p := range j[1].([]interface{}) {
+				parts = append(parts, resolve(t, p, values))
+			}
+			return strings.Join(parts, j[0].(string))
+		}
+	}
+	t.Fatalf("resolve: cannot resolve %v", v)
+	return ""
+}

@@ -3,6 +3,7 @@ package stacks
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -11,63 +12,128 @@ import (
 )
 
 func TestAssumableIdentitySessionPattern(t *testing.T) {
-	// given an imported ECS task role (session = task ID) made assumable with its unique ID
-	app := newTestApp(t, false, nil)
-	stack := awscdk.NewStack(app, jsii.String("Ecs"), &awscdk.StackProps{Env: &awscdk.Environment{Account: jsii.String(testAccount), Region: jsii.String("us-east-1")}})
-	role := awsiam.Role_FromRoleArn(stack, jsii.String("TaskRole"), jsii.String("arn:aws:iam::"+testAccount+":role/ecs.task"), nil)
-	id := NewAssumableIdentity(stack, "TaskIdentity", &AssumableIdentityProps{
-		Role:         role,
-		RoleUniqueID: testRoleID,
-		Group:        testGroup,
-		Name:         "ecs-task",
-		Roles:        []string{"registry.pull"},
-		Trust:        SessionPattern(`[0-9a-f]{32}`),
-		Provisioner:  testSettings(),
-	})
-
-	// when it is synthesized
-	d := docOf(t, templateOf(t, stack))
-
-	// then the trust is two anchored patterns pinning account, role name (quoted) and unique ID
-	_, identity := d.one(t, IdentityResourceType)
-	wantARN := `^arn:{AWS::Partition}:sts::` + testAccount + `:assumed-role/ecs\.task/(?:[0-9a-f]{32})$`
-	wantUserID := `^` + testRoleID + `:(?:[0-9a-f]{32})$`
-	for k, want := range map[string]string{"AwsArnPattern": wantARN, "AwsUserIdPattern": wantUserID, "AwsAccount": testAccount, "Roles": "registry.pull"} {
-		if got := render(identity[k]); got != want {
-			t.Errorf("%s = %q, want %q", k, got, want)
-		}
-	}
-	for _, k := range []string{"AwsArn", "AwsUserId"} {
-		if _, ok := identity[k]; ok {
-			t.Errorf("identity has %s next to the pattern", k)
-		}
-	}
-	// and the patterns admit a task of this role and nothing else
-	arnRE := regexp.MustCompile(`^arn:aws:sts::` + testAccount + `:assumed-role/ecs\.task/(?:[0-9a-f]{32})$`)
-	userRE := regexp.MustCompile(wantUserID)
-	task := "0123456789abcdef0123456789abcdef"
-	for _, tc := range []struct {
-		arn, userID string
-		want        bool
+	const ecsTask = `[0-9a-f]{32}`
+	tests := []struct {
+		name string
+		// pattern is the session pattern and session a session it admits.
+		pattern, session string
+		// role adds the role to stack, returning it, its RoleUniqueID prop
+		// and its logical ID ("" for an imported role).
+		role func(stack awscdk.Stack) (awsiam.IRole, string, string)
+		// roleName is the role's name at deploy time; otherRole another
+		// role's, which the patterns must not admit.
+		roleName, otherRole string
+		// wantARN and wantUserID are the rendered patterns; LOGICAL stands
+		// for the role's logical ID.
+		wantARN, wantUserID string
 	}{
-		{"arn:aws:sts::" + testAccount + ":assumed-role/ecs.task/" + task, testRoleID + ":" + task, true},
-		{"arn:aws:sts::" + testAccount + ":assumed-role/ecsXtask/" + task, testRoleID + ":" + task, false},
-		{"arn:aws:sts::999999999999:assumed-role/ecs.task/" + task, "AROA9999999999ABCDEFG:" + task, false},
-		{"arn:aws:sts::" + testAccount + ":assumed-role/ecs.task/not-a-task", testRoleID + ":not-a-task", false},
-	} {
-		if got := arnRE.MatchString(tc.arn) && userRE.MatchString(tc.userID); got != tc.want {
-			t.Errorf("match(%s, %s) = %v, want %v", tc.arn, tc.userID, got, tc.want)
-		}
+		{
+			name:    "imported role with its unique ID",
+			pattern: ecsTask,
+			session: "0123456789abcdef0123456789abcdef",
+			role: func(stack awscdk.Stack) (awsiam.IRole, string, string) {
+				return awsiam.Role_FromRoleArn(stack, jsii.String("TaskRole"), jsii.String("arn:aws:iam::"+testAccount+":role/ecs.task"), nil), testRoleID, ""
+			},
+			roleName:   "ecs.task",
+			otherRole:  "ecsXtask",
+			wantARN:    `^arn:{AWS::Partition}:sts::` + testAccount + `:assumed-role/ecs\.task/(?:[0-9a-f]{32})$`,
+			wantUserID: `^` + testRoleID + `:(?:[0-9a-f]{32})$`,
+		},
+		{
+			name:    "role of the app (generated name, unique ID from Fn::GetAtt)",
+			pattern: ecsTask,
+			session: "0123456789abcdef0123456789abcdef",
+			role: func(stack awscdk.Stack) (awsiam.IRole, string, string) {
+				r := awsiam.NewRole(stack, jsii.String("TaskRole"), &awsiam.RoleProps{AssumedBy: awsiam.NewServicePrincipal(jsii.String("ecs-tasks.amazonaws.com"), nil)})
+				return r, "", *stack.GetLogicalId(r.Node().DefaultChild().(awsiam.CfnRole))
+			},
+			roleName:   "Ecs-TaskRole-1A2B3C4D5E6F",
+			otherRole:  "Ecs-OtherRole-1A2B3C4D5E6F",
+			wantARN:    `^arn:{AWS::Partition}:sts::` + testAccount + `:assumed-role/{LOGICAL}/(?:[0-9a-f]{32})$`,
+			wantUserID: `^{LOGICAL.RoleId}:(?:[0-9a-f]{32})$`,
+		},
+		{
+			// an alternation stays inside the anchors: its last branch
+			// alone must not admit another account or role
+			name:    "imported role, pattern with alternatives",
+			pattern: ecsTask + `|i-[0-9a-f]{17}`,
+			session: "i-0123456789abcdef0",
+			role: func(stack awscdk.Stack) (awsiam.IRole, string, string) {
+				return awsiam.Role_FromRoleArn(stack, jsii.String("TaskRole"), jsii.String("arn:aws:iam::"+testAccount+":role/ecs.task"), nil), testRoleID, ""
+			},
+			roleName:   "ecs.task",
+			otherRole:  "ecsXtask",
+			wantARN:    `^arn:{AWS::Partition}:sts::` + testAccount + `:assumed-role/ecs\.task/(?:[0-9a-f]{32}|i-[0-9a-f]{17})$`,
+			wantUserID: `^` + testRoleID + `:(?:[0-9a-f]{32}|i-[0-9a-f]{17})$`,
+		},
 	}
-	// and the environment helper hands a workload what it needs
-	env := *id.Environment()
-	for k, want := range map[string]string{EnvGroup: testGroup, EnvIssuer: DefaultIssuer, EnvAPI: DefaultAPIURL} {
-		if got := *env[k]; got != want {
-			t.Errorf("Environment()[%s] = %q, want %q", k, got, want)
-		}
-	}
-	if !unresolved(*env[EnvIdentity]) {
-		t.Errorf("Environment()[%s] = %q, want the identity's deploy-time ID", EnvIdentity, *env[EnvIdentity])
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// given a role whose sessions vary (ECS task: session = task ID) made assumable with its unique ID
+			app := newTestApp(t, false, nil)
+			stack := awscdk.NewStack(app, jsii.String("Ecs"), &awscdk.StackProps{Env: &awscdk.Environment{Account: jsii.String(testAccount), Region: jsii.String("us-east-1")}})
+			role, uniqueID, logical := tt.role(stack)
+			id := NewAssumableIdentity(stack, "TaskIdentity", &AssumableIdentityProps{
+				Role:         role,
+				RoleUniqueID: uniqueID,
+				Group:        testGroup,
+				Name:         "ecs-task",
+				Roles:        []string{"registry.pull"},
+				Trust:        SessionPattern(tt.pattern),
+				Provisioner:  testSettings(),
+			})
+
+			// when it is synthesized
+			d := docOf(t, templateOf(t, stack))
+
+			// then the trust is two anchored patterns pinning account, role name (quoted) and unique ID
+			_, identity := d.one(t, IdentityResourceType)
+			wantARN := strings.ReplaceAll(tt.wantARN, "LOGICAL", logical)
+			wantUserID := strings.ReplaceAll(tt.wantUserID, "LOGICAL", logical)
+			for k, want := range map[string]string{"AwsArnPattern": wantARN, "AwsUserIdPattern": wantUserID, "AwsAccount": testAccount, "Roles": "registry.pull"} {
+				if got := render(identity[k]); got != want {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+			for _, k := range []string{"AwsArn", "AwsUserId"} {
+				if _, ok := identity[k]; ok {
+					t.Errorf("identity has %s next to the pattern", k)
+				}
+			}
+
+			// and the patterns, as deployed, admit a task of this role and nothing else
+			deployed := map[string]string{"AWS::Partition": "aws", logical: tt.roleName, logical + ".RoleId": testRoleID}
+			arnRE := regexp.MustCompile(resolve(t, identity["AwsArnPattern"], deployed))
+			userRE := regexp.MustCompile(resolve(t, identity["AwsUserIdPattern"], deployed))
+			task := tt.session
+			for _, tc := range []struct {
+				name, arn, userID string
+				want              bool
+			}{
+				{"this role's task", "arn:aws:sts::" + testAccount + ":assumed-role/" + tt.roleName + "/" + task, testRoleID + ":" + task, true},
+				{"another role", "arn:aws:sts::" + testAccount + ":assumed-role/" + tt.otherRole + "/" + task, testRoleID + ":" + task, false},
+				{"another partition", "arn:aws-cn:sts::" + testAccount + ":assumed-role/" + tt.roleName + "/" + task, testRoleID + ":" + task, false},
+				{"another account", "arn:aws:sts::999999999999:assumed-role/" + tt.roleName + "/" + task, "AROA9999999999ABCDEFG:" + task, false},
+				{"a re-created role (new unique ID)", "arn:aws:sts::" + testAccount + ":assumed-role/" + tt.roleName + "/" + task, "AROA9999999999ABCDEFG:" + task, false},
+				{"a session that is no task ID", "arn:aws:sts::" + testAccount + ":assumed-role/" + tt.roleName + "/not-a-task", testRoleID + ":not-a-task", false},
+				{"a task ID with a suffix", "arn:aws:sts::" + testAccount + ":assumed-role/" + tt.roleName + "/" + task + "x", testRoleID + ":" + task + "x", false},
+			} {
+				if got := arnRE.MatchString(tc.arn) && userRE.MatchString(tc.userID); got != tc.want {
+					t.Errorf("%s: match(%s, %s) = %v, want %v (patterns %s and %s)", tc.name, tc.arn, tc.userID, got, tc.want, arnRE, userRE)
+				}
+			}
+
+			// and the environment helper hands a workload what it needs
+			env := *id.Environment()
+			for k, want := range map[string]string{EnvGroup: testGroup, EnvIssuer: DefaultIssuer, EnvAPI: DefaultAPIURL} {
+				if got := *env[k]; got != want {
+					t.Errorf("Environment()[%s] = %q, want %q", k, got, want)
+				}
+			}
+			if !unresolved(*env[EnvIdentity]) {
+				t.Errorf("Environment()[%s] = %q, want the identity's deploy-time ID", EnvIdentity, *env[EnvIdentity])
+			}
+		})
 	}
 }
 
