@@ -160,7 +160,7 @@ func ConfigFromContext(node constructs.Node) (AppConfig, error) {
 		GroupName:               r.str(CtxGroupName, DefaultGroupName),
 		GroupDescription:        r.str(CtxGroupDescription, ""),
 		IdentityName:            r.str(CtxIdentityName, DefaultIdentityName),
-		IdentityRoles:           r.list(CtxIdentityRoles, DefaultRoles),
+		IdentityRoles:           r.list(CtxIdentityRoles, DefaultRoles()),
 		RoleName:                r.str(CtxRoleName, ""),
 		FunctionName:            r.str(CtxFunctionName, ""),
 		Provisioner: ProvisionerSettings{

@@ -214,3 +214,28 @@ func TestCdkNag(t *testing.T) {
 		t.Errorf("control: IAM4 findings = %v, want exactly one", msgs)
 	}
 }
+
+func TestDefaultRolesNotShared(t *testing.T) {
+	// given a config read with the default roles, which its caller then changes
+	app := newTestApp(t, false, nil)
+	cfg, err := ConfigFromContext(app.Node())
+	if err != nil {
+		t.Fatalf("ConfigFromContext() error = %v", err)
+	}
+	cfg.IdentityRoles[0] = "owner"
+	roles := DefaultRoles()
+	roles[0] = "editor"
+
+	// when the defaults are read again
+	again, err := ConfigFromContext(app.Node())
+	if err != nil {
+		t.Fatalf("ConfigFromContext() error = %v", err)
+	}
+
+	// then they are unchanged
+	for name, got := range map[string][]string{"DefaultRoles()": DefaultRoles(), "IdentityRoles": again.IdentityRoles} {
+		if !reflect.DeepEqual(got, []string{"viewer"}) {
+			t.Errorf("%s = %q after a caller changed its copy, want [viewer]", name, got)
+		}
+	}
+}

@@ -19,9 +19,10 @@ import (
 // IdentityResourceType is the custom-resource type of a Chainguard identity.
 const IdentityResourceType = "Custom::ChainguardIdentity"
 
-// DefaultRoles are the Chainguard roles an identity gets on its group unless
-// AssumableIdentityProps.Roles says otherwise.
-var DefaultRoles = []string{"viewer"}
+// DefaultRoles returns the Chainguard roles an identity gets on its group
+// unless AssumableIdentityProps.Roles says otherwise: viewer. Each call
+// returns a fresh slice, so a caller may change it freely.
+func DefaultRoles() []string { return []string{"viewer"} }
 
 // Environment variables the repos function (and any workload using the
 // project's token package) reads; see AssumableIdentity.Environment.
@@ -152,7 +153,7 @@ type AssumableIdentityProps struct {
 	// Description of the identity. Default: names the construct path.
 	Description string
 	// Roles are the names of the Chainguard roles bound on Group. Default
-	// DefaultRoles (viewer).
+	// DefaultRoles() (viewer).
 	Roles []string
 	// Trust says which sessions of Role may assume the identity. Required:
 	// ExactSession(functionName) for a Lambda function, SessionPattern for
@@ -220,7 +221,7 @@ func NewAssumableIdentity(scope constructs.Construct, id string, props *Assumabl
 	description := orDefault(ip.Description, "Managed by CDK: "+*this.Node().Path())
 	roles := ip.Roles
 	if len(roles) == 0 {
-		roles = DefaultRoles
+		roles = DefaultRoles()
 	}
 	p.add("Group", check(ip.Group, func(v string) error { return validate.UIDP("group", v) }))
 	p.add("Name", check(ip.Name, func(v string) error { return validate.Name("identity name", v) }))
