@@ -117,29 +117,27 @@ func matchAWS(t *iam.Identity_AWSIdentity, c *aws.VerifiedClaims) error {
 	if c.Account != t.GetAwsAccount() {
 		return fmt.Errorf("account %s is not the trusted account %s", c.Account, t.GetAwsAccount())
 	}
-	switch {
-	case t.GetArn() != "":
-		if c.Arn != t.GetArn() {
-			return fmt.Errorf("ARN %s is not the trusted ARN %s", c.Arn, t.GetArn())
-		}
-	case t.GetArnPattern() != "":
-		if ok, err := patternMatch(t.GetArnPattern(), c.Arn); err != nil || !ok {
-			return fmt.Errorf("ARN %s does not match the trusted arn_pattern %s", c.Arn, t.GetArnPattern())
-		}
-	default:
-		return errors.New("the identity trusts no ARN")
+	if err := matchOne("ARN", "arn_pattern", c.Arn, t.GetArn(), t.GetArnPattern()); err != nil {
+		return err
 	}
+	return matchOne("user ID", "user_id_pattern", c.UserID, t.GetUserId(), t.GetUserIdPattern())
+}
+
+// matchOne checks one claim (what: "ARN", "user ID") against the trusted
+// exact value or, when that is empty, the trusted pattern (its field name in
+// the identity is patternField).
+func matchOne(what, patternField, value, exact, pattern string) error {
 	switch {
-	case t.GetUserId() != "":
-		if c.UserID != t.GetUserId() {
-			return fmt.Errorf("user ID %s is not the trusted user ID %s", c.UserID, t.GetUserId())
+	case exact != "":
+		if value != exact {
+			return fmt.Errorf("%s %s is not the trusted %s %s", what, value, what, exact)
 		}
-	case t.GetUserIdPattern() != "":
-		if ok, err := patternMatch(t.GetUserIdPattern(), c.UserID); err != nil || !ok {
-			return fmt.Errorf("user ID %s does not match the trusted user_id_pattern %s", c.UserID, t.GetUserIdPattern())
+	case pattern != "":
+		if ok, err := patternMatch(pattern, value); err != nil || !ok {
+			return fmt.Errorf("%s %s does not match the trusted %s %s", what, value, patternField, pattern)
 		}
 	default:
-		return errors.New("the identity trusts no user ID")
+		return fmt.Errorf("the identity trusts no %s", what)
 	}
 	return nil
 }

@@ -123,14 +123,24 @@ func (e *Emulator) addGroup(parent, name, description string) (string, error) {
 			return "", status.Errorf(codes.NotFound, "parent group %s not found", parent)
 		}
 	}
-	for _, o := range e.groups {
-		if o.GetName() == name && parentOf(o.GetId()) == parent {
-			return "", status.Errorf(codes.AlreadyExists, "a group named %q already exists under %s: %s", name, describeParent(parent), o.GetId())
-		}
+	if err := e.groupNameTaken(parent, name, ""); err != nil {
+		return "", err
 	}
 	id := string(uidp.NewUIDP(uidp.UIDP(parent)))
 	e.groups[id] = &iam.Group{Id: id, Name: name, Description: description}
 	return id, nil
+}
+
+// groupNameTaken fails with AlreadyExists when a group other than self is
+// named name under parent ("" for the root): sibling names are unique.
+// Callers hold e.mu.
+func (e *Emulator) groupNameTaken(parent, name, self string) error {
+	for _, o := range e.groups {
+		if o.GetId() != self && o.GetName() == name && parentOf(o.GetId()) == parent {
+			return status.Errorf(codes.AlreadyExists, "a group named %q already exists under %s: %s", name, describeParent(parent), o.GetId())
+		}
+	}
+	return nil
 }
 
 // parentOf is uidp.Parent with "" for root-level UIDPs.
@@ -162,10 +172,8 @@ func (s *groupsService) Update(ctx context.Context, g *iam.Group) (*iam.Group, e
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "group %s not found", g.GetId())
 	}
-	for _, o := range e.groups {
-		if o.GetId() != cur.GetId() && o.GetName() == g.GetName() && parentOf(o.GetId()) == parentOf(cur.GetId()) {
-			return nil, status.Errorf(codes.AlreadyExists, "a group named %q already exists under %s: %s", g.GetName(), describeParent(parentOf(cur.GetId())), o.GetId())
-		}
+	if err := e.groupNameTaken(parentOf(cur.GetId()), g.GetName(), cur.GetId()); err != nil {
+		return nil, err
 	}
 	cur.Name, cur.Description = g.GetName(), g.GetDescription()
 	return proto.Clone(cur).(*iam.Group), nil
@@ -340,10 +348,8 @@ func (e *Emulator) addIdentity(parent string, id *iam.Identity) (string, error) 
 	if _, ok := e.groups[parent]; !ok {
 		return "", status.Errorf(codes.NotFound, "group %s not found", parent)
 	}
-	for _, o := range e.identities {
-		if o.GetName() == id.GetName() && uidp.Parent(o.GetId()) == parent {
-			return "", status.Errorf(codes.AlreadyExists, "an identity named %q already exists in group %s: %s", id.GetName(), parent, o.GetId())
-		}
+	if err := e.identityNameTaken(parent, id.GetName(), ""); err != nil {
+		return "", err
 	}
 	c := proto.Clone(id).(*iam.Identity)
 	c.Id = string(uidp.UIDP(parent).NewChild())
@@ -351,6 +357,18 @@ func (e *Emulator) addIdentity(parent string, id *iam.Identity) (string, error) 
 	c.CreatedAt, c.UpdatedAt, c.LastSeen = now, now, nil
 	e.identities[c.GetId()] = c
 	return c.GetId(), nil
+}
+
+// identityNameTaken fails with AlreadyExists when an identity other than self
+// is named name in group parent: names are unique within a group. Callers
+// hold e.mu.
+func (e *Emulator) identityNameTaken(parent, name, self string) error {
+	for _, o := range e.identities {
+		if o.GetId() != self && o.GetName() == name && uidp.Parent(o.GetId()) == parent {
+			return status.Errorf(codes.AlreadyExists, "an identity named %q already exists in group %s: %s", name, parent, o.GetId())
+		}
+	}
+	return nil
 }
 
 func (s *identitiesService) Update(ctx context.Context, id *iam.Identity) (*iam.Identity, error) {
@@ -364,10 +382,8 @@ func (s *identitiesService) Update(ctx context.Context, id *iam.Identity) (*iam.
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "identity %s not found", id.GetId())
 	}
-	for _, o := range e.identities {
-		if o.GetId() != cur.GetId() && o.GetName() == id.GetName() && uidp.Parent(o.GetId()) == uidp.Parent(cur.GetId()) {
-			return nil, status.Errorf(codes.AlreadyExists, "an identity named %q already exists in group %s: %s", id.GetName(), uidp.Parent(cur.GetId()), o.GetId())
-		}
+	if err := e.identityNameTaken(uidp.Parent(cur.GetId()), id.GetName(), cur.GetId()); err != nil {
+		return nil, err
 	}
 	c := proto.Clone(id).(*iam.Identity)
 	c.CreatedAt, c.LastSeen = cur.GetCreatedAt(), cur.GetLastSeen()
