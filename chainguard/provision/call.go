@@ -6,16 +6,19 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode"
 
-	"chainguard.dev/sdk/uidp"
 	"github.com/cenkalti/backoff/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/internal/rpcerr"
 )
 
 // ownerHint is added to PermissionDenied errors.
 const ownerHint = "the provisioner identity needs the owner role on this group"
+
+// propagationNote says why PermissionDenied was retried.
+const propagationNote = "a new role binding can take a few seconds to apply"
 
 // StepError is returned when an RPC fails: it names the step (object and
 // action) and keeps the service's status, so status.Code(err) still works.
@@ -23,6 +26,7 @@ type StepError struct {
 	Step     string // e.g. `create identity "aws-auth-identity" in group 0123...`
 	Attempts int    // RPC attempts made for this step
 	Hint     string // what to do about it, if known
+	Retried  string // how PermissionDenied was retried, if it was
 	Note     string // why retrying stopped early, if it did
 	Err      error  // the gRPC status error (or context error)
 }
@@ -35,7 +39,7 @@ func (e *StepError) Error() string {
 	if !ok {
 		b.WriteString(e.Err.Error())
 	} else {
-		b.WriteString(codeText(st.Code()))
+		b.WriteString(rpcerr.CodeText(st.Code()))
 		if e.Hint != "" {
 			b.WriteString(": ")
 			b.WriteString(e.Hint)
@@ -50,7 +54,10 @@ func (e *StepError) Error() string {
 		}
 	}
 	var notes []string
-	if e.Attempts > 1 {
+	switch {
+	case e.Retried != "":
+		notes = append(notes, e.Retried)
+	case e.Attempts > 1:
 		notes = append(notes, fmt.Sprintf("after %d attempts", e.Attempts))
 	}
 	if e.Note != "" {
@@ -64,21 +71,6 @@ func (e *StepError) Error() string {
 
 // Unwrap returns the underlying status or context error.
 func (e *StepError) Unwrap() error { return e.Err }
-
-// codeText turns a gRPC code into words: PermissionDenied -> "permission denied".
-func codeText(c codes.Code) string {
-	var b strings.Builder
-	for i, r := range c.String() {
-		if unicode.IsUpper(r) {
-			if i > 0 {
-				b.WriteByte(' ')
-			}
-			r = unicode.ToLower(r)
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
 
 // hintFor says what to do about a failure code, when that is known.
 func hintFor(c codes.Code) string {
@@ -106,13 +98,13 @@ type retryClass int
 const (
 	permanent retryClass = iota
 	transient
-	propagation
+	permissionDenied
 )
 
 // classify decides whether err (from one attempt under the parent ctx) is
 // worth retrying, and on which schedule. callerBound says the attempt's
 // deadline was the caller's, not the per-RPC timeout.
-func (p *Provisioner) classify(ctx context.Context, scope string, err error, callerBound bool) retryClass {
+func (p *Provisioner) classify(ctx context.Context, err error, callerBound bool) retryClass {
 	if ctx.Err() != nil {
 		return permanent // the caller's own deadline or cancellation
 	}
@@ -127,58 +119,42 @@ func (p *Provisioner) classify(ctx context.Context, scope string, err error, cal
 	case codes.Unavailable, codes.ResourceExhausted:
 		return transient
 	case codes.PermissionDenied:
-		if p.isFresh(scope) {
-			return propagation
+		if p.cfg.pdBudget > 0 {
+			return permissionDenied
 		}
 	}
 	return permanent
 }
 
-// markFresh records that this client just created a binding or group in
-// scope, so PermissionDenied there is retried for a while.
-func (p *Provisioner) markFresh(scope string) {
+// pdRemaining starts the PermissionDenied budget's clock at the first
+// PermissionDenied this Provisioner sees, and returns how much of the budget
+// is left.
+func (p *Provisioner) pdRemaining() time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.fresh[scope] = time.Now()
-}
-
-func (p *Provisioner) isFresh(scope string) bool {
-	if scope == "" {
-		return false
+	if p.pdStart.IsZero() {
+		p.pdStart = time.Now()
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for s, at := range p.fresh {
-		if time.Since(at) < freshScopeWindow && uidp.IsAncestorOrSelf(s, scope) {
-			return true
-		}
-	}
-	return false
+	return p.cfg.pdBudget - time.Since(p.pdStart)
 }
 
 // schedule is the backoff.BackOff used for one step: it follows the policy of
-// the class of the last failure, gives up when that class has used its
-// tries, and stops when the next wait would pass the caller's deadline.
+// the class of the last failure, gives up when transient failures have used
+// their tries or PermissionDenied the Provisioner's budget, and stops when
+// the next wait would pass the caller's deadline.
 type schedule struct {
 	ctx      context.Context
+	p        *Provisioner
 	last     retryClass
 	deadline bool // gave up because the next wait would pass ctx's deadline
-	policies map[retryClass]*backoffPolicy
+	spent    bool // gave up because the PermissionDenied budget is used up
 	curves   map[retryClass]*backoff.ExponentialBackOff
 	tries    map[retryClass]int
 }
 
 func (p *Provisioner) newSchedule(ctx context.Context) *schedule {
-	s := &schedule{
-		ctx: ctx,
-		policies: map[retryClass]*backoffPolicy{
-			transient:   &p.cfg.transient,
-			propagation: &p.cfg.propagation,
-		},
-		curves: map[retryClass]*backoff.ExponentialBackOff{},
-		tries:  map[retryClass]int{},
-	}
-	for c, pol := range s.policies {
+	s := &schedule{ctx: ctx, p: p, curves: map[retryClass]*backoff.ExponentialBackOff{}, tries: map[retryClass]int{}}
+	for c, pol := range map[retryClass]backoffPolicy{transient: p.cfg.transient, permissionDenied: p.cfg.permissionDenied} {
 		b := backoff.NewExponentialBackOff()
 		b.InitialInterval = pol.initial
 		b.MaxInterval = pol.max
@@ -202,11 +178,23 @@ func (s *schedule) Reset() {
 
 // NextBackOff implements backoff.BackOff.
 func (s *schedule) NextBackOff() time.Duration {
-	pol, ok := s.policies[s.last]
-	if !ok || s.tries[s.last] >= pol.maxTries {
+	var next time.Duration
+	switch s.last {
+	case transient:
+		if s.tries[transient] >= s.p.cfg.transient.maxTries {
+			return backoff.Stop
+		}
+		next = s.curves[transient].NextBackOff()
+	case permissionDenied:
+		left := s.p.pdRemaining()
+		if left <= 0 {
+			s.spent = true
+			return backoff.Stop
+		}
+		next = min(s.curves[permissionDenied].NextBackOff(), left)
+	default:
 		return backoff.Stop
 	}
-	next := s.curves[s.last].NextBackOff()
 	if deadline, ok := s.ctx.Deadline(); ok && time.Now().Add(next).After(deadline) {
 		s.deadline = true
 		return backoff.Stop
@@ -215,26 +203,28 @@ func (s *schedule) NextBackOff() time.Duration {
 }
 
 // call runs one RPC step with a per-attempt timeout and retries. step names
-// the object and action for errors; scope is the UIDP the RPC acts on (for
-// the propagation-delay rule).
-func call[T any](ctx context.Context, p *Provisioner, step, scope string, rpc func(context.Context) (T, error)) (T, error) {
+// the object and action for errors.
+func call[T any](ctx context.Context, p *Provisioner, step string, rpc func(context.Context) (T, error)) (T, error) {
 	sched := p.newSchedule(ctx)
 	attempts := 0
 	var lastErr error
-	callerBound := false // the last attempt ran until the caller's deadline
+	var firstDenied time.Time // when this step was first refused with PermissionDenied
+	callerBound := false      // the last attempt ran until the caller's deadline
 	op := func() (T, error) {
 		attempts++
 		p.rpcs.Add(1)
-		deadline, ok := ctx.Deadline()
-		callerBound = ok && time.Until(deadline) <= p.cfg.rpcTimeout
 		actx, cancel := context.WithTimeout(ctx, p.cfg.rpcTimeout)
 		defer cancel()
+		callerBound = rpcerr.CallerDeadlineFirst(ctx, actx)
 		res, err := rpc(actx)
 		if err == nil {
 			return res, nil
 		}
 		lastErr = err
-		c := p.classify(ctx, scope, err, callerBound)
+		if status.Code(err) == codes.PermissionDenied && firstDenied.IsZero() {
+			firstDenied = time.Now()
+		}
+		c := p.classify(ctx, err, callerBound)
 		if c == permanent {
 			return res, backoff.Permanent(err)
 		}
@@ -251,6 +241,16 @@ func call[T any](ctx context.Context, p *Provisioner, step, scope string, rpc fu
 		err = lastErr
 	}
 	se := &StepError{Step: step, Attempts: attempts, Hint: hintFor(status.Code(err)), Err: err}
+	if status.Code(err) == codes.PermissionDenied && p.cfg.pdBudget > 0 {
+		switch denied := sched.tries[permissionDenied]; {
+		case denied == 2:
+			se.Retried = fmt.Sprintf("retried once over %s; %s", roundDuration(time.Since(firstDenied)), propagationNote)
+		case denied > 2:
+			se.Retried = fmt.Sprintf("retried %d times over %s; %s", denied-1, roundDuration(time.Since(firstDenied)), propagationNote)
+		case sched.spent:
+			se.Retried = fmt.Sprintf("not retried: this event already used its %s of retries for permission denied", p.cfg.pdBudget)
+		}
+	}
 	switch {
 	case sched.deadline:
 		se.Note = "the next retry would pass the caller's deadline"
@@ -259,4 +259,16 @@ func call[T any](ctx context.Context, p *Provisioner, step, scope string, rpc fu
 	}
 	var zero T
 	return zero, se
+}
+
+// roundDuration shortens d for messages: whole seconds from 10s, tenths from
+// 1s, else milliseconds.
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
 }

@@ -21,23 +21,30 @@ import (
 // GroupSpec is the desired state of a group.
 type GroupSpec struct {
 	// ID is the group's current UIDP (a CloudFormation physical ID), if any.
-	// When it is the UIDP of a group directly under Parent that still exists,
-	// that group is updated in place: renamed to Name if needed (refused if
-	// another group under Parent has that name), its description changed, its
-	// UIDP kept. Otherwise (empty, not a UIDP, under another parent, or gone)
-	// the group is looked up by Name and created if missing.
+	// When it is the UIDP of a group directly under Parent that still exists
+	// and is the caller's (see ManagedBy), that group is updated in place:
+	// renamed to Name if needed (refused if another group under Parent has
+	// that name), its description changed, its UIDP kept. Otherwise (empty,
+	// not a UIDP, under another parent, gone, or not the caller's and named
+	// otherwise) the group is looked up by Name and created if missing.
 	ID          string
 	Parent      string // UIDP of the parent group (required)
 	Name        string
 	Description string
+	// ManagedBy names the owner, e.g. "<stack>/<logical ID>". When set, the
+	// stored description carries its marker (see StoredDescription), and a
+	// group without that marker is not the caller's: it is used as it is,
+	// never renamed, re-described or stamped, and DeleteGroup leaves it.
+	ManagedBy string
 }
 
-// Validate reports the first invalid field of s.
+// Validate reports every invalid field of s.
 func (s GroupSpec) Validate() error {
+	_, descErr := StoredDescription(s.Description, s.ManagedBy)
 	return joinErrors(
 		validate.UIDP("parent", s.Parent),
 		validate.Name("group name", s.Name),
-		validate.Description(s.Description),
+		descErr,
 	)
 }
 
@@ -45,29 +52,36 @@ func (s GroupSpec) Validate() error {
 type Group struct {
 	ID          string
 	Name        string
-	Description string
-	Created     bool // false when an existing group of that name was adopted
+	Description string // as stored, with the ownership marker if any
+	Created     bool   // false when an existing group of that name was adopted
+	// Foreign is true for a group that does not carry the caller's marker:
+	// it was used as it is, and DeleteGroup will leave it in place.
+	Foreign bool
 }
 
 // EnsureGroup makes sure a group named spec.Name exists directly under
 // spec.Parent with spec.Description: it updates the group spec.ID in place
 // (see GroupSpec.ID), or adopts an existing group of that name, or creates
-// one; a name or description that differs is updated.
+// one; a name or description that differs is updated, on the caller's own
+// groups only (see GroupSpec.ManagedBy). When a step fails after the group
+// is known, the Group returned with the error holds its ID, so the caller can
+// clean up.
 func (p *Provisioner) EnsureGroup(ctx context.Context, spec GroupSpec) (Group, error) {
 	if err := spec.Validate(); err != nil {
 		return Group{}, fmt.Errorf("ensure group %q: %w", spec.Name, err)
 	}
+	stored, _ := StoredDescription(spec.Description, spec.ManagedBy) // valid: checked above
 	existing, err := p.locateGroup(ctx, spec)
 	if err != nil {
 		return Group{}, err
 	}
 	created := false
 	if existing == nil {
-		existing, err = call(ctx, p, fmt.Sprintf("create group %q in group %s", spec.Name, spec.Parent), spec.Parent,
+		existing, err = call(ctx, p, fmt.Sprintf("create group %q in group %s", spec.Name, spec.Parent),
 			func(ctx context.Context) (*iam.Group, error) {
 				return p.clients.Groups().Create(ctx, &iam.CreateGroupRequest{
 					Parent: spec.Parent,
-					Group:  &iam.Group{Name: spec.Name, Description: spec.Description},
+					Group:  &iam.Group{Name: spec.Name, Description: stored},
 				})
 			})
 		switch {
@@ -83,30 +97,43 @@ func (p *Provisioner) EnsureGroup(ctx context.Context, spec GroupSpec) (Group, e
 			return Group{}, err
 		default:
 			created = true
-			p.markFresh(existing.GetId())
 		}
 	}
-	if existing.GetName() != spec.Name || existing.GetDescription() != spec.Description {
+	p.settled(existing.GetId())
+	got := groupOf(existing, created, spec.ManagedBy)
+	if got.Foreign {
+		return got, nil // not the caller's: used as it is
+	}
+	if existing.GetName() != spec.Name || existing.GetDescription() != stored {
 		step := fmt.Sprintf("update description of group %q (%s)", spec.Name, existing.GetId())
 		if existing.GetName() != spec.Name {
 			step = fmt.Sprintf("rename group %q (%s) to %q", existing.GetName(), existing.GetId(), spec.Name)
 		}
 		want := proto.CloneOf(existing)
 		want.Name = spec.Name
-		want.Description = spec.Description
-		existing, err = call(ctx, p, step, want.GetId(),
+		want.Description = stored
+		updated, err := call(ctx, p, step,
 			func(ctx context.Context) (*iam.Group, error) { return p.clients.Groups().Update(ctx, want) })
 		if err != nil {
-			return Group{}, nameTakenHint(err, "group", spec.Parent)
+			return got, nameTakenHint(err, "group", spec.Parent)
 		}
+		got = groupOf(updated, created, spec.ManagedBy)
 	}
-	return Group{ID: existing.GetId(), Name: existing.GetName(), Description: existing.GetDescription(), Created: created}, nil
+	return got, nil
+}
+
+func groupOf(g *iam.Group, created bool, managedBy string) Group {
+	return Group{
+		ID: g.GetId(), Name: g.GetName(), Description: g.GetDescription(), Created: created,
+		Foreign: !owns(g.GetDescription(), managedBy),
+	}
 }
 
 // locateGroup returns the group spec describes, or nil when it has to be
-// created: the group spec.ID when that is directly under spec.Parent and
-// still exists (refusing a rename onto a name another group there has), else
-// the one named spec.Name. One RPC lists the parent's groups for both.
+// created: the group spec.ID when that is directly under spec.Parent, still
+// exists and is the caller's (refusing a rename onto a name another group
+// there has) or has the name spec.Name, else the one named spec.Name. One RPC
+// lists the parent's groups for both.
 func (p *Provisioner) locateGroup(ctx context.Context, spec GroupSpec) (*iam.Group, error) {
 	if !directlyIn(spec.ID, spec.Parent) {
 		return p.findGroup(ctx, spec.Parent, spec.Name)
@@ -124,6 +151,10 @@ func (p *Provisioner) locateGroup(ctx context.Context, spec GroupSpec) (*iam.Gro
 			namedGroups(items, spec.Name, ""))
 	}
 	cur := items[i]
+	if !owns(cur.GetDescription(), spec.ManagedBy) && cur.GetName() != spec.Name {
+		// Not the caller's: never renamed. Ensure the new name instead.
+		return oneGroup(fmt.Sprintf("look up group %q in group %s", spec.Name, spec.Parent), namedGroups(items, spec.Name, ""))
+	}
 	if taken := namedGroups(items, spec.Name, cur.GetId()); len(taken) > 0 {
 		return nil, fmt.Errorf("rename group %q (%s) to %q in group %s: refused: another group there already has that name (%s): choose another name, or delete or rename that group first",
 			cur.GetName(), cur.GetId(), spec.Name, spec.Parent, groupIDs(taken))
@@ -143,7 +174,7 @@ func (p *Provisioner) findGroup(ctx context.Context, parent, name string) (*iam.
 
 // listGroups lists the groups matching filter that are directly under parent.
 func (p *Provisioner) listGroups(ctx context.Context, filter *iam.GroupFilter, parent, step string) ([]*iam.Group, error) {
-	list, err := call(ctx, p, step, parent, func(ctx context.Context) (*iam.GroupList, error) {
+	list, err := call(ctx, p, step, func(ctx context.Context) (*iam.GroupList, error) {
 		return p.clients.Groups().List(ctx, filter)
 	})
 	if err != nil {
@@ -194,31 +225,54 @@ func groupIDs(gs []*iam.Group) string {
 // message stays short (it ends up in a CloudFormation reason).
 const maxListed = 5
 
-// DeleteGroup deletes the group id, but only when it holds no groups,
-// identities or role bindings: otherwise it refuses with an error listing
-// what is left, because the service may delete a group's contents with it.
-// (Registry repositories cannot be listed through IAM; if the service refuses
-// because of them, its reason is passed on.) A group that no longer exists
-// counts as deleted, and an id that is not a UIDP is a no-op without any RPC
-// (CloudFormation sends Delete with the request ID after a failed Create).
-func (p *Provisioner) DeleteGroup(ctx context.Context, id string) error {
+// DeleteGroup deletes the group id, but only when it is the caller's and
+// holds nothing. With managedBy set, a group that does not carry its marker
+// (see GroupSpec.ManagedBy) is left in place: DeleteGroup returns left true
+// and no error. A group that still holds groups, identities or role bindings
+// is refused with an error listing what is left, because the service may
+// delete a group's contents with it. (Registry repositories cannot be listed
+// through IAM; if the service refuses because of them, its reason is passed
+// on.) A group that no longer exists counts as deleted, and an id that is not
+// a UIDP is a no-op without any RPC (CloudFormation sends Delete with the
+// request ID after a failed Create).
+func (p *Provisioner) DeleteGroup(ctx context.Context, id, managedBy string) (left bool, err error) {
 	if !uidp.Valid(id) {
-		return nil
+		return false, nil
 	}
+	if managedBy != "" {
+		found, err := call(ctx, p, "look up group "+id, func(ctx context.Context) (*iam.GroupList, error) {
+			return p.clients.Groups().List(ctx, &iam.GroupFilter{Id: id})
+		})
+		if err != nil {
+			return false, notFoundIsGone(err)
+		}
+		i := slices.IndexFunc(found.GetItems(), func(g *iam.Group) bool { return g.GetId() == id })
+		if i < 0 {
+			return false, nil // already gone
+		}
+		if !owns(found.GetItems()[i].GetDescription(), managedBy) {
+			return true, nil
+		}
+	}
+	return false, p.deleteEmptyGroup(ctx, id)
+}
+
+// deleteEmptyGroup deletes the group id unless it holds anything.
+func (p *Provisioner) deleteEmptyGroup(ctx context.Context, id string) error {
 	filter := &v1.UIDPFilter{ChildrenOf: id}
-	groups, err := call(ctx, p, "list groups in group "+id, id, func(ctx context.Context) (*iam.GroupList, error) {
+	groups, err := call(ctx, p, "list groups in group "+id, func(ctx context.Context) (*iam.GroupList, error) {
 		return p.clients.Groups().List(ctx, &iam.GroupFilter{Uidp: filter})
 	})
 	if err != nil {
 		return notFoundIsGone(err)
 	}
-	idents, err := call(ctx, p, "list identities in group "+id, id, func(ctx context.Context) (*iam.IdentityList, error) {
+	idents, err := call(ctx, p, "list identities in group "+id, func(ctx context.Context) (*iam.IdentityList, error) {
 		return p.clients.Identities().List(ctx, &iam.IdentityFilter{Uidp: filter})
 	})
 	if err != nil {
 		return notFoundIsGone(err)
 	}
-	bindings, err := call(ctx, p, "list role bindings in group "+id, id, func(ctx context.Context) (*iam.RoleBindingList, error) {
+	bindings, err := call(ctx, p, "list role bindings in group "+id, func(ctx context.Context) (*iam.RoleBindingList, error) {
 		return p.clients.RoleBindings().List(ctx, &iam.RoleBindingFilter{Uidp: filter})
 	})
 	if err != nil {
@@ -244,7 +298,7 @@ func (p *Provisioner) DeleteGroup(ctx context.Context, id string) error {
 		return fmt.Errorf("delete group %s: refused: it still holds %s; delete those first (the service may delete a group's contents with it)",
 			id, strings.Join(left, "; "))
 	}
-	_, err = call(ctx, p, "delete group "+id, id, func(ctx context.Context) (*emptypb.Empty, error) {
+	_, err = call(ctx, p, "delete group "+id, func(ctx context.Context) (*emptypb.Empty, error) {
 		return p.clients.Groups().Delete(ctx, &iam.DeleteGroupRequest{Id: id})
 	})
 	if status.Code(err) == codes.FailedPrecondition {

@@ -35,14 +35,20 @@ type IdentitySpec struct {
 	Description string
 	Trust       trust.AWS
 	Roles       []string // role names bound on Group, e.g. "viewer"; duplicates are ignored
+	// ManagedBy names the owner, e.g. "<stack>/<logical ID>". When set, the
+	// stored description carries its marker (see StoredDescription), and an
+	// identity found by Name without that marker is not taken over: Ensure
+	// refuses it. (The identity ID names is the caller's: it gets the marker.)
+	ManagedBy string
 }
 
 // Validate reports every invalid field of s.
 func (s IdentitySpec) Validate() error {
+	_, descErr := StoredDescription(s.Description, s.ManagedBy)
 	errs := []error{
 		validate.UIDP("group", s.Group),
 		validate.Name("identity name", s.Name),
-		validate.Description(s.Description),
+		descErr,
 		s.Trust.Validate(),
 	}
 	for _, r := range s.Roles {
@@ -56,20 +62,24 @@ type Identity struct {
 	ID      string
 	Name    string
 	Roles   []string // role names bound on the group, sorted
-	Created bool     // false when an existing identity of that name was adopted
+	Created bool     // false when an existing identity was updated or replayed
 }
 
 // EnsureIdentity makes sure an identity named spec.Name exists in spec.Group
 // with spec.Description and spec.Trust, and that its role bindings on the
 // group are exactly spec.Roles. It finds the identity by spec.ID (see
-// IdentitySpec.ID) or else by name (so a replay never makes a duplicate),
+// IdentitySpec.ID) or else by name (so a replay never makes a duplicate;
+// with spec.ManagedBy, only an identity carrying its marker is adopted),
 // creates it if missing, and updates it in place when the name, description
 // or trust differ. Missing bindings are created and bindings of this identity
-// on the group with other roles are deleted.
+// on the group with other roles are deleted. When a step fails after the
+// identity is known (for example a binding after the create), the Identity
+// returned with the error holds its ID and Name, so the caller can clean up.
 func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Identity, error) {
 	if err := spec.Validate(); err != nil {
 		return Identity{}, fmt.Errorf("ensure identity %q: %w", spec.Name, err)
 	}
+	stored, _ := StoredDescription(spec.Description, spec.ManagedBy) // valid: checked above
 	roleNames := slices.Clone(spec.Roles)
 	slices.Sort(roleNames)
 	roleNames = slices.Compact(roleNames)
@@ -83,21 +93,21 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 		wanted[id] = name
 	}
 
-	want := &iam.Identity{Name: spec.Name, Description: spec.Description, Relationship: spec.Trust.Proto()}
+	want := &iam.Identity{Name: spec.Name, Description: stored, Relationship: spec.Trust.Proto()}
 	existing, err := p.locateIdentity(ctx, spec)
 	if err != nil {
 		return Identity{}, err
 	}
 	created := false
 	if existing == nil {
-		existing, err = call(ctx, p, fmt.Sprintf("create identity %q in group %s", spec.Name, spec.Group), spec.Group,
+		existing, err = call(ctx, p, fmt.Sprintf("create identity %q in group %s", spec.Name, spec.Group),
 			func(ctx context.Context) (*iam.Identity, error) {
 				return p.clients.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: spec.Group, Identity: want})
 			})
 		switch {
 		case status.Code(err) == codes.AlreadyExists:
-			// Created concurrently (a replayed event): adopt it below.
-			if existing, err = p.findIdentity(ctx, spec.Group, spec.Name); err == nil && existing == nil {
+			// Created concurrently (a replayed event): adopt it if it is ours.
+			if existing, err = p.findIdentity(ctx, spec); err == nil && existing == nil {
 				err = fmt.Errorf("create identity %q in group %s: the service says it exists but it is not listed", spec.Name, spec.Group)
 			}
 			if err != nil {
@@ -109,6 +119,8 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 			created = true
 		}
 	}
+	p.settled(existing.GetId())
+	partial := Identity{ID: existing.GetId(), Name: existing.GetName(), Created: created}
 	if existing.GetName() != want.GetName() || existing.GetDescription() != want.GetDescription() ||
 		!proto.Equal(existing.GetAwsIdentity(), want.GetAwsIdentity()) {
 		step := "update identity " + label(existing)
@@ -119,15 +131,16 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 		upd.Name = want.GetName()
 		upd.Description = want.GetDescription()
 		upd.Relationship = want.GetRelationship()
-		existing, err = call(ctx, p, step, upd.GetId(),
+		existing, err = call(ctx, p, step,
 			func(ctx context.Context) (*iam.Identity, error) { return p.clients.Identities().Update(ctx, upd) })
 		if err != nil {
-			return Identity{}, nameTakenHint(err, "identity", spec.Group)
+			return partial, nameTakenHint(err, "identity", spec.Group)
 		}
+		partial.Name = existing.GetName()
 	}
 
 	if err := p.reconcileBindings(ctx, spec.Group, existing, wanted, created); err != nil {
-		return Identity{}, err
+		return partial, err
 	}
 	return Identity{ID: existing.GetId(), Name: existing.GetName(), Roles: roleNames, Created: created}, nil
 }
@@ -160,7 +173,7 @@ func (p *Provisioner) reconcileBindings(ctx context.Context, group string, ident
 			continue
 		}
 		step := fmt.Sprintf("bind identity %s to role %q on group %s", label(ident), wanted[roleID], group)
-		_, err := call(ctx, p, step, group, func(ctx context.Context) (*iam.RoleBinding, error) {
+		_, err := call(ctx, p, step, func(ctx context.Context) (*iam.RoleBinding, error) {
 			return p.clients.RoleBindings().Create(ctx, &iam.CreateRoleBindingRequest{
 				Parent:      group,
 				RoleBinding: &iam.RoleBinding{Identity: ident.GetId(), Role: roleID},
@@ -169,7 +182,6 @@ func (p *Provisioner) reconcileBindings(ctx context.Context, group string, ident
 		if err != nil && status.Code(err) != codes.AlreadyExists {
 			return err
 		}
-		p.markFresh(group)
 	}
 	return nil
 }
@@ -177,7 +189,7 @@ func (p *Provisioner) reconcileBindings(ctx context.Context, group string, ident
 // bindingsOf lists the role bindings of ident on group.
 func (p *Provisioner) bindingsOf(ctx context.Context, group string, ident *iam.Identity) ([]*iam.RoleBindingList_Binding, error) {
 	step := fmt.Sprintf("list role bindings of identity %s on group %s", label(ident), group)
-	list, err := call(ctx, p, step, group, func(ctx context.Context) (*iam.RoleBindingList, error) {
+	list, err := call(ctx, p, step, func(ctx context.Context) (*iam.RoleBindingList, error) {
 		return p.clients.RoleBindings().List(ctx, &iam.RoleBindingFilter{Uidp: &v1.UIDPFilter{ChildrenOf: group}})
 	})
 	if err != nil {
@@ -194,7 +206,7 @@ func (p *Provisioner) bindingsOf(ctx context.Context, group string, ident *iam.I
 
 func (p *Provisioner) deleteBinding(ctx context.Context, ident *iam.Identity, b *iam.RoleBindingList_Binding) error {
 	step := fmt.Sprintf("delete role binding %s (role %q) of identity %s", b.GetId(), b.GetRole().GetName(), label(ident))
-	_, err := call(ctx, p, step, uidp.Parent(b.GetId()), func(ctx context.Context) (*emptypb.Empty, error) {
+	_, err := call(ctx, p, step, func(ctx context.Context) (*emptypb.Empty, error) {
 		return p.clients.RoleBindings().Delete(ctx, &iam.DeleteRoleBindingRequest{Id: b.GetId()})
 	})
 	return notFoundIsGone(err)
@@ -203,11 +215,11 @@ func (p *Provisioner) deleteBinding(ctx context.Context, ident *iam.Identity, b 
 // locateIdentity returns the identity spec describes, or nil when it has to
 // be created: the identity spec.ID when that is directly in spec.Group and
 // still exists (refusing a rename onto a name another identity there has),
-// else the one named spec.Name. One RPC lists the group's identities for
-// both.
+// else the one named spec.Name (refused unless it carries spec.ManagedBy's
+// marker). One RPC lists the group's identities for both.
 func (p *Provisioner) locateIdentity(ctx context.Context, spec IdentitySpec) (*iam.Identity, error) {
 	if !directlyIn(spec.ID, spec.Group) {
-		return p.findIdentity(ctx, spec.Group, spec.Name)
+		return p.findIdentity(ctx, spec)
 	}
 	step := fmt.Sprintf("look up identity %s and the name %q in group %s", spec.ID, spec.Name, spec.Group)
 	items, err := p.listIdentities(ctx, spec.Group, step)
@@ -217,7 +229,7 @@ func (p *Provisioner) locateIdentity(ctx context.Context, spec IdentitySpec) (*i
 	i := slices.IndexFunc(items, func(id *iam.Identity) bool { return id.GetId() == spec.ID })
 	if i < 0 {
 		// Deleted behind the stack's back: ensure by name.
-		return oneIdentity(fmt.Sprintf("identity %s is gone; look up identity %q in group %s instead", spec.ID, spec.Name, spec.Group),
+		return ownIdentity(spec, fmt.Sprintf("identity %s is gone; look up identity %q in group %s instead", spec.ID, spec.Name, spec.Group),
 			namedIdentities(items, spec.Name, ""))
 	}
 	cur := items[i]
@@ -228,19 +240,37 @@ func (p *Provisioner) locateIdentity(ctx context.Context, spec IdentitySpec) (*i
 	return cur, nil
 }
 
-// findIdentity returns the identity named name directly under group, or nil.
-func (p *Provisioner) findIdentity(ctx context.Context, group, name string) (*iam.Identity, error) {
-	step := fmt.Sprintf("look up identity %q in group %s", name, group)
-	items, err := p.listIdentities(ctx, group, step)
+// findIdentity returns the identity named spec.Name directly in spec.Group,
+// or nil; one that is not the caller's is refused.
+func (p *Provisioner) findIdentity(ctx context.Context, spec IdentitySpec) (*iam.Identity, error) {
+	step := fmt.Sprintf("look up identity %q in group %s", spec.Name, spec.Group)
+	items, err := p.listIdentities(ctx, spec.Group, step)
 	if err != nil {
 		return nil, err
 	}
-	return oneIdentity(step, namedIdentities(items, name, ""))
+	return ownIdentity(spec, step, namedIdentities(items, spec.Name, ""))
+}
+
+// ownIdentity returns the only identity found, nil for none, and an error
+// for several or for one that does not carry spec.ManagedBy's marker: an
+// identity the caller did not create is never taken over.
+func ownIdentity(spec IdentitySpec, step string, found []*iam.Identity) (*iam.Identity, error) {
+	switch len(found) {
+	case 0:
+		return nil, nil
+	case 1:
+		if !owns(found[0].GetDescription(), spec.ManagedBy) {
+			return nil, fmt.Errorf("identity %q already exists in group %s and was not created by this stack (%s): choose another Name, or delete or rename that identity",
+				spec.Name, spec.Group, spec.ManagedBy)
+		}
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("%s: %d identities have that name (%s): delete all but one", step, len(found), identityIDs(found))
 }
 
 // listIdentities lists the identities directly in group.
 func (p *Provisioner) listIdentities(ctx context.Context, group, step string) ([]*iam.Identity, error) {
-	list, err := call(ctx, p, step, group, func(ctx context.Context) (*iam.IdentityList, error) {
+	list, err := call(ctx, p, step, func(ctx context.Context) (*iam.IdentityList, error) {
 		return p.clients.Identities().List(ctx, &iam.IdentityFilter{Uidp: &v1.UIDPFilter{ChildrenOf: group}})
 	})
 	if err != nil {
@@ -267,18 +297,6 @@ func namedIdentities(items []*iam.Identity, name, except string) []*iam.Identity
 	return out
 }
 
-// oneIdentity returns the only identity found, nil for none, and an error
-// naming them all for several.
-func oneIdentity(step string, found []*iam.Identity) (*iam.Identity, error) {
-	switch len(found) {
-	case 0:
-		return nil, nil
-	case 1:
-		return found[0], nil
-	}
-	return nil, fmt.Errorf("%s: %d identities have that name (%s): delete all but one", step, len(found), identityIDs(found))
-}
-
 // identityIDs joins the identities' UIDPs for errors.
 func identityIDs(ids []*iam.Identity) string {
 	out := make([]string, len(ids))
@@ -298,7 +316,7 @@ func (p *Provisioner) roleID(ctx context.Context, name string) (string, error) {
 		return id, nil
 	}
 	step := fmt.Sprintf("look up role %q", name)
-	list, err := call(ctx, p, step, "", func(ctx context.Context) (*iam.RoleList, error) {
+	list, err := call(ctx, p, step, func(ctx context.Context) (*iam.RoleList, error) {
 		return p.clients.Roles().List(ctx, &iam.RoleFilter{Name: name})
 	})
 	if err != nil {
@@ -349,7 +367,7 @@ func (p *Provisioner) DeleteIdentity(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	_, err = call(ctx, p, "delete identity "+id, group, func(ctx context.Context) (*emptypb.Empty, error) {
+	_, err = call(ctx, p, "delete identity "+id, func(ctx context.Context) (*emptypb.Empty, error) {
 		return p.clients.Identities().Delete(ctx, &iam.DeleteIdentityRequest{Id: id})
 	})
 	return notFoundIsGone(err)

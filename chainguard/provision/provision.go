@@ -11,12 +11,28 @@
 // name changed, and keeps its UIDP; a rename onto a name another object under
 // the same parent already has is refused.
 //
+// # Ownership
+//
+// A spec's ManagedBy names the owner (the handler uses "<stack>/<logical
+// ID>"). When it is set, the stored description is the spec's description
+// followed by the marker " [managed by CloudFormation: <ManagedBy>]", and an
+// object found by name counts as the caller's only when it carries that
+// marker: a replay adopts and updates it, while a same-named identity without
+// the marker is refused (never taken over) and a same-named group without it
+// is used as it is (never renamed, re-described, stamped or deleted).
+// DeleteGroup deletes only a group that carries the caller's marker. Without
+// ManagedBy, any same-named object is adopted.
+//
+// # Retries
+//
 // Each RPC runs under its own timeout inside the caller's context, and
 // transient failures (Unavailable, ResourceExhausted, a per-RPC
-// DeadlineExceeded, and PermissionDenied shortly after this provisioner
-// created a binding or group in that scope, while it propagates) are retried
-// with bounded exponential backoff that never waits past the caller's
-// deadline. Errors name the object and the step that failed.
+// DeadlineExceeded) are retried with bounded exponential backoff that never
+// waits past the caller's deadline. PermissionDenied is retried only within a
+// per-Provisioner time budget (WithPermissionDeniedBudget): a role binding
+// made moments before, such as the provisioner's own owner binding from the
+// trust step, takes a few seconds to apply. Errors name the object and the
+// step that failed, and say how long a PermissionDenied was retried.
 package provision
 
 import (
@@ -40,15 +56,12 @@ const (
 	DefaultMaxBackoff     = 4 * time.Second
 	DefaultMaxTries       = 5
 
-	// PermissionDenied right after a binding or group was created in scope
-	// (the same schedule as the Chainguard Terraform provider).
+	// PermissionDenied while a role binding propagates (the same schedule
+	// as the Chainguard Terraform provider), within the budget set by
+	// WithPermissionDeniedBudget (none by default: PermissionDenied is
+	// final).
 	DefaultPropagationInitialBackoff = 2 * time.Second
 	DefaultPropagationMaxBackoff     = 16 * time.Second
-	DefaultPropagationMaxTries       = 5
-
-	// freshScopeWindow is how long after creating a binding or a group a
-	// PermissionDenied in that scope is treated as propagation delay.
-	freshScopeWindow = 2 * time.Minute
 )
 
 // Option configures a Provisioner.
@@ -60,9 +73,11 @@ type backoffPolicy struct {
 }
 
 type config struct {
-	rpcTimeout  time.Duration
-	transient   backoffPolicy
-	propagation backoffPolicy
+	rpcTimeout       time.Duration
+	transient        backoffPolicy
+	permissionDenied backoffPolicy // maxTries unused: pdBudget bounds it
+	pdBudget         time.Duration
+	idHook           func(id string)
 }
 
 // WithBackoff sets the retry schedule for transient failures (Unavailable,
@@ -73,11 +88,30 @@ func WithBackoff(initial, max time.Duration, maxTries int) Option {
 	return func(c *config) { c.transient.set(initial, max, maxTries) }
 }
 
-// WithPropagationBackoff sets the retry schedule for PermissionDenied shortly
-// after this provisioner created a binding or a group in the same scope
-// (defaults 2s to 16s, 5 attempts). Non-positive values keep the defaults.
-func WithPropagationBackoff(initial, max time.Duration, maxTries int) Option {
-	return func(c *config) { c.propagation.set(initial, max, maxTries) }
+// WithPermissionDeniedBudget lets the Provisioner retry PermissionDenied for
+// up to d in all, counted from the first PermissionDenied it meets, on the
+// propagation schedule (WithPropagationBackoff; by default 2s, 4s, 8s, 16s:
+// a 30s budget allows 4 retries). The last wait is shortened to fit the
+// budget, and no wait passes the caller's deadline. Zero (the default)
+// makes PermissionDenied final.
+func WithPermissionDeniedBudget(d time.Duration) Option {
+	return func(c *config) { c.pdBudget = max(d, 0) }
+}
+
+// WithPropagationBackoff sets the schedule of PermissionDenied retries
+// (defaults 2s growing to 16s); the budget bounds how many are made.
+// Non-positive values keep the defaults.
+func WithPropagationBackoff(initial, max time.Duration) Option {
+	return func(c *config) { c.permissionDenied.set(initial, max, 0) }
+}
+
+// WithIDHook sets a function called with the UIDP of the group or identity an
+// Ensure call settles on (created by it, or found and the caller's), as soon
+// as that is known and before any further step. A caller that may stop
+// waiting before Ensure returns (a deadline) learns from it what exists and
+// must be cleaned up.
+func WithIDHook(f func(id string)) Option {
+	return func(c *config) { c.idHook = f }
 }
 
 // WithRPCTimeout bounds each single RPC attempt (default 10s). The caller's
@@ -113,18 +147,18 @@ type Provisioner struct {
 	cfg     config
 	rpcs    atomic.Int64
 
-	mu    sync.Mutex
-	roles map[string]string    // role name -> role ID
-	fresh map[string]time.Time // scope UIDP -> when this client created a binding or group there
+	mu      sync.Mutex
+	roles   map[string]string // role name -> role ID
+	pdStart time.Time         // the first PermissionDenied: the budget's clock
 }
 
 // New returns a Provisioner that issues its RPCs through clients. The caller
 // keeps ownership of clients (and closes them).
 func New(clients iam.Clients, opts ...Option) *Provisioner {
 	cfg := config{
-		rpcTimeout:  DefaultRPCTimeout,
-		transient:   backoffPolicy{DefaultInitialBackoff, DefaultMaxBackoff, DefaultMaxTries},
-		propagation: backoffPolicy{DefaultPropagationInitialBackoff, DefaultPropagationMaxBackoff, DefaultPropagationMaxTries},
+		rpcTimeout:       DefaultRPCTimeout,
+		transient:        backoffPolicy{DefaultInitialBackoff, DefaultMaxBackoff, DefaultMaxTries},
+		permissionDenied: backoffPolicy{initial: DefaultPropagationInitialBackoff, max: DefaultPropagationMaxBackoff},
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -133,7 +167,6 @@ func New(clients iam.Clients, opts ...Option) *Provisioner {
 		clients: clients,
 		cfg:     cfg,
 		roles:   map[string]string{},
-		fresh:   map[string]time.Time{},
 	}
 }
 
@@ -147,6 +180,13 @@ func Dial(ctx context.Context, apiURL, accessToken string, opts ...Option) (*Pro
 		return nil, nil, fmt.Errorf("connect to the Chainguard IAM API at %s: %w", apiURL, err)
 	}
 	return New(clients, opts...), clients.Close, nil
+}
+
+// settled reports the UIDP an Ensure call settled on to the ID hook.
+func (p *Provisioner) settled(id string) {
+	if p.cfg.idHook != nil && id != "" {
+		p.cfg.idHook(id)
+	}
 }
 
 // RPCs reports how many RPC attempts (retries included) this Provisioner has

@@ -49,7 +49,7 @@ const (
 // fastOpts keeps retries quick in tests while exercising the same paths.
 var fastOpts = []provision.Option{
 	provision.WithBackoff(5*time.Millisecond, 20*time.Millisecond, 5),
-	provision.WithPropagationBackoff(10*time.Millisecond, 40*time.Millisecond, 5),
+	provision.WithPropagationBackoff(10*time.Millisecond, 40*time.Millisecond),
 	provision.WithRPCTimeout(2 * time.Second),
 }
 
@@ -233,7 +233,7 @@ func TestFullCycle(t *testing.T) {
 	}
 	// The repo cannot be seen through IAM: the service refuses and says why.
 	// (The emulator offers no way to delete a repo, so the group stays.)
-	err = env.p.DeleteGroup(ctx, g.ID)
+	_, err = env.p.DeleteGroup(ctx, g.ID, "")
 	if want := "delete group " + g.ID + ": failed precondition: the group still holds objects (for example registry repositories); delete them first (service: "; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("DeleteGroup of a group holding a repo: error = %v\nwant it to contain %q", err, want)
 	}
@@ -252,16 +252,20 @@ func TestFullCycle(t *testing.T) {
 	}
 }
 
-// The same cycle without a repo ends with the emulator exactly as it began.
+// managedBy is the owner the handler would name: "<stack>/<logical ID>".
+const managedBy = "aws-auth/AssumableIdentityGroup"
+
+// The same cycle without a repo, with an owner, ends with the emulator
+// exactly as it began.
 func TestFullCycleLeavesNothing(t *testing.T) {
 	env := newEnv(t, "owner")
 	ctx := ctxT(t, 30*time.Second)
 	before := env.e.State()
-	g, err := env.p.EnsureGroup(ctx, provision.GroupSpec{Parent: env.root, Name: "example-group", Description: "Example group"})
+	g, err := env.p.EnsureGroup(ctx, provision.GroupSpec{Parent: env.root, Name: "example-group", Description: "Example group", ManagedBy: managedBy})
 	if err != nil {
 		t.Fatalf("EnsureGroup: %v", err)
 	}
-	id, err := env.p.EnsureIdentity(ctx, provision.IdentitySpec{Group: g.ID, Name: "aws-auth-identity", Trust: workloadTrust(), Roles: []string{"viewer", "registry.pull"}})
+	id, err := env.p.EnsureIdentity(ctx, provision.IdentitySpec{Group: g.ID, Name: "aws-auth-identity", Trust: workloadTrust(), Roles: []string{"viewer", "registry.pull"}, ManagedBy: managedBy})
 	if err != nil {
 		t.Fatalf("EnsureIdentity: %v", err)
 	}
@@ -272,15 +276,15 @@ func TestFullCycleLeavesNothing(t *testing.T) {
 	if err := env.p.DeleteIdentity(ctx, id.ID); err != nil {
 		t.Fatalf("DeleteIdentity: %v", err)
 	}
-	if err := env.p.DeleteGroup(ctx, g.ID); err != nil {
-		t.Fatalf("DeleteGroup: %v", err)
+	if left, err := env.p.DeleteGroup(ctx, g.ID, managedBy); err != nil || left {
+		t.Fatalf("DeleteGroup = left %v, %v; want the group deleted", left, err)
 	}
 	// Replayed deletes (CloudFormation retries) succeed too.
 	if err := env.p.DeleteIdentity(ctx, id.ID); err != nil {
 		t.Fatalf("DeleteIdentity again: %v", err)
 	}
-	if err := env.p.DeleteGroup(ctx, g.ID); err != nil {
-		t.Fatalf("DeleteGroup again: %v", err)
+	if left, err := env.p.DeleteGroup(ctx, g.ID, managedBy); err != nil || left {
+		t.Fatalf("DeleteGroup again = left %v, %v; want nothing left", left, err)
 	}
 	after := env.e.State()
 	if !reflect.DeepEqual(ids(after), ids(before)) {
@@ -802,7 +806,7 @@ func TestFaults(t *testing.T) {
 		wantErr     string // substring; "" means success; GROUP is replaced by the group UIDP
 		wantNote    string // a further substring of the error
 		wantCode    codes.Code
-		wantCreates int           // Identities/Create calls seen by the emulator
+		wantCreates int           // Identities/Create calls seen by the emulator; 0: not checked
 		maxElapsed  time.Duration // 0: no bound checked
 	}{{
 		name: "unavailable twice then success",
@@ -863,23 +867,28 @@ func TestFaults(t *testing.T) {
 		wantCreates: 1,
 		maxElapsed:  1500 * time.Millisecond,
 	}, {
-		name: "permission denied right after creating a binding is retried",
+		name: "permission denied twice then success, within the budget",
+		opts: []provision.Option{provision.WithPermissionDeniedBudget(5 * time.Second)},
 		inject: func(t *testing.T, env *env, group string) {
-			// This provisioner binds another identity on the group first.
-			if _, err := env.p.EnsureIdentity(context.Background(), provision.IdentitySpec{
-				Group: group, Name: "first", Trust: workloadTrust(), Roles: []string{"viewer"},
-			}); err != nil {
-				t.Fatalf("EnsureIdentity(first): %v", err)
-			}
 			env.e.FailNext(identitiesCreate, 2, codes.PermissionDenied)
 		},
-		wantCreates: 4, // first, then 2 denied + 1 success
+		wantCreates: 3,
 	}, {
-		name: "permission denied without a recent binding is final",
+		name: "permanent permission denied gives up when the budget is spent",
+		opts: []provision.Option{provision.WithPermissionDeniedBudget(150 * time.Millisecond)},
+		inject: func(t *testing.T, env *env, group string) {
+			env.e.FailNext(identitiesCreate, 1000, codes.PermissionDenied)
+		},
+		wantErr:    `create identity "aws-auth-identity" in group GROUP: permission denied: the provisioner identity needs the owner role on this group (service: emulator: injected failure of /chainguard.platform.iam.Identities/Create) (retried `,
+		wantNote:   "; a new role binding can take a few seconds to apply)",
+		wantCode:   codes.PermissionDenied,
+		maxElapsed: time.Second,
+	}, {
+		name: "permission denied without a budget is final",
 		inject: func(t *testing.T, env *env, group string) {
 			env.e.FailNext(identitiesCreate, 1, codes.PermissionDenied)
 		},
-		wantErr:     `create identity "aws-auth-identity" in group GROUP: permission denied: the provisioner identity needs the owner role on this group`,
+		wantErr:     `create identity "aws-auth-identity" in group GROUP: permission denied: the provisioner identity needs the owner role on this group (service: emulator: injected failure of /chainguard.platform.iam.Identities/Create)`,
 		wantCode:    codes.PermissionDenied,
 		wantCreates: 1,
 	}}
@@ -913,7 +922,7 @@ func TestFaults(t *testing.T) {
 					t.Errorf("status.Code(err) = %v, want %v", status.Code(err), tt.wantCode)
 				}
 			}
-			if got := env.e.Calls(identitiesCreate); got != tt.wantCreates {
+			if got := env.e.Calls(identitiesCreate); tt.wantCreates > 0 && got != tt.wantCreates {
 				t.Errorf("Identities/Create calls = %d, want %d", got, tt.wantCreates)
 			}
 			if tt.maxElapsed > 0 && elapsed > tt.maxElapsed {
@@ -944,7 +953,7 @@ func TestDeleteGroupRefusesWhileNotEmpty(t *testing.T) {
 	sub := env.e.SeedGroup(g.ID, "team", "")
 	before := env.e.State()
 
-	err = env.p.DeleteGroup(ctx, g.ID)
+	_, err = env.p.DeleteGroup(ctx, g.ID, "")
 	t.Logf("error: %v", err)
 	for _, want := range []string{
 		"delete group " + g.ID + ": refused: it still holds ",
@@ -972,6 +981,14 @@ func TestDeleteGoneOrNotUIDP(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 	group := env.e.SeedGroup(env.root, "example-group", "")
 	gone := group + "/0123456789abcdef"
+	deleteGroup := func(ctx context.Context, id string) error {
+		_, err := env.p.DeleteGroup(ctx, id, "")
+		return err
+	}
+	deleteOwnedGroup := func(ctx context.Context, id string) error {
+		_, err := env.p.DeleteGroup(ctx, id, managedBy)
+		return err
+	}
 	tests := []struct {
 		name     string
 		del      func(context.Context, string) error
@@ -982,8 +999,9 @@ func TestDeleteGoneOrNotUIDP(t *testing.T) {
 		{"identity: empty", env.p.DeleteIdentity, "", false},
 		{"identity: root UIDP", env.p.DeleteIdentity, env.root, false},
 		{"identity: missing", env.p.DeleteIdentity, gone, true},
-		{"group: request ID", env.p.DeleteGroup, "a1b2c3d4-request-id", false},
-		{"group: missing", env.p.DeleteGroup, gone, true},
+		{"group: request ID", deleteGroup, "a1b2c3d4-request-id", false},
+		{"group: missing", deleteGroup, gone, true},
+		{"group: missing, with an owner", deleteOwnedGroup, gone, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1005,7 +1023,7 @@ func BenchmarkEnsureIdentityCreate(b *testing.B) {
 	ctx := context.Background()
 	group := env.e.SeedGroup(env.root, "example-group", "")
 	spec := func(i int) provision.IdentitySpec {
-		return provision.IdentitySpec{Group: group, Name: "id-" + strconv.Itoa(i), Trust: workloadTrust(), Roles: []string{"viewer"}}
+		return provision.IdentitySpec{Group: group, Name: "id-" + strconv.Itoa(i), Trust: workloadTrust(), Roles: []string{"viewer"}, ManagedBy: managedBy}
 	}
 	if _, err := env.p.EnsureIdentity(ctx, spec(-1)); err != nil { // warms the role cache
 		b.Fatal(err)
@@ -1032,7 +1050,7 @@ func BenchmarkDeleteIdentity(b *testing.B) {
 	for ; b.Loop(); n++ {
 		i := n
 		b.StopTimer()
-		id, err := env.p.EnsureIdentity(ctx, provision.IdentitySpec{Group: group, Name: "id-" + strconv.Itoa(i), Trust: workloadTrust(), Roles: []string{"viewer"}})
+		id, err := env.p.EnsureIdentity(ctx, provision.IdentitySpec{Group: group, Name: "id-" + strconv.Itoa(i), Trust: workloadTrust(), Roles: []string{"viewer"}, ManagedBy: managedBy})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -1053,7 +1071,7 @@ func BenchmarkEnsureIdentityRename(b *testing.B) {
 	env := newEnv(b, "owner")
 	ctx := context.Background()
 	group := env.e.SeedGroup(env.root, "example-group", "")
-	spec := provision.IdentitySpec{Group: group, Name: "id-start", Trust: workloadTrust(), Roles: []string{"viewer"}}
+	spec := provision.IdentitySpec{Group: group, Name: "id-start", Trust: workloadTrust(), Roles: []string{"viewer"}, ManagedBy: managedBy}
 	id, err := env.p.EnsureIdentity(ctx, spec) // also warms the role cache
 	if err != nil {
 		b.Fatal(err)
@@ -1080,7 +1098,12 @@ func BenchmarkEnsureIdentityRename(b *testing.B) {
 func BenchmarkEnsureGroupRename(b *testing.B) {
 	env := newEnv(b, "owner")
 	ctx := context.Background()
-	spec := provision.GroupSpec{ID: env.e.SeedGroup(env.root, "group-start", ""), Parent: env.root}
+	spec := provision.GroupSpec{Parent: env.root, Name: "group-start", ManagedBy: managedBy}
+	g, err := env.p.EnsureGroup(ctx, spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec.ID = g.ID
 	rpcs, n := 0, 0
 	for ; b.Loop(); n++ {
 		spec.Name = "group-" + strconv.Itoa(n)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"chainguard.dev/sdk/uidp"
 	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"google.golang.org/grpc/codes"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator/emulatortest"
@@ -38,6 +40,7 @@ const (
 	exchangeMethod       = "/chainguard.platform.oidc.SecurityTokenService/Exchange"
 	identityListMethod   = "/chainguard.platform.iam.Identities/List"
 	identityCreateMethod = "/chainguard.platform.iam.Identities/Create"
+	bindingCreateMethod  = "/chainguard.platform.iam.RoleBindings/Create"
 	stackID              = "arn:aws:cloudformation:us-east-1:111122223333:stack/aws-auth/5b8e1d30-0000-0000-0000-000000000000"
 	functionTimeout      = 5 * time.Second
 	margin               = 1500 * time.Millisecond
@@ -266,7 +269,7 @@ func TestGroupLifecycle(t *testing.T) {
 	if uidp.Parent(id) != e.Root {
 		t.Fatalf("created group %s is not a child of the root %s", id, e.Root)
 	}
-	if g, ok := e.group(id); !ok || g.Name != "team-a" || g.Description != "first" {
+	if g, ok := e.group(id); !ok || g.Name != "team-a" || g.Description != "first"+marker(typ) {
 		t.Fatalf("group in the emulator = %+v, %v", g, ok)
 	}
 
@@ -287,7 +290,7 @@ func TestGroupLifecycle(t *testing.T) {
 	if r.PhysicalResourceID != id {
 		t.Fatalf("description update replaced the group: %s -> %s", id, r.PhysicalResourceID)
 	}
-	if g, _ := e.group(id); g.Description != "second" {
+	if g, _ := e.group(id); g.Description != "second"+marker(typ) {
 		t.Fatalf("description = %q after Update, want second", g.Description)
 	}
 
@@ -327,6 +330,12 @@ func TestGroupLifecycle(t *testing.T) {
 			t.Fatal("the group survived its Delete")
 		}
 	}
+}
+
+// marker is the ownership marker the provisioner adds to the description of
+// an object of type typ made by the test stack.
+func marker(typ string) string {
+	return " [managed by CloudFormation: aws-auth/Resource" + typ[len("Custom::"):] + "]"
 }
 
 func countGroups(e *env, name string) int {
@@ -463,7 +472,7 @@ func TestUpdateRenamesInPlace(t *testing.T) {
 				if r.PhysicalResourceID != id {
 					t.Fatalf("rename replaced the object: %s -> %s", id, r.PhysicalResourceID)
 				}
-				if name, description, ok := tt.stored(id); !ok || name != "after-rename" || description != "second" {
+				if name, description, ok := tt.stored(id); !ok || name != "after-rename" || description != "second"+marker(tt.typ) {
 					t.Fatalf("emulator holds %s as %q %q (present: %v), want it renamed to after-rename with description second", id, name, description, ok)
 				}
 				if got := e.bindingIDs(id); !slices.Equal(got, bindings) {
@@ -596,5 +605,141 @@ func TestProvisionerWithoutOwner(t *testing.T) {
 	wantFailed(t, r, ev.RequestID, "permission denied", "owner")
 	if got := e.identities("aws-auth-identity"); len(got) != 0 {
 		t.Fatalf("a provisioner without owner created %+v", got)
+	}
+}
+
+// A Create that fails after the identity exists (a binding refused, or the
+// deadline passing while binding) answers FAILED with the identity's UIDP,
+// so CloudFormation's rollback Delete removes it: nothing is left behind.
+func TestFailedCreateIsRolledBack(t *testing.T) {
+	const typ = "Custom::ChainguardIdentity"
+	tests := []struct {
+		name   string
+		inject func(e *env)
+		reason []string
+	}{{
+		name:   "binding refused",
+		inject: func(e *env) { e.FailNext(bindingCreateMethod, 1000, codes.PermissionDenied) },
+		reason: []string{`bind identity "aws-auth-identity"`, "permission denied", "owner role"},
+	}, {
+		name:   "binding hangs past the deadline",
+		inject: func(e *env) { e.HangNext(bindingCreateMethod, 1) },
+		reason: []string{"timed out", `ensure identity "aws-auth-identity"`, "PROVISIONER_DEADLINE_MARGIN"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			before := e.State()
+			tt.inject(e)
+			props := e.identityProps(e.Group, "viewer")
+			r := e.send(t, e.fn, e.event(cfn.RequestCreate, typ, "", props, nil))
+			made := e.identities("aws-auth-identity")
+			if len(made) != 1 {
+				t.Fatalf("identities after the failed Create = %+v, want the one it made", made)
+			}
+			wantFailed(t, r, made[0].ID, tt.reason...)
+			e.ClearFaults()
+
+			// CloudFormation's rollback: Delete with the answered physical ID.
+			r = e.send(t, e.fn, e.event(cfn.RequestDelete, typ, r.PhysicalResourceID, props, nil))
+			wantSuccess(t, r, nil)
+			if after := e.State(); !reflect.DeepEqual(ids(after), ids(before)) {
+				t.Fatalf("after the rollback the emulator holds %v, want what it held before: %v", ids(after), ids(before))
+			}
+		})
+	}
+}
+
+// ids lists every group, identity and role binding ID in s.
+func ids(s emulator.State) []string {
+	var out []string
+	for _, g := range s.Groups {
+		out = append(out, "group "+g.ID)
+	}
+	for _, i := range s.Identities {
+		out = append(out, "identity "+i.ID)
+	}
+	for _, b := range s.RoleBindings {
+		out = append(out, "binding "+b.ID)
+	}
+	return out
+}
+
+// Delete reads only what it needs: properties a later version would reject
+// (a failing AwsUserIdPattern, an unknown property, a too-long Description)
+// do not stop the stack from being deleted.
+func TestDeleteIgnoresOtherProperties(t *testing.T) {
+	e := newEnv(t)
+	before := e.State()
+	identityProps := e.identityProps(e.Group, "viewer")
+	groupProps := e.groupProps(e.Root, "team-d", "d")
+	var made []string
+	for _, c := range []struct {
+		typ   string
+		props map[string]any
+	}{{"Custom::ChainguardIdentity", identityProps}, {"Custom::ChainguardGroup", groupProps}} {
+		r := e.send(t, e.fn, e.event(cfn.RequestCreate, c.typ, "", c.props, nil))
+		if r.Status != cfn.StatusSuccess {
+			t.Fatalf("Create %s: %s %s", c.typ, r.Status, r.Reason)
+		}
+		made = append(made, r.PhysicalResourceID)
+	}
+
+	stale := maps.Clone(identityProps)
+	delete(stale, "AwsUserId")
+	stale["AwsUserIdPattern"] = `^AROA.*:aws-auth$` // unpinned: today's validation rejects it
+	stale["FutureProperty"] = "x"
+	staleGroup := maps.Clone(groupProps)
+	staleGroup["Description"] = strings.Repeat("x", 600)
+	staleGroup["FutureProperty"] = "x"
+	for i, c := range []struct {
+		typ   string
+		props map[string]any
+	}{{"Custom::ChainguardIdentity", stale}, {"Custom::ChainguardGroup", staleGroup}} {
+		r := e.send(t, e.fn, e.event(cfn.RequestDelete, c.typ, made[i], c.props, nil))
+		wantSuccess(t, r, nil)
+	}
+	if after := e.State(); !reflect.DeepEqual(ids(after), ids(before)) {
+		t.Fatalf("after the Deletes the emulator holds %v, want what it held before: %v", ids(after), ids(before))
+	}
+}
+
+// Objects of the same name the stack did not create: a group is adopted as
+// it is and survives the stack's Delete even with Owned "true"; an identity
+// is refused and left untouched.
+func TestForeignObjects(t *testing.T) {
+	e := newEnv(t)
+	seededGroup := e.SeedGroup(e.Root, "team-x", "theirs")
+	seededIdentity := e.SeedIdentity(e.Group, "aws-auth-identity", "theirs", e.WorkloadPrincipal.ExactTrust(), map[string][]string{e.Group: {"editor"}})
+	before := e.State()
+
+	const groupType = "Custom::ChainguardGroup"
+	props := e.groupProps(e.Root, "team-x", "ours") // Owned "true"
+	for range 2 {
+		r := e.send(t, e.fn, e.event(cfn.RequestCreate, groupType, "", props, nil))
+		wantSuccess(t, r, map[string]any{"Id": seededGroup, "Name": "team-x"})
+	}
+	r := e.send(t, e.fn, e.event(cfn.RequestDelete, groupType, seededGroup, props, nil))
+	wantSuccess(t, r, nil)
+
+	const identityType = "Custom::ChainguardIdentity"
+	ev := e.event(cfn.RequestCreate, identityType, "", e.identityProps(e.Group, "viewer"), nil)
+	r = e.send(t, e.fn, ev)
+	wantFailed(t, r, ev.RequestID,
+		`identity "aws-auth-identity" already exists in group `+e.Group+` and was not created by this stack (aws-auth/ResourceChainguardIdentity): choose another Name, or delete or rename that identity`)
+
+	if after := e.State(); !maps.Equal(names(after), names(before)) || !reflect.DeepEqual(ids(after), ids(before)) {
+		t.Fatalf("the foreign group or identity was changed:\nbefore %v %v\nafter  %v %v", names(before), ids(before), names(after), ids(after))
+	}
+	for _, m := range []string{"/chainguard.platform.iam.Groups/Update", "/chainguard.platform.iam.Groups/Delete", "/chainguard.platform.iam.Identities/Update", bindingCreateMethod} {
+		if n := e.Calls(m); n != 0 {
+			t.Fatalf("%s was called %d times", m, n)
+		}
+	}
+	if g, ok := e.group(seededGroup); !ok || g.Description != "theirs" {
+		t.Fatalf("the adopted group is %+v (present: %v), want it untouched", g, ok)
+	}
+	if got := e.roleNames(seededIdentity); !slices.Equal(got, []string{"editor"}) {
+		t.Fatalf("the foreign identity's bindings are %v, want [editor]", got)
 	}
 }

@@ -14,10 +14,13 @@
 //
 // Property names are PascalCase. CloudFormation passes every value as a
 // string: booleans are "true" or "false", lists are comma-separated
-// ("viewer,registry.pull"; blanks around items are ignored). A property that
-// is not in the contract, or a value of another JSON type, fails the event
-// with a reason naming the property. ServiceToken and ServiceTimeout
-// (CloudFormation's own) are ignored.
+// ("viewer,registry.pull"; blanks around items are ignored). On Create and
+// Update, a property that is not in the contract, or a value of another JSON
+// type, fails the event with a reason naming the property. ServiceToken and
+// ServiceTimeout (CloudFormation's own) are ignored. Delete reads only what
+// it needs (ProvisionerIdentity, Issuer, ApiUrl, and Owned for groups) and
+// ignores every other property, so a stricter validation or a new property
+// in a later version never leaves a stack unable to delete.
 //
 // Every event:
 //
@@ -30,8 +33,9 @@
 //	Name         group name (required; a change renames the group in place)
 //	Description  optional
 //	Parent       UIDP of the parent group (required; a change replaces the group)
-//	Owned        "true": the stack owns the group and deletes it on stack delete
-//	             (refused while it still holds anything); "false" (default): it is
+//	Owned        "true": the stack deletes the group on stack delete, if the stack
+//	             created it (it carries the stack's marker) and it holds
+//	             nothing; "false" (default), or anything else on Delete: it is
 //	             left in place
 //
 // Custom::ChainguardIdentity:
@@ -49,6 +53,21 @@
 //	AllowUnpinnedUserId  "true" accepts an AwsUserIdPattern that does not pin a
 //	                     role unique ID (default "false")
 //
+// # Ownership
+//
+// Every object the provisioner creates or updates is stamped as the stack's:
+// its stored description is the Description followed by
+// " [managed by CloudFormation: <stack name>/<LogicalResourceId>]" (the stack
+// name is read from the StackId ARN). A Description too long to take the
+// marker (512 characters in all) fails the event, saying how short it must
+// be. Looked up by Name, an object carrying the stack's marker is the
+// stack's own (a replay: adopted and updated). An identity of the same Name
+// without the marker is refused: the stack never takes over, re-trusts or
+// deletes an identity it did not create. A group of the same Name without
+// the marker is adopted as it is (never renamed, re-described or stamped)
+// and never deleted, whatever Owned says; a Name change on such a group
+// ensures a group of the new Name instead of renaming it.
+//
 // # Responses
 //
 // The physical resource ID is the object's UIDP. Data holds Id and Name, and
@@ -60,9 +79,23 @@
 // already has fails the event. Only a change of Parent or Group is a
 // replacement: the object is ensured by Name under the new parent, its new
 // UIDP is answered, and CloudFormation then deletes the old object. An Update
-// whose object is gone ensures it by Name (creating it). Delete of an ID that
-// is not a UIDP (left by a failed Create) succeeds without any call, not even
-// the token exchange.
+// whose object is gone ensures it by Name (creating it). Delete of an
+// identity deletes it (after its role bindings) by its physical ID; Delete of
+// a group deletes it only as described under Owned and Ownership. Delete of
+// an ID that is not a UIDP (left by a Create that failed before making
+// anything) succeeds without any call, not even the token exchange.
+//
+// A FAILED answer carries the UIDP of the object the event was working on as
+// soon as that is known, even when the event failed or timed out after the
+// object was created (for example while binding roles): CloudFormation's
+// rollback then sends Delete with that UIDP and the object is removed instead
+// of being left behind. When no object is known yet, a failed Create answers
+// the request ID (cfn.LambdaWrap's fallback).
+//
+// PermissionDenied is retried for up to DefaultPermissionDeniedBudget per
+// event (within the event's deadline): the provisioner's own owner binding,
+// made by the trust step just before the first deployment, takes a few
+// seconds to apply.
 //
 // The handler always answers: the work runs under a deadline a margin
 // (PROVISIONER_DEADLINE_MARGIN, a Go duration, default 10s) before the
@@ -95,6 +128,11 @@ const EnvDeadlineMargin = "PROVISIONER_DEADLINE_MARGIN"
 // up and answers FAILED.
 const DefaultMargin = 10 * time.Second
 
+// DefaultPermissionDeniedBudget is how long, in all, one event retries
+// PermissionDenied (provision.WithPermissionDeniedBudget): 4 retries on the
+// 2s-to-16s propagation schedule. Config.Options can override it.
+const DefaultPermissionDeniedBudget = 30 * time.Second
+
 // Config configures a Handler.
 type Config struct {
 	// Credentials are the function's own AWS credentials (its role).
@@ -104,7 +142,8 @@ type Config struct {
 	Margin time.Duration
 	// Logger receives JSON logs; nil discards them.
 	Logger *slog.Logger
-	// Options are passed to provision.Dial (retry schedules, RPC timeout).
+	// Options are passed to provision.Dial (retry schedules, RPC timeout,
+	// PermissionDenied budget), after the handler's own.
 	Options []provision.Option
 }
 
@@ -145,8 +184,11 @@ func New(cfg Config, setupErr error) *Handler {
 
 // Handle processes one event and returns the physical ID and Data for
 // cfn.LambdaWrap, which sends SUCCESS or (on error) FAILED with the error as
-// the reason. On a failed Create the physical ID is empty, so the request ID
-// is sent; the Delete CloudFormation sends for it touches nothing.
+// the reason. On error the physical ID is the UIDP of the object the event
+// got to (so CloudFormation's rollback Delete removes it), or empty when
+// there is none: cfn.LambdaWrap then sends the request ID on a Create (the
+// Delete CloudFormation sends for it touches nothing) and the event's
+// physical ID otherwise.
 func (h *Handler) Handle(ctx context.Context, ev cfn.Event) (string, map[string]any, error) {
 	log := h.cfg.Logger.With(
 		"cfn_request_id", ev.RequestID,
@@ -186,6 +228,7 @@ func (h *Handler) run(ctx context.Context, ev cfn.Event, log *slog.Logger) (stri
 	defer cancel()
 
 	st := &steps{log: log}
+	obj := &object{}
 	type result struct {
 		id   string
 		data map[string]any
@@ -199,7 +242,7 @@ func (h *Handler) run(ctx context.Context, ev cfn.Event, log *slog.Logger) (stri
 				done <- result{err: fmt.Errorf("internal error (panic) during %s; see the provisioner's log", st.current())}
 			}
 		}()
-		id, data, err := h.dispatch(work, ev, st)
+		id, data, err := h.dispatch(work, ev, st, obj)
 		done <- result{id, data, err}
 	}()
 	timedOut := func() error {
@@ -208,20 +251,46 @@ func (h *Handler) run(ctx context.Context, ev cfn.Event, log *slog.Logger) (stri
 	}
 	select {
 	case r := <-done:
-		if r.err != nil && work.Err() != nil && ctx.Err() == nil {
-			return r.id, nil, fmt.Errorf("%w: %w", timedOut(), r.err)
+		switch {
+		case r.err == nil:
+			return r.id, r.data, nil
+		case work.Err() != nil && ctx.Err() == nil:
+			return obj.get(), nil, fmt.Errorf("%w: %w", timedOut(), r.err)
 		}
-		return r.id, r.data, r.err
+		return obj.get(), nil, r.err
 	case <-work.Done():
 		if ctx.Err() != nil {
-			return "", nil, fmt.Errorf("%s was cancelled: %w", st.current(), ctx.Err())
+			return obj.get(), nil, fmt.Errorf("%s was cancelled: %w", st.current(), ctx.Err())
 		}
-		return "", nil, timedOut()
+		return obj.get(), nil, timedOut()
 	}
 }
 
+// object holds the UIDP of the object an event works on, from the moment it
+// is known (set by the work, read by the timeout path), so that every FAILED
+// answer names it.
+type object struct {
+	mu sync.Mutex
+	id string
+}
+
+func (o *object) set(id string) {
+	if id == "" {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.id = id
+}
+
+func (o *object) get() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.id
+}
+
 // dispatch routes the event to its resource type.
-func (h *Handler) dispatch(ctx context.Context, ev cfn.Event, st *steps) (string, map[string]any, error) {
+func (h *Handler) dispatch(ctx context.Context, ev cfn.Event, st *steps, obj *object) (string, map[string]any, error) {
 	props := properties(ev.ResourceProperties)
 	if ev.RequestType == cfn.RequestDelete && !uidp.Valid(ev.PhysicalResourceID) {
 		// Left by a failed Create (the request ID): nothing was made.
@@ -233,18 +302,31 @@ func (h *Handler) dispatch(ctx context.Context, ev cfn.Event, st *steps) (string
 	default:
 		return "", nil, fmt.Errorf("request type %q is not one of Create, Update, Delete", ev.RequestType)
 	}
+	if ev.RequestType == cfn.RequestDelete {
+		obj.set(ev.PhysicalResourceID)
+	}
 	switch ev.ResourceType {
 	case TypeGroup:
-		return h.group(ctx, ev, props, st)
+		if ev.RequestType == cfn.RequestDelete {
+			return h.deleteGroup(ctx, ev, props, st)
+		}
+		return h.group(ctx, ev, props, st, obj)
 	case TypeIdentity:
-		return h.identity(ctx, ev, props, st)
+		if ev.RequestType == cfn.RequestDelete {
+			return h.deleteIdentity(ctx, ev, props, st)
+		}
+		return h.identity(ctx, ev, props, st, obj)
 	}
 	return "", nil, fmt.Errorf("resource type %q is not served by this provisioner: use %s or %s", ev.ResourceType, TypeGroup, TypeIdentity)
 }
 
-func (h *Handler) group(ctx context.Context, ev cfn.Event, props properties, st *steps) (string, map[string]any, error) {
+func (h *Handler) group(ctx context.Context, ev cfn.Event, props properties, st *steps, obj *object) (string, map[string]any, error) {
 	st.begin("read properties")
-	g, err := parseGroup(props)
+	owner, err := managedBy(ev)
+	if err != nil {
+		return "", nil, err
+	}
+	g, err := parseGroup(props, owner)
 	if err != nil {
 		return "", nil, err
 	}
@@ -252,38 +334,65 @@ func (h *Handler) group(ctx context.Context, ev cfn.Event, props properties, st 
 	if err != nil {
 		return "", nil, err
 	}
-	if ev.RequestType == cfn.RequestDelete && !g.Owned {
-		st.log.Info("group left in place: not owned by the stack", "physical_id", ev.PhysicalResourceID)
-		return ev.PhysicalResourceID, nil, nil
-	}
-	p, closeFn, err := h.dial(ctx, tgt, st)
+	p, closeFn, err := h.dial(ctx, tgt, st, obj)
 	if err != nil {
 		return "", nil, err
 	}
 	defer closeFn()
 
-	if ev.RequestType == cfn.RequestDelete {
-		st.begin("delete group " + ev.PhysicalResourceID)
-		if err := p.DeleteGroup(ctx, ev.PhysicalResourceID); err != nil {
-			return "", nil, err
-		}
-		st.end()
-		return ev.PhysicalResourceID, nil, nil
-	}
 	g.Spec.ID = currentID(ev)
 	st.begin(fmt.Sprintf("ensure group %q under %s", g.Spec.Name, g.Spec.Parent))
 	out, err := p.EnsureGroup(ctx, g.Spec)
+	obj.set(out.ID)
 	if err != nil {
 		return "", nil, err
 	}
-	st.end("id", out.ID, "created", out.Created)
+	st.end("id", out.ID, "created", out.Created, "adopted_as_is", out.Foreign)
 	h.noteReplacement(ev, out.ID, st)
 	return out.ID, map[string]any{"Id": out.ID, "Name": out.Name}, nil
 }
 
-func (h *Handler) identity(ctx context.Context, ev cfn.Event, props properties, st *steps) (string, map[string]any, error) {
+// deleteGroup deletes the group the physical ID names if Owned is "true"
+// and the group carries the stack's marker; it reads no other property.
+func (h *Handler) deleteGroup(ctx context.Context, ev cfn.Event, props properties, st *steps) (string, map[string]any, error) {
 	st.begin("read properties")
-	spec, err := parseIdentity(props)
+	if owned, _ := props.optional(PropOwned); owned != "true" {
+		st.log.Info("group left in place: Owned is not \"true\"", "physical_id", ev.PhysicalResourceID)
+		return ev.PhysicalResourceID, nil, nil
+	}
+	owner, err := managedBy(ev)
+	if err != nil {
+		st.log.Warn("group left in place: the stack's marker is unknown", "physical_id", ev.PhysicalResourceID, "error", err.Error())
+		return ev.PhysicalResourceID, nil, nil
+	}
+	tgt, err := parseTarget(props)
+	if err != nil {
+		return "", nil, err
+	}
+	p, closeFn, err := h.dial(ctx, tgt, st, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	defer closeFn()
+	st.begin("delete group " + ev.PhysicalResourceID)
+	left, err := p.DeleteGroup(ctx, ev.PhysicalResourceID, owner)
+	if err != nil {
+		return "", nil, err
+	}
+	if left {
+		st.log.Info("group left in place: the stack did not create it (it lacks the stack's marker)", "physical_id", ev.PhysicalResourceID, "managed_by", owner)
+	}
+	st.end("left", left)
+	return ev.PhysicalResourceID, nil, nil
+}
+
+func (h *Handler) identity(ctx context.Context, ev cfn.Event, props properties, st *steps, obj *object) (string, map[string]any, error) {
+	st.begin("read properties")
+	owner, err := managedBy(ev)
+	if err != nil {
+		return "", nil, err
+	}
+	spec, err := parseIdentity(props, owner)
 	if err != nil {
 		return "", nil, err
 	}
@@ -291,23 +400,16 @@ func (h *Handler) identity(ctx context.Context, ev cfn.Event, props properties, 
 	if err != nil {
 		return "", nil, err
 	}
-	p, closeFn, err := h.dial(ctx, tgt, st)
+	p, closeFn, err := h.dial(ctx, tgt, st, obj)
 	if err != nil {
 		return "", nil, err
 	}
 	defer closeFn()
 
-	if ev.RequestType == cfn.RequestDelete {
-		st.begin("delete identity " + ev.PhysicalResourceID)
-		if err := p.DeleteIdentity(ctx, ev.PhysicalResourceID); err != nil {
-			return "", nil, err
-		}
-		st.end()
-		return ev.PhysicalResourceID, nil, nil
-	}
 	spec.ID = currentID(ev)
 	st.begin(fmt.Sprintf("ensure identity %q in group %s", spec.Name, spec.Group))
 	out, err := p.EnsureIdentity(ctx, spec)
+	obj.set(out.ID)
 	if err != nil {
 		return "", nil, err
 	}
@@ -316,8 +418,32 @@ func (h *Handler) identity(ctx context.Context, ev cfn.Event, props properties, 
 	return out.ID, map[string]any{"Id": out.ID, "Name": out.Name, "Roles": strings.Join(out.Roles, ",")}, nil
 }
 
-// dial mints a fresh token for the event and connects the provisioner.
-func (h *Handler) dial(ctx context.Context, tgt target, st *steps) (*provision.Provisioner, func(), error) {
+// deleteIdentity deletes the identity the physical ID names (only the
+// stack's own can have it: another is never adopted); it reads no property
+// but the target's.
+func (h *Handler) deleteIdentity(ctx context.Context, ev cfn.Event, props properties, st *steps) (string, map[string]any, error) {
+	st.begin("read properties")
+	tgt, err := parseTarget(props)
+	if err != nil {
+		return "", nil, err
+	}
+	p, closeFn, err := h.dial(ctx, tgt, st, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	defer closeFn()
+	st.begin("delete identity " + ev.PhysicalResourceID)
+	if err := p.DeleteIdentity(ctx, ev.PhysicalResourceID); err != nil {
+		return "", nil, err
+	}
+	st.end()
+	return ev.PhysicalResourceID, nil, nil
+}
+
+// dial mints a fresh token for the event and connects the provisioner. The
+// UIDP an Ensure settles on is recorded in obj (when not nil) as soon as it
+// is known.
+func (h *Handler) dial(ctx context.Context, tgt target, st *steps, obj *object) (*provision.Provisioner, func(), error) {
 	st.begin(fmt.Sprintf("token exchange for provisioner identity %s at %s", tgt.Provisioner, tgt.Issuer))
 	tok, err := token.Exchange(ctx, token.Config{
 		Issuer:      tgt.Issuer,
@@ -330,7 +456,11 @@ func (h *Handler) dial(ctx context.Context, tgt target, st *steps) (*provision.P
 	}
 	st.end()
 	st.begin("connect to " + tgt.APIURL)
-	p, closeFn, err := provision.Dial(ctx, tgt.APIURL, tok.AccessToken, h.cfg.Options...)
+	opts := []provision.Option{provision.WithPermissionDeniedBudget(DefaultPermissionDeniedBudget)}
+	if obj != nil {
+		opts = append(opts, provision.WithIDHook(obj.set))
+	}
+	p, closeFn, err := provision.Dial(ctx, tgt.APIURL, tok.AccessToken, append(opts, h.cfg.Options...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to the Chainguard API at %s: %w", tgt.APIURL, err)
 	}
@@ -340,6 +470,25 @@ func (h *Handler) dial(ctx context.Context, tgt target, st *steps) (*provision.P
 			st.log.Warn("close the Chainguard API connection", "error", err.Error())
 		}
 	}, nil
+}
+
+// managedBy names the stack's ownership of the event's object:
+// "<stack name>/<LogicalResourceId>", the stack name read from the StackId
+// ARN (arn:<partition>:cloudformation:<region>:<account>:stack/<name>/<id>).
+func managedBy(ev cfn.Event) (string, error) {
+	var name string
+	if parts := strings.SplitN(ev.StackID, ":", 6); len(parts) == 6 && parts[0] == "arn" && parts[2] == "cloudformation" {
+		if seg := strings.Split(parts[5], "/"); len(seg) == 3 && seg[0] == "stack" {
+			name = seg[1]
+		}
+	}
+	if name == "" {
+		return "", fmt.Errorf("StackId %q is not a CloudFormation stack ARN (arn:aws:cloudformation:<region>:<account>:stack/<name>/<id>): the provisioner needs the stack name to mark what it creates", ev.StackID)
+	}
+	if ev.LogicalResourceID == "" {
+		return "", fmt.Errorf("LogicalResourceId is empty: the provisioner needs it to mark what it creates")
+	}
+	return name + "/" + ev.LogicalResourceID, nil
 }
 
 // currentID is the UIDP of the object an Update changes in place: its

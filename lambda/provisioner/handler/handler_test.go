@@ -11,6 +11,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
+// testOwner is what managedBy makes of testStackID and the logical ID "Res".
+const testOwner = "aws-auth/Res"
+
+const testStackID = "arn:aws:cloudformation:us-east-1:111122223333:stack/aws-auth/5b8e1d30-0000-0000-0000-000000000000"
+
 const (
 	root  = "0123456789abcdef0123456789abcdef01234567"
 	group = root + "/0123456789abcdef"
@@ -88,7 +93,7 @@ func TestParseIdentity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			spec, err := parseIdentity(tt.props)
+			spec, err := parseIdentity(tt.props, testOwner)
 			if (err != nil) != (tt.wantErr != "") {
 				t.Fatalf("parseIdentity error = %v, wantErr %q", err, tt.wantErr)
 			}
@@ -118,6 +123,8 @@ func TestParseGroupAndTarget(t *testing.T) {
 		{name: "bad parent", props: with(validGroup(), PropParent, root+"/"), wantErr: "property Parent"},
 		{name: "missing parent", props: with(validGroup(), PropParent, nil), wantErr: "property Parent is missing"},
 		{name: "long description", props: with(validGroup(), PropDescription, strings.Repeat("x", 600)), wantErr: "property Description"},
+		{name: "description too long for the marker", props: with(validGroup(), PropDescription, strings.Repeat("x", 500)),
+			wantErr: `property Description: description is 500 characters long and the ownership marker " [managed by CloudFormation: aws-auth/Res]" adds 42: at most 512 are allowed in all: shorten the description to at most 470 characters`},
 		{name: "bad owned", props: with(validGroup(), PropOwned, "True"), wantErr: "property Owned"},
 		{name: "identity property on a group", props: with(validGroup(), PropRoles, "viewer"), wantErr: "property Roles is not part of the Custom::ChainguardGroup contract"},
 		{name: "bad provisioner", props: with(validGroup(), PropProvisionerIdentity, "x"), wantErr: "property ProvisionerIdentity"},
@@ -126,7 +133,7 @@ func TestParseGroupAndTarget(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g, err := parseGroup(tt.props)
+			g, err := parseGroup(tt.props, testOwner)
 			if err == nil {
 				_, err = parseTarget(tt.props)
 			}
@@ -141,6 +148,40 @@ func TestParseGroupAndTarget(t *testing.T) {
 			}
 			if g.Owned != tt.wantOwned {
 				t.Fatalf("Owned = %v, want %v", g.Owned, tt.wantOwned)
+			}
+		})
+	}
+}
+
+func TestManagedBy(t *testing.T) {
+	tests := []struct {
+		name    string
+		stackID string
+		logical string
+		want    string
+		wantErr string
+	}{
+		{name: "stack ARN", stackID: testStackID, logical: "Res", want: testOwner},
+		{name: "other partition", stackID: "arn:aws-cn:cloudformation:cn-north-1:111122223333:stack/my-stack-1/abc", logical: "Identity", want: "my-stack-1/Identity"},
+		{name: "empty", stackID: "", logical: "Res", wantErr: `StackId "" is not a CloudFormation stack ARN`},
+		{name: "not a stack", stackID: "arn:aws:cloudformation:us-east-1:111122223333:changeSet/x/y", logical: "Res", wantErr: "is not a CloudFormation stack ARN"},
+		{name: "no name", stackID: "arn:aws:cloudformation:us-east-1:111122223333:stack//y", logical: "Res", wantErr: "is not a CloudFormation stack ARN"},
+		{name: "no logical ID", stackID: testStackID, wantErr: "LogicalResourceId is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := managedBy(cfn.Event{StackID: tt.stackID, LogicalResourceID: tt.logical})
+			if (err != nil) != (tt.wantErr != "") {
+				t.Fatalf("managedBy error = %v, wantErr %q", err, tt.wantErr)
+			}
+			if err != nil {
+				if !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %q, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if got != tt.want {
+				t.Fatalf("managedBy = %q, want %q", got, tt.want)
 			}
 		})
 	}
@@ -193,9 +234,13 @@ func TestHandleWithoutCalls(t *testing.T) {
 		{name: "delete after failed create", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: TypeIdentity, PhysicalResourceID: "req-123", ResourceProperties: validIdentity()}, wantID: "req-123"},
 		{name: "delete after failed create of unknown type", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: "Custom::Nope", PhysicalResourceID: "req-123"}, wantID: "req-123"},
 		{name: "delete of a group not owned", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: TypeGroup, PhysicalResourceID: group, ResourceProperties: with(validGroup(), PropOwned, "false")}, wantID: group},
+		{name: "delete of a group with a bad Owned", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: TypeGroup, PhysicalResourceID: group, ResourceProperties: with(validGroup(), PropOwned, "yes", "Extra", 1.0)}, wantID: group},
+		{name: "delete of an owned group of an unknown stack", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: TypeGroup, PhysicalResourceID: group, ResourceProperties: validGroup()}, wantID: group},
+		{name: "create without a stack ARN", ev: cfn.Event{RequestType: cfn.RequestCreate, ResourceType: TypeGroup, LogicalResourceID: "Res", ResourceProperties: validGroup()}, wantErr: `StackId "" is not a CloudFormation stack ARN`},
 		{name: "unknown resource type", ev: cfn.Event{RequestType: cfn.RequestCreate, ResourceType: "Custom::Nope", ResourceProperties: validGroup()}, wantErr: `resource type "Custom::Nope" is not served`},
 		{name: "unknown request type", ev: cfn.Event{RequestType: "Upsert", ResourceType: TypeGroup, ResourceProperties: validGroup()}, wantErr: `request type "Upsert"`},
-		{name: "bad property", ev: cfn.Event{RequestType: cfn.RequestCreate, ResourceType: TypeGroup, ResourceProperties: with(validGroup(), PropParent, "nope")}, wantErr: "property Parent"},
+		{name: "bad property", ev: cfn.Event{RequestType: cfn.RequestCreate, ResourceType: TypeGroup, StackID: testStackID, LogicalResourceID: "Res", ResourceProperties: with(validGroup(), PropParent, "nope")}, wantErr: "property Parent"},
+		{name: "delete with a bad target", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: TypeIdentity, PhysicalResourceID: ident, ResourceProperties: with(validIdentity(), PropIssuer, "ftp://x")}, wantErr: "property Issuer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -241,7 +286,7 @@ func TestHandleAlwaysAnswers(t *testing.T) {
 			h := New(Config{Credentials: tt.creds, Margin: tt.margin}, tt.setupErr)
 			ctx, cancel := context.WithTimeout(t.Context(), tt.timeout)
 			defer cancel()
-			_, _, err := h.Handle(ctx, cfn.Event{RequestType: cfn.RequestCreate, ResourceType: TypeGroup, ResourceProperties: validGroup()})
+			_, _, err := h.Handle(ctx, cfn.Event{RequestType: cfn.RequestCreate, ResourceType: TypeGroup, StackID: testStackID, LogicalResourceID: "Res", ResourceProperties: validGroup()})
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Handle error = %v, want one containing %q", err, tt.wantErr)
 			}

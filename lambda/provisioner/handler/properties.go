@@ -165,7 +165,9 @@ type groupProps struct {
 	Owned bool // delete the group on stack delete
 }
 
-func parseGroup(p properties) (groupProps, error) {
+// parseGroup reads the properties of a group to create or update, stamped
+// for managedBy.
+func parseGroup(p properties, managedBy string) (groupProps, error) {
 	if err := p.check(TypeGroup, groupProperties); err != nil {
 		return groupProps{}, err
 	}
@@ -180,7 +182,8 @@ func parseGroup(p properties) (groupProps, error) {
 	if g.Spec.Description, err = p.optional(PropDescription); err != nil {
 		return groupProps{}, err
 	}
-	if err := validate.Description(g.Spec.Description); err != nil {
+	g.Spec.ManagedBy = managedBy
+	if _, err := provision.StoredDescription(g.Spec.Description, managedBy); err != nil {
 		return groupProps{}, fmt.Errorf("property %s: %w", PropDescription, err)
 	}
 	if g.Spec.Parent, err = p.required(PropParent, "the UIDP of the parent group"); err != nil {
@@ -195,7 +198,9 @@ func parseGroup(p properties) (groupProps, error) {
 	return g, nil
 }
 
-func parseIdentity(p properties) (provision.IdentitySpec, error) {
+// parseIdentity reads the properties of an identity to create or update,
+// stamped for managedBy.
+func parseIdentity(p properties, managedBy string) (provision.IdentitySpec, error) {
 	if err := p.check(TypeIdentity, identityProperties); err != nil {
 		return provision.IdentitySpec{}, err
 	}
@@ -210,7 +215,8 @@ func parseIdentity(p properties) (provision.IdentitySpec, error) {
 	if s.Description, err = p.optional(PropDescription); err != nil {
 		return provision.IdentitySpec{}, err
 	}
-	if err := validate.Description(s.Description); err != nil {
+	s.ManagedBy = managedBy
+	if _, err := provision.StoredDescription(s.Description, managedBy); err != nil {
 		return provision.IdentitySpec{}, fmt.Errorf("property %s: %w", PropDescription, err)
 	}
 	if s.Group, err = p.required(PropGroup, "the UIDP of the group the identity lives in"); err != nil {
