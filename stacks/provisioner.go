@@ -32,8 +32,9 @@ const (
 
 // Provisioner function sizing. The handler answers CloudFormation well before
 // its own deadline (FAILED with a reason rather than silence); the timeout
-// leaves room for the provisioning retries (backoff up to about a minute
-// while a fresh role binding propagates). CustomResourceServiceTimeout is how
+// leaves room for the provisioning retries (a 30 s budget for PermissionDenied
+// while a fresh role binding propagates, plus backoff on Unavailable).
+// CustomResourceServiceTimeout is how
 // long CloudFormation waits for an answer at most: two function timeouts, so
 // a crashed invocation that Lambda retries once can still answer, and far
 // below CloudFormation's default of one hour.

@@ -24,6 +24,7 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator/emulatortest"
 	"github.com/assumable-identity/cdk-chainguard/internal/rie"
+	"github.com/assumable-identity/cdk-chainguard/internal/syncbuf"
 	"github.com/assumable-identity/cdk-chainguard/lambda/internal/functest"
 )
 
@@ -81,13 +82,13 @@ type env struct {
 	*emulatortest.Env
 	resp   *responses
 	fn     *rie.Emulator
-	logs   *functest.Buffer
+	logs   *syncbuf.Buffer
 	nextID int
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	logs := &functest.Buffer{}
+	logs := &syncbuf.Buffer{}
 	e := &env{
 		Env:  emulatortest.NewEnv(t, emulator.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))}),
 		resp: newResponses(t),

@@ -18,7 +18,6 @@ import (
 
 	"github.com/assumable-identity/cdk-chainguard/internal/lambdabuild"
 	"github.com/assumable-identity/cdk-chainguard/internal/rie"
-	"github.com/assumable-identity/cdk-chainguard/internal/syncbuf"
 )
 
 // Binaries are a function's bootstrap and the RIE, built once by Main.
@@ -117,9 +116,3 @@ func Secrets(logs string, secrets ...string) []string {
 	}
 	return found
 }
-
-// Buffer is syncbuf.Buffer, a concurrency-safe io.Writer for a logger whose
-// output a test scans afterwards (e.g. the Chainguard emulator's). New code
-// uses syncbuf directly; the alias serves lambda/provisioner's tests until
-// they do too.
-type Buffer = syncbuf.Buffer
