@@ -19,9 +19,9 @@ import (
 type AWS struct {
 	Account       string // 12-digit AWS account ID
 	ARN           string // exact principal ARN, e.g. arn:aws:sts::111122223333:assumed-role/ROLE/SESSION
-	ARNPattern    string // anchored regexp; must contain the literal account and role name
+	ARNPattern    string // anchored regexp; every match must start with the literal arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/
 	UserID        string // exact user ID, e.g. AROA1234567890ABCDEFG:SESSION
-	UserIDPattern string // anchored regexp; must pin a role unique ID unless AllowUnpinnedUserID
+	UserIDPattern string // anchored regexp; every match must start with one literal role unique ID and ":" unless AllowUnpinnedUserID
 	// AllowUnpinnedUserID opts in to a UserIDPattern that does not pin a role
 	// unique ID (AROA + 17 characters). Off by default. It is a validation
 	// opt-in only: the service does not store it.

@@ -52,6 +52,18 @@ func TestValidate(t *testing.T) {
 		}), `ARNPattern: ARN pattern "^arn:aws:sts::111122223333:assumed-role/(?:aws-auth|admin)/.*$" admits role "admin"`},
 		{"arn pattern other account", with(func(a *AWS) { a.ARN, a.ARNPattern = "", "^arn:aws:sts::444455556666:assumed-role/aws-auth/.*$" }), `in account 111122223333`},
 		{"arn pattern unanchored", with(func(a *AWS) { a.ARN, a.ARNPattern = "", "arn:aws:sts::111122223333:assumed-role/aws-auth/" }), `ARNPattern: ARN pattern "arn:aws:sts::111122223333:assumed-role/aws-auth/" is not anchored at both ends`},
+		{"arn pattern alternative hides another account", with(func(a *AWS) {
+			a.ARN, a.ARNPattern = "", `^(?:arn:aws:sts::111122223333:assumed-role/aws-auth/.*|y?y?y?y?y?y?y?y?y?arn:aws:sts::444455556666:assumed-role/evil/.*)$`
+		}), `ARNPattern: ARN pattern "^(?:arn:aws:sts::111122223333:assumed-role/aws-auth/.*|y?y?y?y?y?y?y?y?y?arn:aws:sts::444455556666:assumed-role/evil/.*)$" admits account 444455556666, e.g. "arn:aws:sts::444455556666:assumed-role/evil/": a pattern must match only account 111122223333`},
+		{"arn pattern optional prefix hides another account", with(func(a *AWS) {
+			a.ARN, a.ARNPattern = "", `^x?x?x?x?x?x?x?x?x?arn:aws:sts::(?:111122223333|444455556666):assumed-role/aws-auth/.*$`
+		}), `ARNPattern: ARN pattern "^x?x?x?x?x?x?x?x?x?arn:aws:sts::(?:111122223333|444455556666):assumed-role/aws-auth/.*$" admits account 444455556666`},
+		{"arn pattern fold case", with(func(a *AWS) { a.ARN, a.ARNPattern = "", `(?i)^arn:aws:sts::111122223333:assumed-role/aws-auth/.*$` }), `(drop the (?i) flag: ARNs are matched case-sensitively)`},
+		{"arn pattern of the construct", with(func(a *AWS) {
+			a.ARN, a.ARNPattern = "", `^arn:aws:sts::111122223333:assumed-role/example-role/(?:[0-9a-f]{32}|i-[0-9a-f]{17})$`
+		}), ""},
+		{"user id pattern of the construct", with(func(a *AWS) { a.UserID, a.UserIDPattern = "", `^AROAEXAMPLE0EXAMPLE01:(?:eks-mycluster-.+)$` }), ""},
+		{"user id pattern without colon", with(func(a *AWS) { a.UserID, a.UserIDPattern = "", `^AROA1234567890ABCDEFGZ?.*$` }), `UserIDPattern: user ID pattern "^AROA1234567890ABCDEFGZ?.*$" does not require ":" right after the role unique ID AROA1234567890ABCDEFG`},
 		{"no user id", with(func(a *AWS) { a.UserID = "" }), `UserID or UserIDPattern: neither is set, set exactly one: UserID for one principal, e.g. "AROA1234567890ABCDEFG:my-function"`},
 		{"both user ids", with(func(a *AWS) { a.UserIDPattern = userPat }), `UserID or UserIDPattern: both are set, set exactly one`},
 		{"bad user id", with(func(a *AWS) { a.UserID = "AROAEXAMPLE:my-function" }), `UserID: user ID "AROAEXAMPLE:my-function" does not start with a role unique ID`},

@@ -10,22 +10,18 @@ import (
 
 // Trust patterns are Go regular expressions (RE2 syntax), which is what the
 // Chainguard service evaluates. Besides compiling and being anchored, a
-// pattern must not admit a principal other than the intended one. That is
-// checked in two steps:
+// pattern must not admit a principal other than the intended one. What
+// guarantees that is a structural rule, proved on the pattern's program (see
+// prefix.go): every value an ARN pattern matches starts with the literal
+// prefix arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/ (or is exactly the
+// IAM role ARN arn:PARTITION:iam::ACCOUNT:role/ROLE), and every value a
+// pinned user ID pattern matches starts with ROLEID: for one role unique ID.
 //
-//  1. sample strings the pattern matches are generated from its syntax tree
-//     (every branch of an alternation, zero and one repetition of a star,
-//     ...); a sample that is an ARN of another account or role proves the
-//     pattern too broad;
-//  2. each sample naming the intended account and role is changed into
-//     probes (another account, another role, the role name with a prefix or
-//     a suffix, the role name as a path segment) and the pattern must match
-//     none of them.
-//
-// This is a test, not a proof: it catches the usual mistakes (".*" or a
-// character class in the account or role position, a top-level alternation,
-// an unescaped or unterminated role name) and is backed by the structural
-// rules (literal account and role name, anchoring).
+// Before the proof, sample strings are generated from the syntax tree and
+// turned into probes (another account, another role, the role name with a
+// prefix or a suffix): they catch the usual mistakes early and name them in
+// the message ("admits account ..."). They are a test, not a proof; the
+// proof has the last word.
 
 // maxInst bounds the size of a trust pattern once compiled: real trust
 // patterns need a few hundred instructions; huge ones (e.g. "(.?){1000}"
@@ -40,34 +36,46 @@ const maxSampleLen = 2048
 // that a pattern with many alternations cannot make validation slow.
 const maxSamples = 256
 
+// compiled is a trust pattern in the three forms the checks use.
+type compiled struct {
+	re   *regexp.Regexp
+	tree *syntax.Regexp // as parsed
+	prog *syntax.Prog   // of the simplified tree
+}
+
+func (c compiled) machine() *machine {
+	return &machine{prog: c.prog, re: c.re, live: map[string]bool{}}
+}
+
 // compileAnchored compiles a trust pattern and checks that it is anchored at
 // both ends. what names the pattern in messages, example is a valid one.
-func compileAnchored(what, pattern, example string) (*regexp.Regexp, *syntax.Regexp, error) {
+func compileAnchored(what, pattern, example string) (compiled, error) {
 	if pattern == "" {
-		return nil, nil, invalidf("%s is empty: expected an anchored regular expression, e.g. %q", what, example)
+		return compiled{}, invalidf("%s is empty: expected an anchored regular expression, e.g. %q", what, example)
 	}
 	re, err := regexp.Compile(pattern)
 	if err != nil {
-		return nil, nil, invalidf("%s %q does not compile as a Go (RE2) regular expression: %v; e.g. %q", what, pattern, err, example)
+		return compiled{}, invalidf("%s %q does not compile as a Go (RE2) regular expression: %v; e.g. %q", what, pattern, err, example)
 	}
 	tree, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil { // Compile parsed it already; this only hands us the tree
-		return nil, nil, invalidf("%s %q does not parse: %v", what, pattern, err)
+		return compiled{}, invalidf("%s %q does not parse: %v", what, pattern, err)
 	}
-	if prog, err := syntax.Compile(tree.Simplify()); err != nil || len(prog.Inst) > maxInst {
-		return nil, nil, invalidf("%s %q is too complex (large repetition counts or many alternatives): trust patterns are short, e.g. %q", what, pattern, example)
+	prog, err := syntax.Compile(tree.Simplify())
+	if err != nil || len(prog.Inst) > maxInst {
+		return compiled{}, invalidf("%s %q is too complex (large repetition counts or many alternatives): trust patterns are short, e.g. %q", what, pattern, example)
 	}
 	if usesLineAnchors(tree) {
-		return nil, nil, invalidf("%s %q uses multi-line mode (?m), where ^ and $ match at every line break: remove the (?m) flag so that ^ and $ anchor the whole value, e.g. %q", what, pattern, example)
+		return compiled{}, invalidf("%s %q uses multi-line mode (?m), where ^ and $ match at every line break: remove the (?m) flag so that ^ and $ anchor the whole value, e.g. %q", what, pattern, example)
 	}
 	if !anchored(tree, syntax.OpBeginText) || !anchored(tree, syntax.OpEndText) {
 		hint := `start it with "^" and end it with "$"`
 		if tree.Op == syntax.OpAlternate {
 			hint = `a top-level "|" lets an alternative escape the anchors: group the alternatives inside them, as in "^(?:a|b)$"`
 		}
-		return nil, nil, invalidf("%s %q is not anchored at both ends, so it also matches values that merely contain a match: %s, e.g. %q", what, pattern, hint, example)
+		return compiled{}, invalidf("%s %q is not anchored at both ends, so it also matches values that merely contain a match: %s, e.g. %q", what, pattern, hint, example)
 	}
-	return re, tree, nil
+	return compiled{re: re, tree: tree, prog: prog}, nil
 }
 
 // anchored reports whether every match of re must start (op = OpBeginText)
@@ -118,8 +126,10 @@ func usesLineAnchors(re *syntax.Regexp) bool {
 
 // ARNPattern checks an arn_pattern for an identity trusted by role roleName
 // in account: it must compile, be anchored ^...$, contain the literal
-// account ID and the regexp-quoted role name, and match no ARN of another
-// account or another role (the session may vary).
+// account ID and the regexp-quoted role name, and every value it matches
+// must start with arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/ (or be
+// exactly the role's IAM ARN), so that it cannot admit another account or
+// another role (the session may vary).
 func ARNPattern(pattern, account, roleName string) error {
 	if err := AWSAccount(account); err != nil {
 		return invalidf("ARN pattern %q: %v", pattern, err)
@@ -129,7 +139,7 @@ func ARNPattern(pattern, account, roleName string) error {
 	}
 	example := arnPatternExample(account, roleName)
 	const what = "ARN pattern"
-	re, tree, err := compileAnchored(what, pattern, example)
+	c, err := compileAnchored(what, pattern, example)
 	if err != nil {
 		return err
 	}
@@ -139,66 +149,126 @@ func ARNPattern(pattern, account, roleName string) error {
 	if q := regexp.QuoteMeta(roleName); !strings.Contains(pattern, q) {
 		return invalidf("%s %q does not contain the role name %s written literally (regexp-quoted: %q): e.g. %q", what, pattern, roleName, q, example)
 	}
+	if err := probeARNPattern(c, account, roleName, example); err != nil {
+		return err
+	}
+	p := c.machine().prove(arnGrammar{account: account, role: roleName}, true)
+	if pr := p.problem; pr != nil {
+		return arnProblem(pattern, account, roleName, example, c.tree, *pr)
+	}
+	if !p.prefixed {
+		return invalidf("%s %q matches no assumed-role ARN of role %q in account %s, so no caller could ever use this identity (AWS reports callers as arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION): e.g. %q", what, pattern, roleName, account, example)
+	}
+	return nil
+}
+
+// probeARNPattern looks for an ARN of another account or role among the
+// sample strings the pattern matches and their probes, to name the mistake
+// in the message. It is not the proof: passing it proves nothing.
+func probeARNPattern(c compiled, account, roleName, example string) error {
+	const what = "ARN pattern"
+	pattern := c.re.String()
 	var arns []sampleARN
-	for _, s := range append(samples(tree, re), canonical(re, account, roleName)...) {
+	for _, s := range append(samples(c.tree, c.re), canonical(c.re, account, roleName)...) {
 		if a, ok := parseSample(s); ok {
 			arns = append(arns, a)
 		}
 	}
 	// First the strings the pattern is known to match, then the probes.
-	own := 0
 	for _, a := range arns {
 		switch {
 		case a.account != account:
 			return invalidf("%s %q admits account %s, e.g. %q: a pattern must match only account %s, e.g. %q", what, pattern, a.account, a.with(a.account, a.role), account, example)
 		case a.role != roleName:
 			return invalidf("%s %q admits role %q, e.g. %q: a pattern must match only role %q, e.g. %q", what, pattern, a.role, a.with(a.account, a.role), roleName, example)
-		case a.assumed:
-			own++
 		}
 	}
 	for _, a := range arns {
 		for _, p := range a.probes() {
-			if re.MatchString(p.value) {
+			if c.re.MatchString(p.value) {
 				return invalidf("%s %q admits %s, e.g. %q: a pattern must match only role %q in account %s (the session may vary), e.g. %q", what, pattern, p.what, p.value, roleName, account, example)
 			}
 		}
 	}
-	if own == 0 {
-		return invalidf("%s %q matches no assumed-role ARN of role %q in account %s, so no caller could ever use this identity (AWS reports callers as arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION): e.g. %q", what, pattern, roleName, account, example)
-	}
 	return nil
 }
 
+// arnProblem words a break of the structural rule of ARN patterns.
+func arnProblem(pattern, account, roleName, example string, tree *syntax.Regexp, pr problem) error {
+	const what = "ARN pattern"
+	if pr.kind == tooComplex {
+		return invalidf("%s %q is too complex to check: it branches too often before the role name; write the prefix \"arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/\" literally, e.g. %q", what, pattern, example)
+	}
+	hint := ""
+	if usesFoldCase(tree) && pr.shown && foldsToOwn(pr.example, account, roleName) {
+		hint = " (drop the (?i) flag: ARNs are matched case-sensitively)"
+	}
+	if a, ok := parseSample(pr.example); ok && pr.shown {
+		switch {
+		case a.account != account:
+			return invalidf("%s %q admits account %s, e.g. %q: a pattern must match only account %s%s, e.g. %q", what, pattern, a.account, pr.example, account, hint, example)
+		case a.role != roleName:
+			return invalidf("%s %q admits role %q, e.g. %q: a pattern must match only role %q%s, e.g. %q", what, pattern, a.role, pr.example, roleName, hint, example)
+		}
+	}
+	matches := fmt.Sprintf("can match a value that starts with %q and then leaves that prefix", pr.read)
+	if pr.shown {
+		matches = fmt.Sprintf("matches %q", pr.example)
+	}
+	want := "arn:aws:sts::" + account + ":assumed-role/" + roleName + "/"
+	return invalidf("%s %q %s, which does not start with %q%s: every value an ARN pattern matches must start with arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/ written literally (only the partition may vary), so that no optional piece, alternative or character class can admit another account or role; e.g. %q", what, pattern, matches, want, hint, example)
+}
+
+// foldsToOwn reports whether v differs from an ARN of roleName in account
+// only by case.
+func foldsToOwn(v, account, roleName string) bool {
+	for _, p := range partitions {
+		want := "arn:" + p + ":sts::" + account + ":assumed-role/" + roleName + "/"
+		if len(v) >= len(want) && strings.EqualFold(v[:len(want)], want) {
+			return true
+		}
+	}
+	return false
+}
+
 // ARNPatternRole checks an arn_pattern like [ARNPattern] when the role name
-// is not given separately: the role is the one named by the assumed-role
-// ARNs the pattern matches. It returns that role name.
+// is not given separately: the role is the one the pattern spells out
+// literally after "assumed-role/". It returns that role name.
 func ARNPatternRole(pattern, account string) (string, error) {
 	if err := AWSAccount(account); err != nil {
 		return "", invalidf("ARN pattern %q: %v", pattern, err)
 	}
 	example := arnPatternExample(account, exampleRole)
-	re, tree, err := compileAnchored("ARN pattern", pattern, example)
+	c, err := compileAnchored("ARN pattern", pattern, example)
 	if err != nil {
 		return "", err
 	}
-	var loose *sampleARN
-	for _, s := range samples(tree, re) {
-		a, ok := parseSample(s)
-		if !ok || !a.assumed || a.account != account {
-			continue
+	p := c.machine().prove(arnGrammar{account: account}, false)
+	if pr := p.problem; pr != nil && pr.kind == looseName {
+		admits := fmt.Sprintf("it admits role names it does not spell out after %q", pr.read)
+		if a, ok := parseSample(pr.example); ok && pr.shown {
+			admits = fmt.Sprintf("it admits role %q, e.g. %q, and so any role", a.role, pr.example)
+		} else if pr.shown {
+			admits = fmt.Sprintf("it admits role names it does not spell out, e.g. %q", pr.example)
 		}
-		if strings.Contains(pattern, regexp.QuoteMeta(a.role)) {
-			return a.role, ARNPattern(pattern, account, a.role)
+		return "", invalidf("ARN pattern %q does not name a role literally: %s; write the role name (regexp-quoted) in the role position, e.g. %q", pattern, admits, example)
+	}
+	if len(p.names) == 0 {
+		if pr := p.problem; pr != nil && pr.kind == tooComplex {
+			return "", arnProblem(pattern, account, exampleRole, example, c.tree, *pr)
 		}
-		if loose == nil {
-			loose = &a
+		return "", invalidf("ARN pattern %q matches no assumed-role ARN of a single named role in account %s (AWS reports callers as arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION; write the account and role name literally): e.g. %q", pattern, account, example)
+	}
+	// The walk found the role(s) the pattern names: take the one written
+	// first in the pattern (as is, e.g. not in another case under (?i));
+	// the proof for that role tells whether the pattern admits anything else.
+	role, at := p.names[0], len(pattern)
+	for _, n := range p.names {
+		if i := strings.Index(pattern, regexp.QuoteMeta(n)); i >= 0 && i < at {
+			role, at = n, i
 		}
 	}
-	if loose != nil {
-		return "", invalidf("ARN pattern %q does not name a role literally: it admits role %q, e.g. %q, and so any role; write the role name (regexp-quoted) in the role position, e.g. %q", pattern, loose.role, loose.with(loose.account, loose.role), example)
-	}
-	return "", invalidf("ARN pattern %q matches no assumed-role ARN of a single named role in account %s (AWS reports callers as arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION; write the account and role name literally): e.g. %q", pattern, account, example)
+	return role, ARNPattern(pattern, account, role)
 }
 
 // canonical returns the plain ARNs of role roleName in account that re
@@ -223,86 +293,57 @@ func arnPatternExample(account, roleName string) string {
 }
 
 // UserIDPattern checks a user_id_pattern: it must compile, be anchored ^...$
-// and start with a literal role unique ID (AROA followed by 17 uppercase
-// letters or digits), unless allowUnpinned opts in to trusting any role whose
-// sessions match (AllowUnpinnedUserID).
+// and, unless allowUnpinned opts in to trusting any role whose sessions
+// match (AllowUnpinnedUserID), every value it matches must start with one
+// literal role unique ID (AROA followed by 17 uppercase letters or digits)
+// and ":".
 func UserIDPattern(pattern string, allowUnpinned bool) error {
 	const what = "user ID pattern"
 	const example = "^" + exampleRoleID + ":" + exampleSession + "$"
-	re, tree, err := compileAnchored(what, pattern, example)
+	c, err := compileAnchored(what, pattern, example)
 	if err != nil {
 		return err
-	}
-	prefix, _ := literalPrefix(tree)
-	if len(prefix) >= 21 && roleIDRE.MatchString(prefix[:21]) {
-		return nil
 	}
 	if allowUnpinned {
 		return nil
 	}
+	p := c.machine().prove(userIDGrammar{}, true)
+	pr := p.problem
+	if pr == nil && len(p.names) == 1 {
+		return nil
+	}
+	if len(p.names) > 1 {
+		return invalidf("%s %q admits the sessions of %d roles (%s): pin exactly one role unique ID (from %q), e.g. %q, or set AllowUnpinnedUserID to accept any role whose sessions match", what, pattern, len(p.names), strings.Join(p.names, ", "), exampleGetRoleID, example)
+	}
+	if pr != nil && pr.kind == strayValue && roleIDRE.MatchString(pr.read) {
+		matches := ""
+		if pr.shown {
+			matches = fmt.Sprintf(": it also matches %q", pr.example)
+		}
+		return invalidf("%s %q does not require \":\" right after the role unique ID %s%s; a role unique ID is exactly 21 characters and the session name follows a \":\", so write it as %q, e.g. %q", what, pattern, pr.read, matches, "^"+pr.read+":...$", "^"+pr.read+":"+exampleSession+"$")
+	}
 	admits := ""
-	for _, s := range samples(tree, re) {
+	for _, s := range samples(c.tree, c.re) {
 		_, rest, ok := strings.Cut(s, ":")
 		if !ok {
 			continue
 		}
-		if p := "AROAZZZZZZZZZZZZZZZZZ:" + rest; re.MatchString(p) {
+		if p := "AROAZZZZZZZZZZZZZZZZZ:" + rest; c.re.MatchString(p) {
 			admits = fmt.Sprintf(" (it matches %q, a session of another role)", p)
 			break
 		}
 	}
-	if strings.Contains(pattern, "(?i") {
+	switch {
+	case admits != "" || pr == nil || !pr.shown:
+	case pr.kind == looseName && pr.other != "":
+		admits = fmt.Sprintf(" (it matches %q and %q, sessions of two roles)", pr.example, pr.other)
+	default:
+		admits = fmt.Sprintf(" (it matches %q)", pr.example)
+	}
+	if usesFoldCase(c.tree) {
 		admits += " (drop the (?i) flag: the role ID must be matched case-sensitively)"
 	}
-	return invalidf("%s %q does not pin a role unique ID%s: it trusts any role whose session name matches, including roles created later or re-created under the same name by anyone allowed to create roles in the account; start the pattern with the role's literal unique ID (AROA followed by 17 uppercase letters or digits, from %q), e.g. %q, or set AllowUnpinnedUserID to accept that risk", what, pattern, admits, exampleGetRoleID, example)
-}
-
-// literalPrefix returns the literal text every match of re starts with, and
-// whether re matches exactly that text (up to zero-width assertions).
-func literalPrefix(re *syntax.Regexp) (string, bool) {
-	switch re.Op {
-	case syntax.OpEmptyMatch, syntax.OpBeginText, syntax.OpEndText, syntax.OpBeginLine, syntax.OpEndLine,
-		syntax.OpWordBoundary, syntax.OpNoWordBoundary:
-		return "", true
-	case syntax.OpLiteral:
-		if re.Flags&syntax.FoldCase != 0 {
-			return "", false
-		}
-		return string(re.Rune), true
-	case syntax.OpCapture:
-		return literalPrefix(re.Sub[0])
-	case syntax.OpConcat:
-		var b strings.Builder
-		for _, s := range re.Sub {
-			p, complete := literalPrefix(s)
-			b.WriteString(p)
-			if !complete {
-				return b.String(), false
-			}
-		}
-		return b.String(), true
-	case syntax.OpAlternate:
-		common, complete := literalPrefix(re.Sub[0])
-		for _, s := range re.Sub[1:] {
-			p, c := literalPrefix(s)
-			if p != common || !c {
-				complete = false
-			}
-			common = commonPrefix(common, p)
-		}
-		return common, complete
-	}
-	return "", false
-}
-
-func commonPrefix(a, b string) string {
-	n := min(len(a), len(b))
-	for i := range n {
-		if a[i] != b[i] {
-			return a[:i]
-		}
-	}
-	return a[:n]
+	return invalidf("%s %q does not pin a role unique ID%s: it trusts any role whose session name matches, including roles created later or re-created under the same name by anyone allowed to create roles in the account; start the pattern with the role's literal unique ID (AROA followed by 17 uppercase letters or digits, from %q) and \":\", e.g. %q, or set AllowUnpinnedUserID to accept that risk", what, pattern, admits, exampleGetRoleID, example)
 }
 
 // samples returns strings re matches, generated from its syntax tree (at

@@ -2,6 +2,9 @@ package validate
 
 import (
 	"errors"
+	"regexp"
+	"regexp/syntax"
+	"slices"
 	"strings"
 	"testing"
 
@@ -151,6 +154,31 @@ func TestValidators(t *testing.T) {
 		{"arn pattern branch after big branch", arnPat(`^arn:aws:sts::111122223333:assumed-role/(?:my-role/.*.*.*.*.*|evil/x)$`), `admits role "evil", e.g. "arn:aws:sts::111122223333:assumed-role/evil/x"`},
 		{"arn pattern branch after many", arnPat(`^arn:aws:sts::111122223333:assumed-role/(?:my-role/` + strings.Repeat(`(?:a|b|c|d)`, 6) + `|evil/x)$`), `admits role "evil"`},
 		{"arn pattern role arn only", arnPat(`^arn:aws:iam::111122223333:role/my-role$`), `matches no assumed-role ARN of role "my-role" in account 111122223333, so no caller could ever use this identity`},
+		// ARN patterns: bypasses of sample-based checks, closed by the structural rule
+		{"arn pattern optional prefix hides an account", arnPat(`^x?x?x?x?x?x?x?x?x?arn:aws:sts::(?:111122223333|444455556666):assumed-role/my-role/.*$`), `admits account 444455556666, e.g. "arn:aws:sts::444455556666:assumed-role/my-role/": a pattern must match only account 111122223333`},
+		{"arn pattern optional prefix", arnPat(`^(?:evil)?arn:aws:sts::111122223333:assumed-role/my-role/.*$`), `matches "evilarn:aws:sts::111122223333:assumed-role/my-role/", which does not start with "arn:aws:sts::111122223333:assumed-role/my-role/": every value an ARN pattern matches must start with arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/ written literally`},
+		{"arn pattern optional prefix repeated", arnPat(`^x{0,40}arn:aws:sts::111122223333:assumed-role/my-role/.*$`), `matches "xarn:aws:sts::111122223333:assumed-role/my-role/"`},
+		{"arn pattern alternative hides an account", arnPat(`^(?:arn:aws:sts::111122223333:assumed-role/my-role/.*|y?y?y?y?y?y?y?y?y?arn:aws:sts::444455556666:assumed-role/evil/.*)$`), `admits account 444455556666, e.g. "arn:aws:sts::444455556666:assumed-role/evil/"`},
+		{"arn pattern alternative hides a role", arnPat(`^(?:arn:aws:sts::111122223333:assumed-role/my-role/.*|z?z?z?z?z?z?z?z?arn:aws:sts::111122223333:assumed-role/evil/.*)$`), `admits role "evil", e.g. "arn:aws:sts::111122223333:assumed-role/evil/"`},
+		{"arn pattern nested groups hide an account", arnPat(`^(?:(?:arn:aws:sts::111122223333:assumed-role/my-role/(.*))|(?:(?:w?)+(?:arn:aws:sts::(?:(?:4444)55556666)):assumed-role/(?:my-role)/.*))$`), `admits account 444455556666`},
+		{"arn pattern class in the account", arnPat(`^(?:arn:aws:sts::111122223333:assumed-role/my-role/.*|arn:aws:sts::11112222333[0-9]:assumed-role/my-role/fn-[a-z]{1,9}-[a-z]{1,9}-[a-z]{1,9})$`), `admits account 111122223330, e.g. "arn:aws:sts::111122223330:assumed-role/my-role/fn-x-x-x"`},
+		{"arn pattern one-character class in the account", arnPat(`^arn:aws:sts::11112222333[3]:assumed-role/my-role/.*$`), `does not contain the account ID 111122223333 literally`},
+		{"arn pattern fold case", arnPat(`(?i)^arn:aws:sts::111122223333:assumed-role/my-role/.*$`), `admits role "my-rolE", e.g. "arn:aws:sts::111122223333:assumed-role/my-rolE/": a pattern must match only role "my-role" (drop the (?i) flag: ARNs are matched case-sensitively)`},
+		{"arn pattern fold case in the service", arnPat(`^arn:aws:(?i:sts)::111122223333:assumed-role/my-role/.*$`), `matches "arn:aws:stS::111122223333:assumed-role/my-role/", which does not start with "arn:aws:sts::111122223333:assumed-role/my-role/" (drop the (?i) flag: ARNs are matched case-sensitively): every value`},
+		{"arn pattern fold case in the role", arnPat(`^arn:aws:sts::111122223333:assumed-role/(?i:my-role)/.*$`), `admits role "MY-ROLE"`},
+		{"arn pattern fold case in the session", arnPat(`^arn:aws:sts::111122223333:assumed-role/my-role/(?i:fn-[a-z]+)$`), ""},
+		{"arn pattern quoted", arnPat(`^\Qarn:aws:sts::111122223333:assumed-role/my-role/\E.*$`), ""},
+		{"arn pattern quoted without the slash", arnPat(`^\Qarn:aws:sts::111122223333:assumed-role/my-role\E.*$`), `admits another role, e.g. "arn:aws:sts::111122223333:assumed-role/my-role-admin/"`},
+		{"arn pattern repeated prefix", arnPat(`^(?:arn:aws:sts::111122223333:assumed-role/my-role/)+$`), ""},
+		{"arn pattern optional repeated prefix", arnPat(`^(?:arn:aws:sts::111122223333:assumed-role/my-role/)*.*$`), `admits another account`},
+		{"arn pattern nested groups", arnPat(`^(?:(arn:(?:aws|aws-us-gov)):(?:sts)::(111122223333):(?:assumed-role/(my-role))/)(.*)$`), ""},
+		{"arn pattern factored partitions", arnPat(`^arn:(?:aws|aws-cn|aws-us-gov):sts::111122223333:assumed-role/my-role/.*$`), ""},
+		{"arn pattern unknown partition", arnPat(`^arn:(?:aws|aws-eu):sts::111122223333:assumed-role/my-role/.*$`), `matches "arn:aws-eu:sts::111122223333:assumed-role/my-role/", which does not start with`},
+		{"arn pattern empty alternative", arnPat(`^(?:arn:aws:sts::111122223333:assumed-role/my-role/.*|)$`), `matches "", which does not start with`},
+		{"arn pattern optional role suffix", arnPat(`^(?:arn:aws:sts::111122223333:assumed-role/my-role/.*|arn:aws:sts::111122223333:assumed-role/my-role-?/x)$`), `admits role "my-role-", e.g. "arn:aws:sts::111122223333:assumed-role/my-role-/x"`},
+		{"arn pattern word boundary", arnPat(`^arn:aws:sts::111122223333:assumed-role/my-role\b.*$`), `admits another role`},
+		{"arn pattern role arn with a path", arnPat(`^arn:aws:(?:sts::111122223333:assumed-role/my-role/.*|iam::111122223333:role/a/my-role)$`), `matches "arn:aws:iam::111122223333:role/a/my-role", which does not start with`},
+		{"arn pattern construct session pattern", arnPat(`^arn:aws:sts::111122223333:assumed-role/my-role/(?:[0-9a-f]{32}|i-[0-9a-f]{17})$`), ""},
 		{"arn pattern bad account arg", func() error { return ARNPattern(`^x$`, "1", role) }, `AWS account ID "1" is not valid`},
 		{"arn pattern bad role arg", func() error { return ARNPattern(`^x$`, acct, "") }, `IAM role name is empty`},
 
@@ -169,6 +197,16 @@ func TestValidators(t *testing.T) {
 		{"user id pattern fold case", userPat(`(?i)^AROA1234567890ABCDEFG:.*$`), `drop the (?i) flag: the role ID must be matched case-sensitively`},
 		{"user id pattern short id", userPat(`^AROA1234567890:.*$`), `does not pin a role unique ID`},
 		{"user id pattern opt-in still anchored", func() error { return UserIDPattern(`AROA.*`, true) }, `is not anchored at both ends`},
+		{"user id pattern no colon after the id", userPat(`^AROA1234567890ABCDEFGZ?.*$`), `user ID pattern "^AROA1234567890ABCDEFGZ?.*$" does not require ":" right after the role unique ID AROA1234567890ABCDEFG: it also matches "AROA1234567890ABCDEFG"; a role unique ID is exactly 21 characters and the session name follows a ":", so write it as "^AROA1234567890ABCDEFG:...$"`},
+		{"user id pattern longer id", userPat(`^AROA1234567890ABCDEFG(?::.*|Z:.*)$`), `does not require ":" right after the role unique ID AROA1234567890ABCDEFG: it also matches "AROA1234567890ABCDEFGZ:"`},
+		{"user id pattern optional prefix", userPat(`^x?AROA1234567890ABCDEFG:.*$`), `does not pin a role unique ID (it matches "xAROA1234567890ABCDEFG:")`},
+		{"user id pattern two ids", userPat(`^(?:AROA1234567890ABCDEFG|AROA1234567890ABCDEFH):fn$`), `does not pin a role unique ID (it matches "AROA1234567890ABCDEFG:fn" and "AROA1234567890ABCDEFH:fn", sessions of two roles)`},
+		{"user id pattern two distinct ids", userPat(`^(?:AROA1234567890ABCDEFG:a|AROA0000000000000000Z:b)$`), `admits the sessions of 2 roles (AROA0000000000000000Z, AROA1234567890ABCDEFG): pin exactly one role unique ID`},
+		{"user id pattern class in the id", userPat(`^AROA1234567890ABCDE[A-Z]{2}:.*$`), `does not pin a role unique ID`},
+		{"user id pattern quoted", userPat(`^\QAROA1234567890ABCDEFG:\E.+$`), ""},
+		{"user id pattern nested groups", userPat(`^(?:(AROA1234567890)(?:ABCDEFG)(:))(.*)$`), ""},
+		{"user id pattern construct session pattern", userPat(`^AROAEXAMPLE0EXAMPLE01:(?:[0-9a-f]{32}|i-[0-9a-f]{17})$`), ""},
+		{"user id pattern no colon with opt-in", func() error { return UserIDPattern(`^AROA1234567890ABCDEFGZ?.*$`, true) }, ""},
 		{"user id pattern escape alternation", userPat(`^AROA1234567890ABCDEFG:fn$|^.*$`), `does not pin a role unique ID`},
 	}
 	bad := 0
@@ -252,6 +290,13 @@ func TestARNPatternRole(t *testing.T) {
 		{"quoted role", `^arn:aws:sts::111122223333:assumed-role/svc\.app/fn-[0-9]+$`, acct, "svc.app", ""},
 		{"two roles", `^arn:aws:sts::111122223333:assumed-role/(?:a-role|b-role)/.*$`, acct, "a-role", `admits role "b-role"`},
 		{"other account", `^arn:aws:sts::222233334444:assumed-role/my-role/.*$`, acct, "", `matches no assumed-role ARN of a single named role in account 111122223333`},
+		{"alternative hides an account", `^(?:arn:aws:sts::111122223333:assumed-role/my-role/.*|y?y?y?y?y?y?y?y?y?arn:aws:sts::444455556666:assumed-role/evil/.*)$`, acct, "my-role", `admits account 444455556666`},
+		{"optional role suffix", `^arn:aws:sts::111122223333:assumed-role/my-role(?:-admin)?/.*$`, acct, "my-role", `admits role "my-role-admin"`},
+		{"fold case", `(?i)^arn:aws:sts::111122223333:assumed-role/my-role/.*$`, acct, "my-role", `(drop the (?i) flag: ARNs are matched case-sensitively)`},
+		{"class in the role", `^arn:aws:sts::111122223333:assumed-role/my-rol[a-z]/.*$`, acct, "", `does not name a role literally: it admits role "my-rolx", e.g. "arn:aws:sts::111122223333:assumed-role/my-rolx/", and so any role`},
+		{"role without its slash", `^arn:aws:sts::111122223333:assumed-role/my-role.*$`, acct, "", `does not name a role literally`},
+		{"role arn or session", `^arn:aws:(?:sts::111122223333:assumed-role/my-role/.+|iam::111122223333:role/my-role)$`, acct, "my-role", ""},
+		{"partitions", `^arn:(?:aws|aws-cn|aws-us-gov):sts::111122223333:assumed-role/svc\.app/.*$`, acct, "svc.app", ""},
 		{"unanchored", `arn:aws:sts::111122223333:assumed-role/my-role/.*`, acct, "", `is not anchored at both ends`},
 		{"bad account", `^x$`, "1", "", `AWS account ID "1" is not valid`},
 	}
@@ -263,6 +308,65 @@ func TestARNPatternRole(t *testing.T) {
 			}
 			if (err != nil) != (tt.wantErr != "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestStructuralRule checks the proof alone, without the sample-based
+// probes that run before it: it must reject every pattern that admits
+// another account or role (including those the probes let through) and
+// accept the valid ones.
+func TestStructuralRule(t *testing.T) {
+	tests := []struct {
+		name, pattern string
+		grammar       grammar
+		wantNames     []string // principals the pattern admits
+		wantProblem   bool
+	}{
+		{"arn", `^arn:aws:sts::111122223333:assumed-role/my-role/.*$`, arnGrammar{acct, role}, []string{role}, false},
+		{"arn partitions", `^arn:(aws|aws-cn|aws-us-gov):sts::111122223333:assumed-role/my-role/[\w+=,.@-]+$`, arnGrammar{acct, role}, []string{role}, false},
+		{"arn role arn", `^arn:aws:(?:sts::111122223333:assumed-role/my-role/.+|iam::111122223333:role/my-role)$`, arnGrammar{acct, role}, []string{role}, false},
+		{"arn quoted", `^\Qarn:aws:sts::111122223333:assumed-role/my-role/\E(?i:.*)$`, arnGrammar{acct, role}, []string{role}, false},
+		{"arn optional prefix", `^x?x?x?x?x?x?x?x?x?arn:aws:sts::(?:111122223333|444455556666):assumed-role/my-role/.*$`, arnGrammar{acct, role}, []string{role}, true},
+		{"arn alternative", `^(?:arn:aws:sts::111122223333:assumed-role/my-role/.*|y?y?y?y?y?y?y?y?y?arn:aws:sts::444455556666:assumed-role/evil/.*)$`, arnGrammar{acct, role}, []string{role}, true},
+		{"arn any account", `^arn:aws:sts::(111122223333|.*):assumed-role/my-role/.*$`, arnGrammar{acct, role}, []string{role}, true},
+		{"arn role prefix", `^arn:aws:sts::111122223333:assumed-role/my-role.*$`, arnGrammar{acct, role}, nil, true},
+		{"arn fold case", `(?i)^arn:aws:sts::111122223333:assumed-role/my-role/.*$`, arnGrammar{acct, role}, []string{role}, true},
+		{"arn unanchored end", `^arn:aws:iam::111122223333:role/my-role`, arnGrammar{acct, role}, nil, true},
+		{"arn unanchored start", `arn:aws:sts::111122223333:assumed-role/my-role/.*$`, arnGrammar{acct, role}, []string{role}, true},
+		{"arn dead branch", `^(?:arn:aws:sts::111122223333:assumed-role/my-role/.*|x[^\x00-\x{10FFFF}])$`, arnGrammar{acct, role}, []string{role}, false},
+		{"arn long branch", `^(?:arn:aws:sts::111122223333:assumed-role/my-role/.*|a{1000}a{1000}a{100})$`, arnGrammar{acct, role}, []string{role}, true},
+		{"arn discover", `^arn:aws:sts::111122223333:assumed-role/(?:b-role|a-role)/.*$`, arnGrammar{account: acct}, []string{"a-role", "b-role"}, false},
+		{"arn discover class", `^arn:aws:sts::111122223333:assumed-role/[a-z]-role/.*$`, arnGrammar{account: acct}, nil, true},
+		{"user id", `^AROA1234567890ABCDEFG:.*$`, userIDGrammar{}, []string{roleID}, false},
+		{"user id no colon", `^AROA1234567890ABCDEFGZ?.*$`, userIDGrammar{}, nil, true},
+		{"user id two", `^(?:AROA1234567890ABCDEFG:a|AROA0000000000000000Z:b)$`, userIDGrammar{}, []string{"AROA0000000000000000Z", roleID}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := compileAnchored("pattern", tt.pattern, "")
+			if err != nil { // the proof runs on any pattern; build it by hand
+				tree, perr := syntax.Parse(tt.pattern, syntax.Perl)
+				if perr != nil {
+					t.Fatal(perr)
+				}
+				prog, perr := syntax.Compile(tree.Simplify())
+				if perr != nil {
+					t.Fatal(perr)
+				}
+				c = compiled{re: regexp.MustCompile(tt.pattern), tree: tree, prog: prog}
+			}
+			_, discover := tt.grammar.(arnGrammar)
+			p := c.machine().prove(tt.grammar, !discover || tt.grammar.(arnGrammar).role != "")
+			if !tt.wantProblem && !slices.Equal(p.names, tt.wantNames) {
+				t.Errorf("names = %q, want %q", p.names, tt.wantNames)
+			}
+			if got := p.problem != nil; got != tt.wantProblem {
+				t.Errorf("problem = %+v, want a problem: %v", p.problem, tt.wantProblem)
+			}
+			if pr := p.problem; pr != nil && pr.shown && !c.re.MatchString(pr.example) {
+				t.Errorf("example %q of problem %+v does not match", pr.example, *pr)
 			}
 		})
 	}
