@@ -189,9 +189,13 @@ func (r *runner) summary(total time.Duration) {
 	if r.opts.CreateGroup {
 		mode = "group created by the stack"
 	}
+	repos := strings.Join(r.res.Repos, ", ")
+	if repos == "" {
+		repos = "none (the group holds no repos)"
+	}
 	fmt.Fprintf(r.out, "PASS in %s (%s): %d steps, %d synths; provisioner identity %s, identity %s in group %s; repos listed: %s\n",
 		total.Round(100*time.Millisecond), mode, len(r.res.Steps), r.synths,
-		r.res.ProvisionerIdentity, r.res.Identity, r.res.Group, strings.Join(r.res.Repos, ", "))
+		r.res.ProvisionerIdentity, r.res.Identity, r.res.Group, repos)
 }
 
 func (r *runner) setup() error {
