@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 # Quiet and offline: no CLI telemetry or notices, no Node end-of-life banner
 # from jsii on every synth.
 export CDK_DISABLE_CLI_TELEMETRY=1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
+# Nothing here needs AWS: never probe the EC2 instance metadata service for
+# credentials.
+export AWS_EC2_METADATA_DISABLED=true
 
 echo "==> installing the pinned CDK CLI into .cdk-cli/"
 npm ci --prefix .cdk-cli --no-audit --no-fund --loglevel=error
