@@ -55,8 +55,10 @@ type principal struct {
 func ExactSession(session string) Trust { return exactSession{session: session} }
 
 // SessionPattern trusts the sessions of the role whose name matches pattern,
-// a regular expression for the session name alone (no ^ or $: the construct
-// anchors it and pins the account, the role name and the role's unique ID).
+// a regular expression for the session name alone, without anchors (no ^,
+// $, \A or \z; a literal \$ or a negated class like [^/] is fine): the
+// construct anchors it and pins the account, the role name and the role's
+// unique ID.
 // For workloads whose session varies: ECS task roles (the task ID,
 // `[0-9a-f]{32}`), EKS pod identities (`eks-mycluster-.+`), EC2 instance
 // roles (the instance ID, `i-[0-9a-f]{8,17}`).
@@ -118,19 +120,36 @@ func quoteMeta(v string) string {
 
 // checkSessionPattern checks a session pattern on its own before it is
 // embedded: it must compile alone (so it cannot close the construct's group
-// and escape the anchors) and must not anchor itself.
+// and escape the anchors) and must not anchor itself. Anchors are found in
+// the parsed pattern, so a literal `\$` or a negated class such as `[^/]` is
+// fine while `^`, `$`, `\A`, `\z` and their multi-line (?m) forms are not.
 func checkSessionPattern(pattern string) error {
 	const want = "give a regular expression for the session name only, e.g. `[0-9a-f]{32}` for ECS task IDs"
 	if pattern == "" {
 		return fmt.Errorf("the session pattern is empty: %s", want)
 	}
-	if _, err := syntax.Parse(pattern, syntax.Perl); err != nil {
+	tree, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
 		return fmt.Errorf("the session pattern %q does not compile (%v): %s", pattern, err, want)
 	}
-	if strings.ContainsAny(pattern, "^$") || strings.Contains(pattern, `\A`) || strings.Contains(pattern, `\z`) {
-		return fmt.Errorf("the session pattern %q has an anchor: leave out ^ and $, the construct anchors the whole pattern and pins the account, role and role unique ID; %s", pattern, want)
+	if hasAnchor(tree) {
+		return fmt.Errorf("the session pattern %q has an anchor: leave out ^ and $ (and \\A, \\z, (?m)), the construct anchors the whole pattern and pins the account, role and role unique ID; %s", pattern, want)
 	}
 	return nil
+}
+
+// hasAnchor reports whether re holds a beginning or end of text or line.
+func hasAnchor(re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText:
+		return true
+	}
+	for _, s := range re.Sub {
+		if hasAnchor(s) {
+			return true
+		}
+	}
+	return false
 }
 
 // AssumableIdentityProps configures NewAssumableIdentity.

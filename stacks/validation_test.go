@@ -40,6 +40,22 @@ func TestSynthValidation(t *testing.T) {
 			},
 		},
 		{
+			name: "valid session pattern with a negated class",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Trust = SessionPattern(`[^/]+`)
+				NewAssumableIdentity(s, "Id", p)
+			},
+		},
+		{
+			name: "valid session pattern with a literal dollar",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Trust = SessionPattern(`a\$b`)
+				NewAssumableIdentity(s, "Id", p)
+			},
+		},
+		{
 			name: "group is not a UIDP",
 			build: func(_ awscdk.App, s awscdk.Stack) {
 				p := validIdentity(lambdaRole(s))
@@ -83,6 +99,42 @@ func TestSynthValidation(t *testing.T) {
 				NewAssumableIdentity(s, "Id", p)
 			},
 			wantErr: []string{"[S/Id] Trust: the session pattern \"^task$\" has an anchor", "leave out ^ and $"},
+		},
+		{
+			name: "session pattern anchored at its start",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Trust = SessionPattern(`^x`)
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{"[S/Id] Trust: the session pattern \"^x\" has an anchor", "leave out ^ and $"},
+		},
+		{
+			name: "session pattern anchored at its end",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Trust = SessionPattern(`x$`)
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{"[S/Id] Trust: the session pattern \"x$\" has an anchor", "leave out ^ and $"},
+		},
+		{
+			name: "session pattern with multi-line anchors",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Trust = SessionPattern(`(?m)^x`)
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{"[S/Id] Trust: the session pattern \"(?m)^x\" has an anchor", "leave out ^ and $"},
+		},
+		{
+			name: "session pattern anchored with \\A and \\z",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Trust = SessionPattern(`\Ax\z`)
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{`[S/Id] Trust: the session pattern "\\Ax\\z" has an anchor`, "leave out ^ and $"},
 		},
 		{
 			name: "session pattern escaping its group",
