@@ -15,8 +15,11 @@ import (
 )
 
 // TestRun runs the whole lifecycle once per group mode, with the real app,
-// the real bootstraps and the emulator. It takes a minute or more per mode
-// (three synths each), so -short skips it.
+// the real bootstraps and the emulator: the repos function must list the
+// seeded repos of the pre-existing group, or exactly the repo pushed to the
+// group the stack created, and the run must end with the provisioner
+// identity deleted. It takes half a minute or more per mode (three synths
+// each), so -short skips it.
 func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the full local run synthesizes the app three times: skipped with -short")
@@ -25,9 +28,13 @@ func TestRun(t *testing.T) {
 		name        string
 		createGroup bool
 		wantRepos   []string
+		wantSteps   []string // besides the steps of both modes
 	}{
-		{name: "pre-existing group", createGroup: false, wantRepos: seededRepos},
-		{name: "group created by the stack", createGroup: true, wantRepos: []string{}},
+		{name: "pre-existing group", createGroup: false, wantRepos: []string{"nginx", "python", "static"}},
+		{name: "group created by the stack", createGroup: true, wantRepos: []string{"hello"}, wantSteps: []string{
+			"push an image: repo hello into the created group",
+			"delete the image: repo hello from the created group",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -45,10 +52,20 @@ func TestRun(t *testing.T) {
 			if got := strings.Join(res.Repos, ","); got != strings.Join(tt.wantRepos, ",") {
 				t.Errorf("repos = %q, want %q", res.Repos, tt.wantRepos)
 			}
-			if len(res.Steps) != 14 || res.Identity == "" || res.Group == "" || res.ProvisionerIdentity == "" {
+			if len(res.Steps) != 15+len(tt.wantSteps) || res.Identity == "" || res.Group == "" || res.ProvisionerIdentity == "" {
 				t.Errorf("result = %+v", res)
 			}
-			for _, line := range []string{"ok   deploy the provisioner stack (", "Update Custom::ChainguardIdentity", "PASS in "} {
+			lines := []string{
+				"ok   deploy the provisioner stack (",
+				"Update Custom::ChainguardIdentity",
+				"ok   delete the provisioner identity (chainctl iam identities delete) (",
+				"ok   check the end state (",
+				"PASS in ",
+			}
+			for _, step := range tt.wantSteps {
+				lines = append(lines, "ok   "+step+" (")
+			}
+			for _, line := range lines {
 				if !strings.Contains(out.String(), line) {
 					t.Errorf("output lacks %q", line)
 				}

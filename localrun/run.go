@@ -5,8 +5,14 @@
 // output, then plays CloudFormation's part — the real Lambda bootstraps run
 // under the Lambda Runtime Interface Emulator with their roles' credentials
 // and receive Create, Update and Delete custom resource events — invokes the
-// repos function, and checks that the emulator ends up holding nothing the
-// run created.
+// repos function, performs the README's last destroy step (deleting the
+// provisioner identity) and checks that the emulator ends up holding exactly
+// what it held before the run: nothing the run created is left.
+//
+// When the stack creates its group, the run plays the user pushing an image
+// to it (a repo seeded into the created group), so the repos function must
+// list exactly that repo, and deleting it (the user deleting their image)
+// before the Delete events, so the stack can delete the group.
 //
 // The templates are read from the synthesized cloud assembly and resolved by
 // package template: what the run deploys is exactly what `cdk deploy` would
@@ -29,6 +35,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/provision"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
 	"github.com/assumable-identity/cdk-chainguard/internal/lambdabuild"
 	"github.com/assumable-identity/cdk-chainguard/internal/rie"
@@ -43,7 +50,8 @@ type Options struct {
 	ModuleDir string
 	// CreateGroup makes the identity stack create (and on delete remove) its
 	// own group under the seeded parent group, instead of using the seeded
-	// group as a pre-existing one.
+	// group as a pre-existing one. The run pushes the repo "hello" to the
+	// created group once it exists and deletes it before the stacks.
 	CreateGroup bool
 	// Out receives one progress line per step and the summary.
 	Out io.Writer
@@ -57,7 +65,9 @@ type Options struct {
 // Result is what a run did.
 type Result struct {
 	Steps []Step
-	// Repos are the names of the repos the repos function listed.
+	// Repos are the names of the repos the repos function listed: the
+	// seeded nginx, python and static of the pre-existing group, or the one
+	// repo pushed to the group the stack created.
 	Repos []string
 	// ProvisionerIdentity, Identity and Group are the UIDPs of the trust
 	// step's identity, the workload identity and its group.
@@ -91,6 +101,9 @@ const (
 
 // seededRepos are the repos of the pre-existing group.
 var seededRepos = []string{"nginx", "python", "static"}
+
+// pushedRepo is the repo the user pushes to the group the stack created.
+const pushedRepo = "hello"
 
 // Run performs the whole local lifecycle. Every process it starts (the CDK
 // app, the RIEs) is stopped before it returns, also when ctx is cancelled.
@@ -135,7 +148,8 @@ type runner struct {
 	// group is the context's group: the pre-existing group, or the parent
 	// of the group the stack creates. The provisioner is owner on it.
 	group           string
-	preState        emulator.State // after the trust step, before the identity stacks
+	preState        emulator.State // before the trust step
+	pushedRepoID    string         // the repo pushed to the created group, until deleted
 	assembly        *template.Assembly
 	synths          int
 	provOutputs     map[string]string
@@ -147,8 +161,10 @@ type stepFunc struct {
 	do   func(context.Context) error
 }
 
+// steps are the steps of the run; with CreateGroup, two more play the user
+// pushing an image to the created group and deleting it.
 func (r *runner) steps() []stepFunc {
-	return []stepFunc{
+	steps := []stepFunc{
 		{"start the Chainguard emulator", r.startEmulator},
 		{"build the CDK app and the RIE", r.buildApp},
 		{"synthesize (before the trust step)", r.synthFirst},
@@ -157,13 +173,24 @@ func (r *runner) steps() []stepFunc {
 		{"synthesize (provisioner identity in context)", r.synthSecond},
 		{"deploy the identity stacks", r.deployAll},
 		{"check the created objects", r.checkCreated},
-		{"invoke the repos function", r.invokeRepos},
-		{"synthesize (roles " + updatedRole + ")", r.synthUpdate},
-		{"update the identity stacks", r.deployAll},
-		{"check the updated binding", r.checkUpdated},
-		{"delete the stacks", r.destroy},
-		{"check the end state", r.checkEnd},
 	}
+	if r.opts.CreateGroup {
+		steps = append(steps, stepFunc{"push an image: repo " + pushedRepo + " into the created group", r.pushRepo})
+	}
+	steps = append(steps,
+		stepFunc{"invoke the repos function", r.invokeRepos},
+		stepFunc{"synthesize (roles " + updatedRole + ")", r.synthUpdate},
+		stepFunc{"update the identity stacks", r.deployAll},
+		stepFunc{"check the updated binding", r.checkUpdated},
+	)
+	if r.opts.CreateGroup {
+		steps = append(steps, stepFunc{"delete the image: repo " + pushedRepo + " from the created group", r.deletePushedRepo})
+	}
+	return append(steps,
+		stepFunc{"delete the stacks", r.destroy},
+		stepFunc{"delete the provisioner identity (chainctl iam identities delete)", r.deleteProvisionerIdentity},
+		stepFunc{"check the end state", r.checkEnd},
+	)
 }
 
 func (r *runner) step(ctx context.Context, name string, do func(context.Context) error) error {
@@ -189,13 +216,10 @@ func (r *runner) summary(total time.Duration) {
 	if r.opts.CreateGroup {
 		mode = "group created by the stack"
 	}
-	repos := strings.Join(r.res.Repos, ", ")
-	if repos == "" {
-		repos = "none (the group holds no repos)"
-	}
-	fmt.Fprintf(r.out, "PASS in %s (%s): %d steps, %d synths; provisioner identity %s, identity %s in group %s; repos listed: %s\n",
+	fmt.Fprintf(r.out, "PASS in %s (%s): %d steps, %d synths; provisioner identity %s, identity %s in group %s; repos listed: %s; "+
+		"end state: the emulator holds exactly what it held before the trust step\n",
 		total.Round(100*time.Millisecond), mode, len(r.res.Steps), r.synths,
-		r.res.ProvisionerIdentity, r.res.Identity, r.res.Group, repos)
+		r.res.ProvisionerIdentity, r.res.Identity, r.res.Group, strings.Join(r.res.Repos, ", "))
 }
 
 func (r *runner) setup() error {
@@ -365,8 +389,10 @@ func (r *runner) deployProvisioner(ctx context.Context) error {
 }
 
 // trustStep creates the provisioner's identity from the provisioner
-// stack's outputs, as the user does once with chainctl.
+// stack's outputs, as the user does once with chainctl. The end state is
+// checked against the emulator's state just before it.
 func (r *runner) trustStep(ctx context.Context) error {
+	r.preState = r.emu.State()
 	req, err := parseTrustStep(r.provOutputs)
 	if err != nil {
 		return err
@@ -377,7 +403,6 @@ func (r *runner) trustStep(ctx context.Context) error {
 	}
 	r.res.ProvisionerIdentity = id
 	fmt.Fprintf(r.out, "     provisioner identity %s (%s on %s)\n", id, req.role, req.parent)
-	r.preState = r.emu.State()
 	return nil
 }
 
@@ -459,6 +484,26 @@ func (r *runner) checkCreated(context.Context) error {
 	return checkRoles(st, id.ID, r.res.Group, initialRole)
 }
 
+// pushRepo plays the user pushing an image to the group the stack
+// created: its repo appears in the group.
+func (r *runner) pushRepo(context.Context) error {
+	r.pushedRepoID = r.emu.SeedRepo(r.res.Group, pushedRepo)
+	fmt.Fprintf(r.out, "     repo %s %s\n", pushedRepo, r.pushedRepoID)
+	return nil
+}
+
+// deletePushedRepo plays the user deleting their image, which the stack's
+// Delete of the group it created needs: a group that holds a repo is not
+// deleted.
+func (r *runner) deletePushedRepo(context.Context) error {
+	r.emu.DeleteRepo(r.pushedRepoID)
+	r.pushedRepoID = ""
+	return nil
+}
+
+// invokeRepos invokes the repos function and checks it lists exactly the
+// repos of the group: the seeded ones, or the one pushed to the created
+// group.
 func (r *runner) invokeRepos(ctx context.Context) error {
 	names, err := r.listRepos(ctx)
 	if err != nil {
@@ -466,9 +511,9 @@ func (r *runner) invokeRepos(ctx context.Context) error {
 	}
 	r.res.Repos = names
 	fmt.Fprintf(r.out, "     repos of group %s: [%s]\n", r.res.Group, strings.Join(names, ", "))
-	want := []string{}
-	if !r.opts.CreateGroup {
-		want = seededRepos
+	want := seededRepos
+	if r.opts.CreateGroup {
+		want = []string{pushedRepo}
 	}
 	if strings.Join(names, ",") != strings.Join(want, ",") {
 		return fmt.Errorf("the function listed repos %q, want %q", names, want)
@@ -532,9 +577,30 @@ func (r *runner) destroy(ctx context.Context) error {
 	return r.cloud.destroy(ctx)
 }
 
-// checkEnd checks the emulator holds exactly what it held before the
-// stacks were deployed: the group survives if it pre-existed and is gone if
-// the stack created it.
+// deleteProvisionerIdentity performs the README's last destroy step,
+// `chainctl iam identities delete <provisioner identity>`, as the user who
+// did the trust step, through the SDK's IAM client: the identity's role
+// bindings, then the identity.
+func (r *runner) deleteProvisionerIdentity(ctx context.Context) error {
+	p, closeConn, err := provision.Dial(ctx, r.emu.APIURL(), r.adminToken)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = closeConn() }()
+	if err := p.DeleteIdentity(ctx, r.res.ProvisionerIdentity); err != nil {
+		return fmt.Errorf("delete the provisioner identity %s: %w", r.res.ProvisionerIdentity, err)
+	}
+	if _, ok := findIdentity(r.emu.State(), r.res.ProvisionerIdentity); ok {
+		return fmt.Errorf("the provisioner identity %s is still there after its delete", r.res.ProvisionerIdentity)
+	}
+	fmt.Fprintf(r.out, "     deleted provisioner identity %s and its role bindings\n", r.res.ProvisionerIdentity)
+	return nil
+}
+
+// checkEnd checks the emulator holds exactly what it held before the trust
+// step: the group survives if it pre-existed and is gone if the stack
+// created it, and nothing the run created (the provisioner identity and its
+// binding, the stacks' objects, the pushed repo) is left.
 func (r *runner) checkEnd(context.Context) error {
 	st := r.emu.State()
 	_, groupLeft := findGroup(st, r.res.Group)
@@ -545,7 +611,7 @@ func (r *runner) checkEnd(context.Context) error {
 		return fmt.Errorf("the pre-existing group %s was deleted", r.res.Group)
 	}
 	if diff := diffState(r.preState, st); diff != "" {
-		return fmt.Errorf("the emulator does not hold what it held before the deployment: %s", diff)
+		return fmt.Errorf("the emulator does not hold what it held before the trust step: %s", diff)
 	}
 	return nil
 }
@@ -591,8 +657,8 @@ func checkRoles(st emulator.State, identity, group, want string) error {
 	return nil
 }
 
-// diffState lists the groups, identities and role bindings that differ
-// between two states ("" if none).
+// diffState lists the groups, identities, role bindings and repos that
+// differ between two states ("" if none).
 func diffState(before, after emulator.State) string {
 	ids := func(st emulator.State) map[string]string {
 		m := map[string]string{}
@@ -604,6 +670,9 @@ func diffState(before, after emulator.State) string {
 		}
 		for _, b := range st.RoleBindings {
 			m[b.ID] = "binding " + b.RoleName + " of " + b.Identity + " on " + b.Group
+		}
+		for _, rp := range st.Repos {
+			m[rp.ID] = "repo " + rp.Name
 		}
 		return m
 	}

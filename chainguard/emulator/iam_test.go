@@ -157,6 +157,45 @@ func TestDeleteEmptyGroup(t *testing.T) {
 	}
 }
 
+// TestDeleteRepo plays a user pushing an image to a group and deleting it:
+// the repo is listed and keeps the group from being deleted until
+// DeleteRepo removes it.
+func TestDeleteRepo(t *testing.T) {
+	env := emulatortest.NewEnv(t, emulator.Options{})
+	before := env.State()
+	ctx := testCtx(t)
+	tok := env.MintToken(env.Provisioner)
+	c := iamClients(t, env.Emulator, tok)
+	g, err := c.Groups().Create(ctx, &iam.CreateGroupRequest{Parent: env.Group, Group: &iam.Group{Name: "pushed"}})
+	checkErr(t, err, codes.OK)
+	repo := env.SeedRepo(g.GetId(), "hello")
+	listed := func() []string {
+		t.Helper()
+		l, err := registryClient(t, env.Emulator, tok).ListRepos(ctx, &registry.RepoFilter{Uidp: &common.UIDPFilter{ChildrenOf: g.GetId()}})
+		checkErr(t, err, codes.OK)
+		var ids []string
+		for _, r := range l.GetItems() {
+			ids = append(ids, r.GetId())
+		}
+		return ids
+	}
+	if got := listed(); !slices.Equal(got, []string{repo}) {
+		t.Fatalf("repos of the group = %v, want [%s]", got, repo)
+	}
+	_, err = c.Groups().Delete(ctx, &iam.DeleteGroupRequest{Id: g.GetId()})
+	checkErr(t, err, codes.FailedPrecondition, "repos", repo)
+
+	env.DeleteRepo(repo)
+	if got := listed(); len(got) != 0 {
+		t.Fatalf("repos of the group after DeleteRepo = %v, want none", got)
+	}
+	_, err = c.Groups().Delete(ctx, &iam.DeleteGroupRequest{Id: g.GetId()})
+	checkErr(t, err, codes.OK)
+	if got, want := stateIDs(env.State()), stateIDs(before); !slices.Equal(got, want) {
+		t.Errorf("state after the push and delete differs:\nafter:  %v\nbefore: %v", got, want)
+	}
+}
+
 func TestAuthorization(t *testing.T) {
 	env := emulatortest.NewEnv(t, emulator.Options{})
 	a := env.SeedGroup(env.Root, "group-a", "")
@@ -441,6 +480,7 @@ func TestSeedPanics(t *testing.T) {
 		{"invalid group name", func() { env.SeedGroup(env.Root, "Bad Name", "") }},
 		{"duplicate group", func() { env.SeedGroup(env.Root, env.GroupName, "") }},
 		{"repo in missing group", func() { env.SeedRepo(string(uidp.UIDP(env.Root).NewChild()), "x") }},
+		{"delete missing repo", func() { env.DeleteRepo(string(uidp.UIDP(env.Group).NewChild())) }},
 		{"identity without trust", func() { env.SeedIdentity(env.Group, "x", "", nil, nil) }},
 		{"unknown role", func() { env.SeedRoleBinding(env.Group, env.Provisioner, "admin") }},
 		{"unknown identity token", func() { env.MintToken(string(uidp.UIDP(env.Group).NewChild())) }},

@@ -47,6 +47,18 @@ func (e *Emulator) SeedRepo(group, name string) string {
 	return r.id
 }
 
+// DeleteRepo removes the registry repo id, as a user deleting their image
+// does (the emulator serves no registry write RPCs). It panics if there is
+// no such repo.
+func (e *Emulator) DeleteRepo(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.repos[id]; !ok {
+		panic(fmt.Sprintf("emulator: DeleteRepo: repo %s not found", id))
+	}
+	delete(e.repos, id)
+}
+
 // SeedIdentity creates an identity named name in group, assumable by the AWS
 // principals trust admits, with the given role bindings (scope group UIDP ->
 // built-in role names, e.g. {root: {"owner"}}), and returns its UIDP.

@@ -3,7 +3,12 @@
 // synthesizes the app with context pointing at it, performs the one-time
 // trust step from the provisioner stack's output, plays CloudFormation with
 // the real Lambda bootstraps under the Lambda Runtime Interface Emulator
-// (create, invoke, update, delete) and checks the emulator's end state.
+// (create, invoke, update, delete), deletes the provisioner identity as the
+// README's last destroy step does, and checks the emulator holds exactly
+// what it held before the trust step. With -group create it also plays the
+// user pushing an image to the group the stack created (the repos function
+// must list exactly that repo) and deleting it before the stacks are
+// deleted.
 //
 // Usage, from anywhere inside the module:
 //
