@@ -16,7 +16,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
 
@@ -42,5 +41,5 @@ func main() {
 	if setupErr != nil {
 		logger.Error("start-up failed: every event will fail", "step", "init", "error", setupErr.Error())
 	}
-	lambda.Start(cfn.LambdaWrap(handler.New(cfg, setupErr).Handle))
+	lambda.Start(handler.Wrap(handler.New(cfg, setupErr).Handle, handler.ResponseClient(), logger))
 }

@@ -3,10 +3,13 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -537,6 +540,30 @@ func TestDeleteAfterFailedCreateTouchesNothing(t *testing.T) {
 	}
 }
 
+// Delete of a resource type the provisioner does not serve (one a later
+// version renamed, say) succeeds without any call, so the stack is not left
+// in DELETE_FAILED, and warns naming the type and the physical ID.
+func TestDeleteOfUnknownTypeSucceeds(t *testing.T) {
+	e := newEnv(t)
+	before, calls := e.State(), e.Calls(exchangeMethod)
+	logged := len(e.fn.Logs())
+	ev := e.event(cfn.RequestDelete, "Custom::ChainguardThing", e.Group, e.common(), nil)
+	r := e.send(t, e.fn, ev)
+	wantSuccess(t, r, nil)
+	if r.PhysicalResourceID != e.Group {
+		t.Fatalf("PhysicalResourceId = %q, want %q", r.PhysicalResourceID, e.Group)
+	}
+	if e.Calls(exchangeMethod) != calls || !reflect.DeepEqual(ids(e.State()), ids(before)) {
+		t.Fatal("Delete of an unknown type called the Chainguard API or changed its state")
+	}
+	logs := e.fn.Logs()[logged:]
+	for _, want := range []string{`"level":"WARN"`, "not served by this provisioner", `"resource_type":"Custom::ChainguardThing"`, `"physical_id":"` + e.Group + `"`} {
+		if !strings.Contains(logs, want) {
+			t.Fatalf("the function's logs lack %q:\n%s", want, logs)
+		}
+	}
+}
+
 func TestFailures(t *testing.T) {
 	e := newEnv(t)
 	tests := []struct {
@@ -548,7 +575,14 @@ func TestFailures(t *testing.T) {
 		{
 			name:   "unknown resource type",
 			ev:     func() cfn.Event { return e.event(cfn.RequestCreate, "Custom::ChainguardThing", "", e.common(), nil) },
-			reason: []string{`resource type "Custom::ChainguardThing"`},
+			reason: []string{`resource type "Custom::ChainguardThing" is not served`, "Custom::ChainguardGroup"},
+		},
+		{
+			name: "unknown resource type on Update",
+			ev: func() cfn.Event {
+				return e.event(cfn.RequestUpdate, "Custom::ChainguardThing", e.Group, e.common(), e.common())
+			},
+			reason: []string{`resource type "Custom::ChainguardThing" is not served`, "fix the resource's Type"},
 		},
 		{
 			name: "bad property",
@@ -584,7 +618,11 @@ func TestFailures(t *testing.T) {
 			}
 			ev := tt.ev()
 			r := e.send(t, e.fn, ev)
-			wantFailed(t, r, ev.RequestID, tt.reason...)
+			wantID := ev.PhysicalResourceID // cfn.LambdaWrap's fallback, which Wrap keeps
+			if ev.RequestType == cfn.RequestCreate {
+				wantID = ev.RequestID
+			}
+			wantFailed(t, r, wantID, tt.reason...)
 		})
 	}
 	if n := e.Calls(identityCreateMethod); n != 0 {
@@ -742,5 +780,93 @@ func TestForeignObjects(t *testing.T) {
 	}
 	if got := e.roleNames(seededIdentity); !slices.Equal(got, []string{"editor"}) {
 		t.Fatalf("the foreign identity's bindings are %v, want [editor]", got)
+	}
+}
+
+// A response that cannot be delivered fails the invocation with an error,
+// and is logged, naming the ResponseURL by scheme, host and path only: its
+// query is a pre-signed S3 credential that must never reach a log or an
+// error. A PUT that hangs is abandoned before the function's deadline.
+func TestUndeliveredResponseHidesTheURLQuery(t *testing.T) {
+	const (
+		credential = "AKIAFAKECREDENTIAL42"
+		token      = "FQoGZXIvYXdzEFAKEsessiontokenvalue"
+		signature  = "deadbeefsecret0123456789"
+	)
+	query := "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=" + credential +
+		"%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Security-Token=" + token + "&X-Amz-Signature=" + signature
+	secrets := []string{credential, token, signature}
+
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedURL := "http://" + closed.Addr().String()
+	_ = closed.Close()
+	// S3 echoes the canonical request, query included, when a signature
+	// does not match.
+	refused := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message><CanonicalRequest>PUT %s %s</CanonicalRequest></Error>`,
+			html.EscapeString(r.URL.Path), html.EscapeString(r.URL.RawQuery))
+	}))
+	defer refused.Close()
+	release := make(chan struct{})
+	hangs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // then the server notices the client going away
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer hangs.Close()
+	defer close(release)
+
+	e := newEnv(t)
+	fn := e.startAs(t, e.ProvisionerPrincipal, e.ProvisionerCredentials)
+	tests := []struct {
+		name    string
+		base    string
+		wantLog string
+	}{
+		{name: "closed port", base: closedURL, wantLog: "connection refused"},
+		{name: "signature refused", base: refused.URL, wantLog: "HTTP 403: SignatureDoesNotMatch"},
+		{name: "PUT hangs", base: hangs.URL, wantLog: "abandoned 250ms before the function's deadline: PUT: context deadline exceeded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := e.event(cfn.RequestDelete, "Custom::ChainguardIdentity", "", e.common(), nil)
+			ev.PhysicalResourceID = ev.RequestID // answers at once, without a call
+			where := tt.base + "/cfn-response/arn%3Aaws%3Acloudformation/stack-response"
+			ev.ResponseURL = where + query
+			payload, err := json.Marshal(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logged := len(fn.Logs())
+			ctx, cancel := context.WithTimeout(t.Context(), functionTimeout+5*time.Second)
+			defer cancel()
+			start := time.Now()
+			body, err := fn.Invoke(ctx, payload)
+			if elapsed := time.Since(start); elapsed >= functionTimeout {
+				t.Fatalf("the invoke took %s, not less than the %s function timeout", elapsed, functionTimeout)
+			}
+			var ferr *rie.FunctionError
+			if !errors.As(err, &ferr) || ferr.Type == "TimedOut" {
+				t.Fatalf("invoke error = %v, want the function's error", err)
+			}
+			if want := "send the SUCCESS response to " + where + ": "; !strings.Contains(ferr.Message, want) {
+				t.Fatalf("invoke error %q does not contain %q", ferr.Message, want)
+			}
+			logs := fn.Logs()[logged:]
+			for _, want := range []string{`"msg":"response not delivered`, `"response_url":"` + where + `"`, tt.wantLog} {
+				if !strings.Contains(logs, want) {
+					t.Fatalf("the function's logs lack %q:\n%s", want, logs)
+				}
+			}
+			if found := functest.Secrets(string(body)+"\n"+fn.Logs(), secrets...); len(found) > 0 {
+				t.Fatalf("the invoke output or the logs hold the ResponseURL's query: %s", strings.Join(found, "; "))
+			}
+		})
 	}
 }

@@ -1,7 +1,7 @@
 // Package handler is the provisioner's logic: a CloudFormation custom
-// resource handler (wrapped by aws-lambda-go's cfn.LambdaWrap, which sends the
-// response) that creates, updates and deletes Chainguard groups and assumable
-// identities through package chainguard/provision.
+// resource handler (wrapped by Wrap, which sends the response) that creates,
+// updates and deletes Chainguard groups and assumable identities through
+// package chainguard/provision.
 //
 // # Credentials
 //
@@ -83,14 +83,23 @@
 // identity deletes it (after its role bindings) by its physical ID; Delete of
 // a group deletes it only as described under Owned and Ownership. Delete of
 // an ID that is not a UIDP (left by a Create that failed before making
-// anything) succeeds without any call, not even the token exchange.
+// anything) succeeds without any call, not even the token exchange, and so
+// does Delete of a resource type this provisioner does not serve (for
+// example one a later version renamed), with a warning in the log naming the
+// type and the physical ID: the object, if any, is left for a person to
+// delete, and the stack is not stuck in DELETE_FAILED. Create and Update of
+// such a type fail.
+//
+// The response is PUT to the event's pre-signed ResponseURL. Its query string
+// is a credential: no log line or error holds it, only scheme://host/path
+// (see Wrap).
 //
 // A FAILED answer carries the UIDP of the object the event was working on as
 // soon as that is known, even when the event failed or timed out after the
 // object was created (for example while binding roles): CloudFormation's
 // rollback then sends Delete with that UIDP and the object is removed instead
 // of being left behind. When no object is known yet, a failed Create answers
-// the request ID (cfn.LambdaWrap's fallback).
+// the request ID (Wrap's fallback, as cfn.LambdaWrap's).
 //
 // PermissionDenied is retried for up to DefaultPermissionDeniedBudget per
 // event (within the event's deadline): the provisioner's own owner binding,
@@ -183,10 +192,10 @@ func New(cfg Config, setupErr error) *Handler {
 }
 
 // Handle processes one event and returns the physical ID and Data for
-// cfn.LambdaWrap, which sends SUCCESS or (on error) FAILED with the error as
+// Wrap, which sends SUCCESS or (on error) FAILED with the error as
 // the reason. On error the physical ID is the UIDP of the object the event
 // got to (so CloudFormation's rollback Delete removes it), or empty when
-// there is none: cfn.LambdaWrap then sends the request ID on a Create (the
+// there is none: Wrap then sends the request ID on a Create (the
 // Delete CloudFormation sends for it touches nothing) and the event's
 // physical ID otherwise.
 func (h *Handler) Handle(ctx context.Context, ev cfn.Event) (string, map[string]any, error) {
@@ -303,6 +312,13 @@ func (h *Handler) dispatch(ctx context.Context, ev cfn.Event, st *steps, obj *ob
 		return "", nil, fmt.Errorf("request type %q is not one of Create, Update, Delete", ev.RequestType)
 	}
 	if ev.RequestType == cfn.RequestDelete {
+		if ev.ResourceType != TypeGroup && ev.ResourceType != TypeIdentity {
+			// A type a later version renamed or dropped: failing would leave
+			// the stack in DELETE_FAILED, and nothing says what the ID is.
+			st.log.Warn("nothing deleted: the resource type is not served by this provisioner; delete the object by hand if it should go",
+				"resource_type", ev.ResourceType, "physical_id", ev.PhysicalResourceID)
+			return ev.PhysicalResourceID, nil, nil
+		}
 		obj.set(ev.PhysicalResourceID)
 	}
 	switch ev.ResourceType {
@@ -317,7 +333,7 @@ func (h *Handler) dispatch(ctx context.Context, ev cfn.Event, st *steps, obj *ob
 		}
 		return h.identity(ctx, ev, props, st, obj)
 	}
-	return "", nil, fmt.Errorf("resource type %q is not served by this provisioner: use %s or %s", ev.ResourceType, TypeGroup, TypeIdentity)
+	return "", nil, fmt.Errorf("resource type %q is not served by this provisioner (it serves %s and %s): fix the resource's Type in the template", ev.ResourceType, TypeGroup, TypeIdentity)
 }
 
 func (h *Handler) group(ctx context.Context, ev cfn.Event, props properties, st *steps, obj *object) (string, map[string]any, error) {

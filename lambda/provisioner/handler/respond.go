@@ -1,0 +1,212 @@
+package handler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/cfn"
+	"github.com/cenkalti/backoff/v5"
+)
+
+// DefaultSendTimeout bounds one PUT of the response to the ResponseURL.
+const DefaultSendTimeout = 10 * time.Second
+
+// sendTries is how many times a response PUT is tried when it fails with a
+// network error or a 5xx answer.
+const sendTries = 3
+
+// sendReserve is kept free before the function's deadline when sending: a
+// PUT still running then is abandoned so that its failure is logged before
+// Lambda stops the function.
+const sendReserve = 250 * time.Millisecond
+
+// ResponseClient returns the http.Client Wrap sends responses with: each
+// request times out after DefaultSendTimeout, and redirects are not followed
+// (the response goes to the pre-signed URL CloudFormation gave, nowhere
+// else).
+func ResponseClient() *http.Client {
+	return &http.Client{
+		Timeout: DefaultSendTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// Wrap turns fn into a Lambda handler like cfn.LambdaWrap: it runs fn and
+// PUTs SUCCESS or FAILED (with the error as the reason) to the event's
+// ResponseURL, answering, when fn sets no physical ID, the request ID on a
+// Create and the event's physical ID otherwise; a panic in fn answers
+// FAILED before it goes on. Unlike cfn.LambdaWrap (whose errors and logs
+// carry the whole URL), nothing Wrap logs or returns holds the ResponseURL's
+// query string, which is a pre-signed S3 credential: only
+// scheme://host/path. The PUT uses client (ResponseClient() when nil), is
+// tried up to 3 times on network errors and 5xx answers, and is abandoned
+// shortly before the function's deadline. A response that could not be
+// delivered is logged to log and returned as the invocation's error.
+func Wrap(fn cfn.CustomResourceFunction, client *http.Client, log *slog.Logger) cfn.CustomResourceLambdaFunction {
+	if client == nil {
+		client = ResponseClient()
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context, ev cfn.Event) (string, error) {
+		r := cfn.NewResponse(&ev)
+		fallback := ev.PhysicalResourceID
+		if ev.RequestType == cfn.RequestCreate {
+			fallback = ev.RequestID
+		}
+		panicked := true
+		defer func() {
+			if panicked {
+				r.Status, r.Reason, r.PhysicalResourceID = cfn.StatusFailed, "internal error (panic); see the provisioner's log", fallback
+				_ = deliver(ctx, client, ev, r, log)
+			}
+		}()
+		id, data, err := fn(ctx, ev)
+		panicked = false
+
+		r.PhysicalResourceID, r.Data, r.Status = id, data, cfn.StatusSuccess
+		if r.PhysicalResourceID == "" {
+			r.PhysicalResourceID = fallback
+		}
+		if err != nil {
+			r.Status, r.Reason, r.Data = cfn.StatusFailed, err.Error(), nil
+		}
+		if err := deliver(ctx, client, ev, r, log); err != nil {
+			return "", err
+		}
+		return "", nil
+	}
+}
+
+// deliver PUTs r to ev's ResponseURL and logs the outcome; the error it
+// returns names the URL without its query.
+func deliver(ctx context.Context, client *http.Client, ev cfn.Event, r *cfn.Response, log *slog.Logger) error {
+	where := redactedURL(ev.ResponseURL)
+	start := time.Now()
+	err := send(ctx, client, ev.ResponseURL, r)
+	if err != nil {
+		// Belt and braces: no part of the query survives in the message.
+		msg := scrub(err.Error(), ev.ResponseURL)
+		log.Error("response not delivered: CloudFormation waits for it until its own timeout",
+			"cfn_request_id", ev.RequestID, "status", string(r.Status), "response_url", where,
+			"duration_ms", ms(start), "error", msg)
+		return fmt.Errorf("send the %s response to %s: %s", r.Status, where, msg)
+	}
+	log.Info("response delivered", "cfn_request_id", ev.RequestID, "status", string(r.Status),
+		"response_url", where, "duration_ms", ms(start))
+	return nil
+}
+
+// send PUTs r to rawURL, retrying network errors and 5xx answers. Its
+// errors never include the URL.
+func send(ctx context.Context, client *http.Client, rawURL string, r *cfn.Response) error {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode the response: %w", err)
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-sendReserve))
+		defer cancel()
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = 200*time.Millisecond, time.Second
+	var last error
+	_, err = backoff.Retry(ctx, func() (struct{}, error) {
+		last = put(ctx, client, rawURL, body)
+		return struct{}{}, last
+	}, backoff.WithBackOff(b), backoff.WithMaxTries(sendTries), backoff.WithMaxElapsedTime(0))
+	if err != nil && ctx.Err() != nil {
+		// Retry answers the context's error alone: keep what the PUT saw.
+		return fmt.Errorf("abandoned %s before the function's deadline: %w", sendReserve, last)
+	}
+	return err
+}
+
+// put makes one attempt. Errors it wraps with backoff.Permanent are not
+// retried.
+func put(ctx context.Context, client *http.Client, rawURL string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, rawURL, bytes.NewReader(body))
+	if err != nil {
+		return backoff.Permanent(errors.New("the ResponseURL is not a valid URL"))
+	}
+	// The pre-signed URL is signed without a Content-Type.
+	req.Header.Del("Content-Type")
+	resp, err := client.Do(req)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // its message repeats the whole URL
+		}
+		return fmt.Errorf("PUT: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	err = fmt.Errorf("PUT answered HTTP %d%s", resp.StatusCode, s3Error(resp.Body))
+	if resp.StatusCode >= 500 {
+		return err
+	}
+	return backoff.Permanent(err)
+}
+
+// s3Error reads the Code and Message of an S3 error body. The rest of the
+// body is never shown: S3 echoes the canonical request, query and security
+// token included, in a SignatureDoesNotMatch answer.
+func s3Error(body io.Reader) string {
+	var e struct {
+		Code    string `xml:"Code"`
+		Message string `xml:"Message"`
+	}
+	if xml.NewDecoder(io.LimitReader(body, 64<<10)).Decode(&e) != nil || e.Code == "" {
+		return ""
+	}
+	return fmt.Sprintf(": %s: %s", e.Code, e.Message)
+}
+
+// redactedURL is rawURL as scheme://host/path: without its query (the
+// pre-signed credential), fragment or user information.
+func redactedURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(an unparsable ResponseURL)"
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
+}
+
+// scrub replaces in msg every query value of rawURL, and the raw query
+// itself, with "REDACTED".
+func scrub(msg, rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return strings.ReplaceAll(msg, rawURL, "(the ResponseURL)")
+	}
+	olds := []string{u.RawQuery}
+	for _, kv := range strings.Split(u.RawQuery, "&") {
+		_, v, _ := strings.Cut(kv, "=")
+		olds = append(olds, v) // as sent, percent-encoded
+		if dv, err := url.QueryUnescape(v); err == nil {
+			olds = append(olds, dv)
+		}
+	}
+	for _, old := range olds {
+		if len(old) >= 4 {
+			msg = strings.ReplaceAll(msg, old, "REDACTED")
+		}
+	}
+	return msg
+}
