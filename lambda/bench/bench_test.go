@@ -17,7 +17,7 @@ import (
 
 const (
 	warmInvokes = 200
-	coldStarts  = 5
+	coldStarts  = 21
 	maxArm64    = 20 << 20
 )
 
@@ -48,10 +48,15 @@ func BenchmarkFunctions(b *testing.B) {
 
 	var rows []result
 	for b.Loop() {
-		rows = []result{
-			measure(ctx, b, rieBin, "hello-world", "./lambda/bench/testdata/hello", session, nil),
-			measure(ctx, b, rieBin, "repos", "./lambda/repos", session, reposEnv),
+		hello := build(ctx, b, rieBin, "hello-world", "./lambda/bench/testdata/hello", session, nil)
+		fn := build(ctx, b, rieBin, "repos", "./lambda/repos", session, reposEnv)
+		// Cold starts alternate between the two functions, so that a change
+		// in the machine's load weighs on both alike.
+		for range coldStarts {
+			hello.coldStart(ctx, b)
+			fn.coldStart(ctx, b)
 		}
+		rows = []result{hello.result(ctx, b), fn.result(ctx, b)}
 	}
 	rpc := listReposP50(ctx, b, env, identity)
 
@@ -88,11 +93,18 @@ func BenchmarkFunctions(b *testing.B) {
 	b.ReportMetric(msf(hello.p50), "hello-p50-ms")
 }
 
-// measure builds pkg for arm64 (size) and the host (run), then measures
-// cold init and warm latency under the RIE.
-func measure(ctx context.Context, b *testing.B, rieBin, name, pkg, session string, env []string) result {
+// function is one function under measurement: its arm64 size, and a host
+// build run under the RIE.
+type function struct {
+	name  string
+	arm64 int64
+	opts  rie.Options
+	inits []time.Duration
+}
+
+// build builds pkg for arm64 (size) and the host (run).
+func build(ctx context.Context, b *testing.B, rieBin, name, pkg, session string, env []string) *function {
 	b.Helper()
-	r := result{name: name}
 	arm, err := lambdabuild.Build(ctx, lambdabuild.Options{Package: pkg, OutDir: b.TempDir(), GOARCH: "arm64"})
 	if err != nil {
 		b.Fatal(err)
@@ -101,46 +113,56 @@ func measure(ctx context.Context, b *testing.B, rieBin, name, pkg, session strin
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.arm64 = fi.Size()
 	host, err := lambdabuild.Build(ctx, lambdabuild.Options{Package: pkg, OutDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	opts := rie.Options{Bootstrap: host, RIE: rieBin, FunctionName: session, Timeout: 10 * time.Second, Env: env}
+	return &function{name: name, arm64: fi.Size(),
+		opts: rie.Options{Bootstrap: host, RIE: rieBin, FunctionName: session, Timeout: 10 * time.Second, Env: env}}
+}
 
-	var inits []time.Duration
-	for range coldStarts {
-		fn, err := rie.Start(ctx, opts)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := fn.Invoke(ctx, []byte(`{}`)); err != nil {
-			fn.Stop()
-			b.Fatalf("%s: cold invoke: %v\n%s", name, err, fn.Logs())
-		}
-		d, ok := fn.InitDuration()
-		if !ok {
-			fn.Stop()
-			b.Fatalf("%s: no INIT REPORT in:\n%s", name, fn.Logs())
-		}
-		inits = append(inits, d)
-
-		if len(inits) == coldStarts { // the last instance is warm: time it
-			lat := make([]time.Duration, 0, warmInvokes)
-			for range warmInvokes {
-				start := time.Now()
-				if _, err := fn.Invoke(ctx, []byte(`{}`)); err != nil {
-					fn.Stop()
-					b.Fatalf("%s: warm invoke: %v", name, err)
-				}
-				lat = append(lat, time.Since(start))
-			}
-			r.p50, r.p99 = percentile(lat, 50), percentile(lat, 99)
-		}
-		fn.Stop()
+// start starts a fresh instance and invokes it once (its cold start).
+func (f *function) start(ctx context.Context, b *testing.B) *rie.Emulator {
+	b.Helper()
+	fn, err := rie.Start(ctx, f.opts)
+	if err != nil {
+		b.Fatal(err)
 	}
-	r.init = percentile(inits, 50)
-	return r
+	if _, err := fn.Invoke(ctx, []byte(`{}`)); err != nil {
+		fn.Stop()
+		b.Fatalf("%s: cold invoke: %v\n%s", f.name, err, fn.Logs())
+	}
+	return fn
+}
+
+// coldStart records the INIT REPORT duration of one fresh instance.
+func (f *function) coldStart(ctx context.Context, b *testing.B) {
+	b.Helper()
+	fn := f.start(ctx, b)
+	defer fn.Stop()
+	d, ok := fn.InitDuration()
+	if !ok {
+		b.Fatalf("%s: no INIT REPORT in:\n%s", f.name, fn.Logs())
+	}
+	f.inits = append(f.inits, d)
+}
+
+// result times warmInvokes invocations of one warm instance and returns the
+// function's row.
+func (f *function) result(ctx context.Context, b *testing.B) result {
+	b.Helper()
+	fn := f.start(ctx, b)
+	defer fn.Stop()
+	lat := make([]time.Duration, 0, warmInvokes)
+	for range warmInvokes {
+		start := time.Now()
+		if _, err := fn.Invoke(ctx, []byte(`{}`)); err != nil {
+			b.Fatalf("%s: warm invoke: %v", f.name, err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	return result{name: f.name, arm64: f.arm64, init: percentile(f.inits, 50),
+		p50: percentile(lat, 50), p99: percentile(lat, 99)}
 }
 
 // listReposP50 is the emulator's share of a warm repos invoke: one ListRepos
