@@ -138,6 +138,10 @@ func (p *Provisioner) pdRemaining() time.Duration {
 	return p.cfg.pdBudget - time.Since(p.pdStart)
 }
 
+// backoffMultiplier is how much each wait grows over the one before (up to
+// the policy's maximum).
+const backoffMultiplier = 2
+
 // schedule is the backoff.BackOff used for one step: it follows the policy of
 // the class of the last failure, gives up when transient failures have used
 // their tries or PermissionDenied the Provisioner's budget, and stops when
@@ -158,6 +162,8 @@ func (p *Provisioner) newSchedule(ctx context.Context) *schedule {
 		b := backoff.NewExponentialBackOff()
 		b.InitialInterval = pol.initial
 		b.MaxInterval = pol.max
+		b.Multiplier = backoffMultiplier
+		b.RandomizationFactor = pol.jitter
 		s.curves[c] = b
 	}
 	return s

@@ -31,7 +31,8 @@ type GroupSpec struct {
 	Parent      string // UIDP of the parent group (required)
 	Name        string
 	Description string
-	// ManagedBy names the owner, e.g. "<stack>/<logical ID>". When set, the
+	// ManagedBy names the owner uniquely, e.g. the handler's
+	// "<account>/<region>/<stack name>/<stack ID>/<logical ID>". When set, the
 	// stored description carries its marker (see StoredDescription), and a
 	// group without that marker is not the caller's: it is used as it is,
 	// never renamed, re-described or stamped, and DeleteGroup leaves it.

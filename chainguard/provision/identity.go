@@ -35,7 +35,8 @@ type IdentitySpec struct {
 	Description string
 	Trust       trust.AWS
 	Roles       []string // role names bound on Group, e.g. "viewer"; duplicates are ignored
-	// ManagedBy names the owner, e.g. "<stack>/<logical ID>". When set, the
+	// ManagedBy names the owner uniquely, e.g. the handler's
+	// "<account>/<region>/<stack name>/<stack ID>/<logical ID>". When set, the
 	// stored description carries its marker (see StoredDescription), and an
 	// identity found by Name without that marker is not taken over: Ensure
 	// refuses it. (The identity ID names is the caller's: it gets the marker.)

@@ -13,8 +13,10 @@
 //
 // # Ownership
 //
-// A spec's ManagedBy names the owner (the handler uses "<stack>/<logical
-// ID>"). When it is set, the stored description is the spec's description
+// A spec's ManagedBy names the owner; it must tell apart every owner that
+// may share a group (the handler uses "<account>/<region>/<stack name>/<stack
+// ID>/<logical ID>", so that the same stack deployed in two accounts or
+// regions are two owners). When it is set, the stored description is the spec's description
 // followed by the marker " [managed by CloudFormation: <ManagedBy>]", and an
 // object found by name counts as the caller's only when it carries that
 // marker: a replay adopts and updates it, while a same-named identity without
@@ -28,8 +30,10 @@
 // Each RPC runs under its own timeout inside the caller's context, and
 // transient failures (Unavailable, ResourceExhausted, a per-RPC
 // DeadlineExceeded) are retried with bounded exponential backoff that never
-// waits past the caller's deadline. PermissionDenied is retried only within a
-// per-Provisioner time budget (WithPermissionDeniedBudget): a role binding
+// waits past the caller's deadline (200ms doubling to at most 4s, ±10%,
+// within 5 tries by default). PermissionDenied is retried only within a
+// per-Provisioner time budget (WithPermissionDeniedBudget; exactly 2s, 4s,
+// 8s, 16s by default, so 30s allows 4 retries): a role binding
 // made moments before, such as the provisioner's own owner binding from the
 // trust step, takes a few seconds to apply. Errors name the object and the
 // step that failed, and say how long a PermissionDenied was retried.
@@ -52,6 +56,8 @@ const (
 	DefaultRPCTimeout = 10 * time.Second
 
 	// Transient failures: Unavailable, ResourceExhausted, DeadlineExceeded.
+	// The waits double from 200ms up to 4s (200ms, 400ms, 800ms, 1.6s
+	// within 5 tries), each varied by up to ±10% (transientJitter).
 	DefaultInitialBackoff = 200 * time.Millisecond
 	DefaultMaxBackoff     = 4 * time.Second
 	DefaultMaxTries       = 5
@@ -59,10 +65,17 @@ const (
 	// PermissionDenied while a role binding propagates (the same schedule
 	// as the Chainguard Terraform provider), within the budget set by
 	// WithPermissionDeniedBudget (none by default: PermissionDenied is
-	// final).
+	// final). The waits double from 2s up to 16s and are exact: 2s, 4s,
+	// 8s, 16s, 16s...
 	DefaultPropagationInitialBackoff = 2 * time.Second
 	DefaultPropagationMaxBackoff     = 16 * time.Second
 )
+
+// transientJitter is the randomization factor of transient retries: each
+// wait is drawn uniformly from ±10% around its nominal value, so that
+// events failing together (a rate limit) do not retry in step.
+// PermissionDenied waits have none, so that a budget's arithmetic is exact.
+const transientJitter = 0.1
 
 // Option configures a Provisioner.
 type Option func(*config)
@@ -70,6 +83,7 @@ type Option func(*config)
 type backoffPolicy struct {
 	initial, max time.Duration
 	maxTries     int
+	jitter       float64 // backoff's RandomizationFactor
 }
 
 type config struct {
@@ -81,25 +95,27 @@ type config struct {
 }
 
 // WithBackoff sets the retry schedule for transient failures (Unavailable,
-// ResourceExhausted, DeadlineExceeded of one RPC): waits start at initial,
-// grow exponentially up to max, and at most maxTries attempts are made in
-// all. Non-positive values keep the defaults.
+// ResourceExhausted, DeadlineExceeded of one RPC): waits start at initial
+// and double up to max, each varied by up to ±10%, and at most
+// maxTries attempts are made in all. Non-positive values keep the defaults.
 func WithBackoff(initial, max time.Duration, maxTries int) Option {
 	return func(c *config) { c.transient.set(initial, max, maxTries) }
 }
 
 // WithPermissionDeniedBudget lets the Provisioner retry PermissionDenied for
 // up to d in all, counted from the first PermissionDenied it meets, on the
-// propagation schedule (WithPropagationBackoff; by default 2s, 4s, 8s, 16s:
-// a 30s budget allows 4 retries). The last wait is shortened to fit the
+// propagation schedule (WithPropagationBackoff; by default exactly 2s, 4s,
+// 8s, 16s, 16s...: a 30s budget allows 4 retries, the fourth wait shortened
+// by the time the attempts took). The last wait is shortened to fit the
 // budget, and no wait passes the caller's deadline. Zero (the default)
 // makes PermissionDenied final.
 func WithPermissionDeniedBudget(d time.Duration) Option {
 	return func(c *config) { c.pdBudget = max(d, 0) }
 }
 
-// WithPropagationBackoff sets the schedule of PermissionDenied retries
-// (defaults 2s growing to 16s); the budget bounds how many are made.
+// WithPropagationBackoff sets the schedule of PermissionDenied retries: waits
+// start at initial and double up to max, without jitter (defaults 2s and
+// 16s); the budget bounds how many are made.
 // Non-positive values keep the defaults.
 func WithPropagationBackoff(initial, max time.Duration) Option {
 	return func(c *config) { c.permissionDenied.set(initial, max, 0) }
@@ -157,7 +173,7 @@ type Provisioner struct {
 func New(clients iam.Clients, opts ...Option) *Provisioner {
 	cfg := config{
 		rpcTimeout:       DefaultRPCTimeout,
-		transient:        backoffPolicy{DefaultInitialBackoff, DefaultMaxBackoff, DefaultMaxTries},
+		transient:        backoffPolicy{DefaultInitialBackoff, DefaultMaxBackoff, DefaultMaxTries, transientJitter},
 		permissionDenied: backoffPolicy{initial: DefaultPropagationInitialBackoff, max: DefaultPropagationMaxBackoff},
 	}
 	for _, o := range opts {

@@ -44,6 +44,7 @@ const (
 	exchangeMethod       = "/chainguard.platform.oidc.SecurityTokenService/Exchange"
 	identityListMethod   = "/chainguard.platform.iam.Identities/List"
 	identityCreateMethod = "/chainguard.platform.iam.Identities/Create"
+	identityDeleteMethod = "/chainguard.platform.iam.Identities/Delete"
 	bindingCreateMethod  = "/chainguard.platform.iam.RoleBindings/Create"
 	stackID              = "arn:aws:cloudformation:us-east-1:111122223333:stack/aws-auth/5b8e1d30-0000-0000-0000-000000000000"
 	functionTimeout      = 5 * time.Second
@@ -339,7 +340,12 @@ func TestGroupLifecycle(t *testing.T) {
 // marker is the ownership marker the provisioner adds to the description of
 // an object of type typ made by the test stack.
 func marker(typ string) string {
-	return " [managed by CloudFormation: aws-auth/Resource" + typ[len("Custom::"):] + "]"
+	return " [managed by CloudFormation: " + owner(typ) + "]"
+}
+
+// owner is the test stack's owner name of its object of type typ.
+func owner(typ string) string {
+	return "111122223333/us-east-1/aws-auth/5b8e1d30-0000-0000-0000-000000000000/Resource" + typ[len("Custom::"):]
 }
 
 func countGroups(e *env, name string) int {
@@ -765,7 +771,7 @@ func TestForeignObjects(t *testing.T) {
 	ev := e.event(cfn.RequestCreate, identityType, "", e.identityProps(e.Group, "viewer"), nil)
 	r = e.send(t, e.fn, ev)
 	wantFailed(t, r, ev.RequestID,
-		`identity "aws-auth-identity" already exists in group `+e.Group+` and was not created by this stack (aws-auth/ResourceChainguardIdentity): choose another Name, or delete or rename that identity`)
+		`identity "aws-auth-identity" already exists in group `+e.Group+` and was not created by this stack (`+owner(identityType)+`): choose another Name, or delete or rename that identity`)
 
 	if after := e.State(); !maps.Equal(names(after), names(before)) || !reflect.DeepEqual(ids(after), ids(before)) {
 		t.Fatalf("the foreign group or identity was changed:\nbefore %v %v\nafter  %v %v", names(before), ids(before), names(after), ids(after))
@@ -780,6 +786,138 @@ func TestForeignObjects(t *testing.T) {
 	}
 	if got := e.roleNames(seededIdentity); !slices.Equal(got, []string{"editor"}) {
 		t.Fatalf("the foreign identity's bindings are %v, want [editor]", got)
+	}
+}
+
+// The same app deployed elsewhere against the same Chainguard group (in
+// another account or region, or the stack deleted and created again under
+// its name) is another owner, though its stack name and logical IDs are the
+// same: its identity of the same Name is refused and left untouched, and
+// its group is adopted as it is and never deleted. Only the same StackId
+// adopts both (a replay).
+func TestOtherStacksOfTheSameNameAreForeign(t *testing.T) {
+	e := newEnv(t)
+	const groupType, identityType = "Custom::ChainguardGroup", "Custom::ChainguardIdentity"
+	groupProps := e.groupProps(e.Root, "team-y", "ours") // Owned "true"
+	identityProps := e.identityProps(e.Group, "viewer")
+	r := e.send(t, e.fn, e.event(cfn.RequestCreate, groupType, "", groupProps, nil))
+	groupID := r.PhysicalResourceID
+	wantSuccess(t, r, map[string]any{"Id": groupID, "Name": "team-y"})
+	r = e.send(t, e.fn, e.event(cfn.RequestCreate, identityType, "", identityProps, nil))
+	identityID := r.PhysicalResourceID
+	wantSuccess(t, r, map[string]any{"Id": identityID, "Name": "aws-auth-identity", "Roles": "viewer"})
+	before := e.State()
+
+	for _, other := range []struct{ name, stackID string }{
+		{"another account", "arn:aws:cloudformation:us-east-1:444455556666:stack/aws-auth/5b8e1d30-0000-0000-0000-000000000000"},
+		{"another region", "arn:aws:cloudformation:eu-west-1:111122223333:stack/aws-auth/5b8e1d30-0000-0000-0000-000000000000"},
+		{"the stack created again", "arn:aws:cloudformation:us-east-1:111122223333:stack/aws-auth/9f2c4a70-1111-1111-1111-111111111111"},
+	} {
+		t.Run(other.name, func(t *testing.T) {
+			at := func(ev cfn.Event) cfn.Event {
+				ev.StackID = other.stackID
+				return ev
+			}
+			r := e.send(t, e.fn, at(e.event(cfn.RequestCreate, groupType, "", groupProps, nil)))
+			wantSuccess(t, r, map[string]any{"Id": groupID, "Name": "team-y"})
+			r = e.send(t, e.fn, at(e.event(cfn.RequestDelete, groupType, groupID, groupProps, nil)))
+			wantSuccess(t, r, nil)
+			ev := at(e.event(cfn.RequestCreate, identityType, "", identityProps, nil))
+			r = e.send(t, e.fn, ev)
+			wantFailed(t, r, ev.RequestID, `identity "aws-auth-identity" already exists in group `+e.Group+` and was not created by this stack`)
+			if after := e.State(); !maps.Equal(names(after), names(before)) || !reflect.DeepEqual(ids(after), ids(before)) {
+				t.Fatalf("the first stack's group or identity was changed:\nbefore %v %v\nafter  %v %v", names(before), ids(before), names(after), ids(after))
+			}
+		})
+	}
+	for _, m := range []string{"/chainguard.platform.iam.Groups/Update", "/chainguard.platform.iam.Groups/Delete", "/chainguard.platform.iam.Identities/Update", identityDeleteMethod} {
+		if n := e.Calls(m); n != 0 {
+			t.Fatalf("%s was called %d times", m, n)
+		}
+	}
+
+	// The same StackId: a replay adopts both.
+	r = e.send(t, e.fn, e.event(cfn.RequestCreate, groupType, "", groupProps, nil))
+	wantSuccess(t, r, map[string]any{"Id": groupID, "Name": "team-y"})
+	r = e.send(t, e.fn, e.event(cfn.RequestCreate, identityType, "", identityProps, nil))
+	wantSuccess(t, r, map[string]any{"Id": identityID, "Name": "aws-auth-identity", "Roles": "viewer"})
+	if after := e.State(); !reflect.DeepEqual(ids(after), ids(before)) {
+		t.Fatalf("a replay changed the emulator: before %v, after %v", ids(before), ids(after))
+	}
+}
+
+// An Update that replaces an identity (its Group changed) and fails after
+// making the new one answers FAILED with the old physical ID, having deleted
+// the new identity first: nothing trusts the role that CloudFormation does
+// not track. A deletion that fails is named in the reason.
+func TestFailedReplacementIsUndone(t *testing.T) {
+	const typ = "Custom::ChainguardIdentity"
+	tests := []struct {
+		name   string
+		inject func(e *env)
+		left   bool // the new identity cannot be deleted
+		reason []string
+	}{{
+		name:   "binding refused",
+		inject: func(e *env) { e.FailNext(bindingCreateMethod, 1, codes.InvalidArgument) },
+		reason: []string{`bind identity "aws-auth-identity"`, "invalid argument", "this update made was deleted"},
+	}, {
+		name:   "binding hangs past the deadline",
+		inject: func(e *env) { e.HangNext(bindingCreateMethod, 1) },
+		reason: []string{`timed out: ensure identity "aws-auth-identity"`, "PROVISIONER_DEADLINE_MARGIN", "this update made was deleted"},
+	}, {
+		name: "the new identity cannot be deleted",
+		inject: func(e *env) {
+			e.FailNext(bindingCreateMethod, 1, codes.InvalidArgument)
+			e.FailNext(identityDeleteMethod, 1, codes.FailedPrecondition)
+		},
+		left:   true,
+		reason: []string{`bind identity "aws-auth-identity"`, "could not be deleted and is left behind (delete it by hand)", "failed precondition"},
+	}, {
+		name: "the deletion of the new identity hangs",
+		inject: func(e *env) {
+			e.HangNext(bindingCreateMethod, 1)
+			e.HangNext(identityDeleteMethod, 1)
+		},
+		left:   true,
+		reason: []string{"timed out", "left behind", "delete it by hand"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			props := e.identityProps(e.Group, "viewer")
+			r := e.send(t, e.fn, e.event(cfn.RequestCreate, typ, "", props, nil))
+			oldID := r.PhysicalResourceID
+			wantSuccess(t, r, map[string]any{"Id": oldID, "Name": "aws-auth-identity", "Roles": "viewer"})
+			before := e.State()
+
+			tt.inject(e)
+			r = e.send(t, e.fn, e.event(cfn.RequestUpdate, typ, oldID, e.identityProps(e.Root, "viewer"), props))
+			e.ClearFaults()
+			if e.Calls(identityCreateMethod) != 2 {
+				t.Fatalf("the Update made %d identities, want 1 (the replacement)", e.Calls(identityCreateMethod)-1)
+			}
+			var made []string
+			for _, i := range e.identities("aws-auth-identity") {
+				if i.ID != oldID {
+					made = append(made, i.ID)
+				}
+			}
+			if !tt.left {
+				wantFailed(t, r, oldID, tt.reason...)
+				if after := e.State(); len(made) > 0 || !reflect.DeepEqual(ids(after), ids(before)) {
+					t.Fatalf("after the failed Update the emulator holds %v, want what it held before: %v", ids(after), ids(before))
+				}
+				return
+			}
+			if len(made) != 1 {
+				t.Fatalf("new identities left = %v, want the one that could not be deleted", made)
+			}
+			wantFailed(t, r, oldID, append(tt.reason, made[0])...)
+			if logs := e.fn.Logs(); !strings.Contains(logs, `"orphan_id":"`+made[0]+`"`) {
+				t.Fatalf("the function's logs do not name the identity left behind:\n%s", logs)
+			}
+		})
 	}
 }
 

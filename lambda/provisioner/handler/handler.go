@@ -56,17 +56,24 @@
 // # Ownership
 //
 // Every object the provisioner creates or updates is stamped as the stack's:
-// its stored description is the Description followed by
-// " [managed by CloudFormation: <stack name>/<LogicalResourceId>]" (the stack
-// name is read from the StackId ARN). A Description too long to take the
-// marker (512 characters in all) fails the event, saying how short it must
-// be. Looked up by Name, an object carrying the stack's marker is the
-// stack's own (a replay: adopted and updated). An identity of the same Name
-// without the marker is refused: the stack never takes over, re-trusts or
-// deletes an identity it did not create. A group of the same Name without
-// the marker is adopted as it is (never renamed, re-described or stamped)
-// and never deleted, whatever Owned says; a Name change on such a group
-// ensures a group of the new Name instead of renaming it.
+// its stored description is the Description followed by the marker
+//
+//	[managed by CloudFormation: <account>/<region>/<stack name>/<stack ID>/<LogicalResourceId>]
+//
+// all read from the StackId ARN (the stack ID is its final UUID). The whole
+// StackId is in it, not the stack name alone: the same app deployed in
+// another account or region against the same Chainguard group is another
+// owner, and so is a stack deleted and created again under the same name
+// (its ID differs: what its predecessor made was deleted with it, or is not
+// its own). A Description too long to take the marker (512 characters in
+// all) fails the event, saying how short it must be. Looked up by Name, an
+// object carrying the stack's marker is the stack's own (a replay: adopted
+// and updated). An identity of the same Name without the marker is refused:
+// the stack never takes over, re-trusts or deletes an identity it did not
+// create. A group of the same Name without the marker is adopted as it is
+// (never renamed, re-described or stamped) and never deleted, whatever Owned
+// says; a Name change on such a group ensures a group of the new Name
+// instead of renaming it.
 //
 // # Responses
 //
@@ -92,14 +99,27 @@
 //
 // The response is PUT to the event's pre-signed ResponseURL. Its query string
 // is a credential: no log line or error holds it, only scheme://host/path
-// (see Wrap).
+// (see Wrap). The body is kept within CloudFormation's 4096 bytes: a longer
+// reason is logged in full and cut (see Wrap).
 //
-// A FAILED answer carries the UIDP of the object the event was working on as
-// soon as that is known, even when the event failed or timed out after the
-// object was created (for example while binding roles): CloudFormation's
-// rollback then sends Delete with that UIDP and the object is removed instead
-// of being left behind. When no object is known yet, a failed Create answers
-// the request ID (Wrap's fallback, as cfn.LambdaWrap's).
+// A FAILED Create carries the UIDP of the object it was working on as soon
+// as that is known, even when it failed or timed out after the object was
+// created (for example while binding roles): CloudFormation's rollback then
+// sends Delete with that UIDP and the object is removed instead of being
+// left behind. When no object is known yet, it answers the request ID
+// (Wrap's fallback, as cfn.LambdaWrap's).
+//
+// A FAILED Update always answers the event's own physical ID: whether
+// CloudFormation honours another on a FAILED Update is not documented, and
+// if it did not, a new object would be left behind (an identity already
+// trusting the role). So when a failed Update had settled on an object
+// other than the one its physical ID names (a replacement, or an object
+// re-made because the old one was gone), that object is deleted first, best
+// effort: an identity with its role bindings, a group only if it carries the
+// stack's marker and is empty. This runs even when the Update timed out, up
+// to half the safety margin before the function's deadline. If the deletion
+// fails, or cannot finish in time, the reason says so and names the object
+// left behind (and the log too), for a person to delete.
 //
 // PermissionDenied is retried for up to DefaultPermissionDeniedBudget per
 // event (within the event's deadline): the provisioner's own owner binding,
@@ -138,9 +158,14 @@ const EnvDeadlineMargin = "PROVISIONER_DEADLINE_MARGIN"
 const DefaultMargin = 10 * time.Second
 
 // DefaultPermissionDeniedBudget is how long, in all, one event retries
-// PermissionDenied (provision.WithPermissionDeniedBudget): 4 retries on the
-// 2s-to-16s propagation schedule. Config.Options can override it.
+// PermissionDenied (provision.WithPermissionDeniedBudget): 4 retries after
+// waits of exactly 2s, 4s, 8s and what is left of the 30s (about 16s less
+// the attempts' time). Config.Options can override it.
 const DefaultPermissionDeniedBudget = 30 * time.Second
+
+// deadlineSlack is how close to the work's deadline a failure counts as the
+// deadline's (see run).
+const deadlineSlack = 50 * time.Millisecond
 
 // Config configures a Handler.
 type Config struct {
@@ -193,11 +218,11 @@ func New(cfg Config, setupErr error) *Handler {
 
 // Handle processes one event and returns the physical ID and Data for
 // Wrap, which sends SUCCESS or (on error) FAILED with the error as
-// the reason. On error the physical ID is the UIDP of the object the event
-// got to (so CloudFormation's rollback Delete removes it), or empty when
-// there is none: Wrap then sends the request ID on a Create (the
-// Delete CloudFormation sends for it touches nothing) and the event's
-// physical ID otherwise.
+// the reason. On error the physical ID is, for an Update, the event's own;
+// otherwise the UIDP of the object the event got to (so CloudFormation's
+// rollback Delete removes it), or empty when there is none: Wrap then sends
+// the request ID on a Create (the Delete CloudFormation sends for it touches
+// nothing) and the event's physical ID otherwise.
 func (h *Handler) Handle(ctx context.Context, ev cfn.Event) (string, map[string]any, error) {
 	log := h.cfg.Logger.With(
 		"cfn_request_id", ev.RequestID,
@@ -224,7 +249,11 @@ func (h *Handler) run(ctx context.Context, ev cfn.Event, log *slog.Logger) (stri
 	if h.setupErr != nil {
 		return "", nil, fmt.Errorf("the provisioner is misconfigured: %w", h.setupErr)
 	}
+	// work is the event's own deadline; undo the later one by which a
+	// failed replacement's new object is deleted (see undoReplacement),
+	// half the margin before the function's.
 	work, cancel := ctx, context.CancelFunc(func() {})
+	undo, cancelUndo := ctx, context.CancelFunc(func() {})
 	budget := time.Duration(0)
 	if deadline, ok := ctx.Deadline(); ok {
 		budget = time.Until(deadline) - h.cfg.Margin
@@ -233,11 +262,23 @@ func (h *Handler) run(ctx context.Context, ev cfn.Event, log *slog.Logger) (stri
 				time.Until(deadline).Round(time.Millisecond), h.cfg.Margin, EnvDeadlineMargin)
 		}
 		work, cancel = context.WithDeadline(ctx, deadline.Add(-h.cfg.Margin))
+		undo, cancelUndo = context.WithDeadline(ctx, deadline.Add(-h.cfg.Margin/2))
 	}
 	defer cancel()
+	defer cancelUndo()
 
 	st := &steps{log: log}
 	obj := &object{}
+	// failedID is the physical ID a FAILED answer carries: the object the
+	// event got to, so that the rollback Delete of a failed Create removes
+	// it, but on an Update always the event's own (a new object made for a
+	// replacement is deleted before the answer).
+	failedID := func() string {
+		if ev.RequestType == cfn.RequestUpdate {
+			return ev.PhysicalResourceID
+		}
+		return obj.get()
+	}
 	type result struct {
 		id   string
 		data map[string]any
@@ -251,7 +292,7 @@ func (h *Handler) run(ctx context.Context, ev cfn.Event, log *slog.Logger) (stri
 				done <- result{err: fmt.Errorf("internal error (panic) during %s; see the provisioner's log", st.current())}
 			}
 		}()
-		id, data, err := h.dispatch(work, ev, st, obj)
+		id, data, err := h.dispatch(work, undo, ev, st, obj)
 		done <- result{id, data, err}
 	}()
 	timedOut := func() error {
@@ -260,18 +301,39 @@ func (h *Handler) run(ctx context.Context, ev cfn.Event, log *slog.Logger) (stri
 	}
 	select {
 	case r := <-done:
+		if d, ok := work.Deadline(); ok && r.err != nil && time.Until(d) < deadlineSlack {
+			// A service can answer DeadlineExceeded a hair before work's
+			// own timer fires: this failure is the timeout's.
+			<-work.Done()
+		}
 		switch {
 		case r.err == nil:
 			return r.id, r.data, nil
 		case work.Err() != nil && ctx.Err() == nil:
-			return obj.get(), nil, fmt.Errorf("%w: %w", timedOut(), r.err)
+			return failedID(), nil, fmt.Errorf("%w: %w", timedOut(), r.err)
 		}
-		return obj.get(), nil, r.err
+		return failedID(), nil, r.err
 	case <-work.Done():
 		if ctx.Err() != nil {
-			return obj.get(), nil, fmt.Errorf("%s was cancelled: %w", st.current(), ctx.Err())
+			return failedID(), nil, fmt.Errorf("%s was cancelled: %w", st.current(), ctx.Err())
 		}
-		return obj.get(), nil, timedOut()
+		if id := obj.get(); ev.RequestType == cfn.RequestUpdate && id != "" && id != ev.PhysicalResourceID {
+			// A replacement: the work deletes the new object once its
+			// step gives up; wait for that, within undo's deadline.
+			err := timedOut()
+			select {
+			case r := <-done:
+				if r.err == nil { // it finished after all
+					return r.id, r.data, nil
+				}
+				return failedID(), nil, fmt.Errorf("%w: %w", err, r.err)
+			case <-undo.Done():
+				log.Error("the new object of a failed update may be left behind: delete it by hand if it still exists",
+					"orphan_id", id, "old_physical_id", ev.PhysicalResourceID)
+				return failedID(), nil, fmt.Errorf("%w; then the new object %s this update made may be left behind: its deletion did not finish in time (delete it by hand if it still exists)", err, id)
+			}
+		}
+		return failedID(), nil, timedOut()
 	}
 }
 
@@ -298,8 +360,9 @@ func (o *object) get() string {
 	return o.id
 }
 
-// dispatch routes the event to its resource type.
-func (h *Handler) dispatch(ctx context.Context, ev cfn.Event, st *steps, obj *object) (string, map[string]any, error) {
+// dispatch routes the event to its resource type. undo bounds the deletion
+// of a failed replacement's new object (see undoReplacement).
+func (h *Handler) dispatch(ctx, undo context.Context, ev cfn.Event, st *steps, obj *object) (string, map[string]any, error) {
 	props := properties(ev.ResourceProperties)
 	if ev.RequestType == cfn.RequestDelete && !uidp.Valid(ev.PhysicalResourceID) {
 		// Left by a failed Create (the request ID): nothing was made.
@@ -326,17 +389,17 @@ func (h *Handler) dispatch(ctx context.Context, ev cfn.Event, st *steps, obj *ob
 		if ev.RequestType == cfn.RequestDelete {
 			return h.deleteGroup(ctx, ev, props, st)
 		}
-		return h.group(ctx, ev, props, st, obj)
+		return h.group(ctx, undo, ev, props, st, obj)
 	case TypeIdentity:
 		if ev.RequestType == cfn.RequestDelete {
 			return h.deleteIdentity(ctx, ev, props, st)
 		}
-		return h.identity(ctx, ev, props, st, obj)
+		return h.identity(ctx, undo, ev, props, st, obj)
 	}
 	return "", nil, fmt.Errorf("resource type %q is not served by this provisioner (it serves %s and %s): fix the resource's Type in the template", ev.ResourceType, TypeGroup, TypeIdentity)
 }
 
-func (h *Handler) group(ctx context.Context, ev cfn.Event, props properties, st *steps, obj *object) (string, map[string]any, error) {
+func (h *Handler) group(ctx, undo context.Context, ev cfn.Event, props properties, st *steps, obj *object) (string, map[string]any, error) {
 	st.begin("read properties")
 	owner, err := managedBy(ev)
 	if err != nil {
@@ -361,7 +424,11 @@ func (h *Handler) group(ctx context.Context, ev cfn.Event, props properties, st 
 	out, err := p.EnsureGroup(ctx, g.Spec)
 	obj.set(out.ID)
 	if err != nil {
-		return "", nil, err
+		return "", nil, undoReplacement(undo, ev, "group", out.ID, st, err, func(ctx context.Context) error {
+			// Only the stack's own group, and only while it is empty.
+			_, err := p.DeleteGroup(ctx, out.ID, owner)
+			return err
+		})
 	}
 	st.end("id", out.ID, "created", out.Created, "adopted_as_is", out.Foreign)
 	h.noteReplacement(ev, out.ID, st)
@@ -402,7 +469,7 @@ func (h *Handler) deleteGroup(ctx context.Context, ev cfn.Event, props propertie
 	return ev.PhysicalResourceID, nil, nil
 }
 
-func (h *Handler) identity(ctx context.Context, ev cfn.Event, props properties, st *steps, obj *object) (string, map[string]any, error) {
+func (h *Handler) identity(ctx, undo context.Context, ev cfn.Event, props properties, st *steps, obj *object) (string, map[string]any, error) {
 	st.begin("read properties")
 	owner, err := managedBy(ev)
 	if err != nil {
@@ -427,7 +494,9 @@ func (h *Handler) identity(ctx context.Context, ev cfn.Event, props properties, 
 	out, err := p.EnsureIdentity(ctx, spec)
 	obj.set(out.ID)
 	if err != nil {
-		return "", nil, err
+		return "", nil, undoReplacement(undo, ev, "identity", out.ID, st, err, func(ctx context.Context) error {
+			return p.DeleteIdentity(ctx, out.ID)
+		})
 	}
 	st.end("id", out.ID, "created", out.Created)
 	h.noteReplacement(ev, out.ID, st)
@@ -489,22 +558,25 @@ func (h *Handler) dial(ctx context.Context, tgt target, st *steps, obj *object) 
 }
 
 // managedBy names the stack's ownership of the event's object:
-// "<stack name>/<LogicalResourceId>", the stack name read from the StackId
-// ARN (arn:<partition>:cloudformation:<region>:<account>:stack/<name>/<id>).
+// "<account>/<region>/<stack name>/<stack ID>/<LogicalResourceId>", read from
+// the StackId ARN (arn:<partition>:cloudformation:<region>:<account>:stack/<stack name>/<stack ID>).
+// The stack's own ID (a UUID) tells apart two stacks of the same name in
+// one account and region one after the other, and the account and region
+// stacks of that name elsewhere (the partition follows from the region).
 func managedBy(ev cfn.Event) (string, error) {
-	var name string
+	var account, region, name, id string
 	if parts := strings.SplitN(ev.StackID, ":", 6); len(parts) == 6 && parts[0] == "arn" && parts[2] == "cloudformation" {
 		if seg := strings.Split(parts[5], "/"); len(seg) == 3 && seg[0] == "stack" {
-			name = seg[1]
+			region, account, name, id = parts[3], parts[4], seg[1], seg[2]
 		}
 	}
-	if name == "" {
-		return "", fmt.Errorf("StackId %q is not a CloudFormation stack ARN (arn:aws:cloudformation:<region>:<account>:stack/<name>/<id>): the provisioner needs the stack name to mark what it creates", ev.StackID)
+	if account == "" || region == "" || name == "" || id == "" {
+		return "", fmt.Errorf("StackId %q is not a CloudFormation stack ARN (arn:aws:cloudformation:<region>:<account>:stack/<name>/<id>): the provisioner needs it to mark what it creates", ev.StackID)
 	}
 	if ev.LogicalResourceID == "" {
 		return "", fmt.Errorf("LogicalResourceId is empty: the provisioner needs it to mark what it creates")
 	}
-	return name + "/" + ev.LogicalResourceID, nil
+	return strings.Join([]string{account, region, name, id, ev.LogicalResourceID}, "/"), nil
 }
 
 // currentID is the UIDP of the object an Update changes in place: its
@@ -516,6 +588,29 @@ func currentID(ev cfn.Event) string {
 		return ""
 	}
 	return ev.PhysicalResourceID
+}
+
+// undoReplacement deletes, best effort, the object id a failed Update
+// settled on in place of the one its physical ID names (a replacement, or
+// an object re-made because the old one was gone), so that FAILED answers
+// the old physical ID without leaving the new object behind: whether
+// CloudFormation would honour a physical ID on a FAILED Update is not
+// documented. It returns err, extended with the orphan's UIDP when the
+// delete fails. Nothing is done for other events.
+func undoReplacement(ctx context.Context, ev cfn.Event, kind, id string, st *steps, err error, del func(context.Context) error) error {
+	if ev.RequestType != cfn.RequestUpdate || id == "" || id == ev.PhysicalResourceID {
+		return err
+	}
+	// The step stays the one that failed: a timeout names it.
+	start := time.Now()
+	if derr := del(ctx); derr != nil {
+		st.log.Error("the new object of a failed update is left behind: delete it by hand",
+			"kind", kind, "orphan_id", id, "old_physical_id", ev.PhysicalResourceID, "error", derr.Error())
+		return fmt.Errorf("%w; then the new %s %s this update made could not be deleted and is left behind (delete it by hand): %w", err, kind, id, derr)
+	}
+	st.log.Info("deleted the new object of a failed update", "kind", kind, "id", id,
+		"old_physical_id", ev.PhysicalResourceID, "duration_ms", ms(start))
+	return fmt.Errorf("%w; the new %s %s this update made was deleted", err, kind, id)
 }
 
 func (h *Handler) noteReplacement(ev cfn.Event, id string, st *steps) {

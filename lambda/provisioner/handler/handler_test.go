@@ -9,10 +9,12 @@ import (
 
 	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/provision"
 )
 
 // testOwner is what managedBy makes of testStackID and the logical ID "Res".
-const testOwner = "aws-auth/Res"
+const testOwner = "111122223333/us-east-1/aws-auth/5b8e1d30-0000-0000-0000-000000000000/Res"
 
 const testStackID = "arn:aws:cloudformation:us-east-1:111122223333:stack/aws-auth/5b8e1d30-0000-0000-0000-000000000000"
 
@@ -124,7 +126,7 @@ func TestParseGroupAndTarget(t *testing.T) {
 		{name: "missing parent", props: with(validGroup(), PropParent, nil), wantErr: "property Parent is missing"},
 		{name: "long description", props: with(validGroup(), PropDescription, strings.Repeat("x", 600)), wantErr: "property Description"},
 		{name: "description too long for the marker", props: with(validGroup(), PropDescription, strings.Repeat("x", 500)),
-			wantErr: `property Description: description is 500 characters long and the ownership marker " [managed by CloudFormation: aws-auth/Res]" adds 42: at most 512 are allowed in all: shorten the description to at most 470 characters`},
+			wantErr: `property Description: description is 500 characters long and the ownership marker " [managed by CloudFormation: ` + testOwner + `]" adds 102: at most 512 are allowed in all: shorten the description to at most 410 characters`},
 		{name: "bad owned", props: with(validGroup(), PropOwned, "True"), wantErr: "property Owned"},
 		{name: "identity property on a group", props: with(validGroup(), PropRoles, "viewer"), wantErr: "property Roles is not part of the Custom::ChainguardGroup contract"},
 		{name: "bad provisioner", props: with(validGroup(), PropProvisionerIdentity, "x"), wantErr: "property ProvisionerIdentity"},
@@ -162,7 +164,12 @@ func TestManagedBy(t *testing.T) {
 		wantErr string
 	}{
 		{name: "stack ARN", stackID: testStackID, logical: "Res", want: testOwner},
-		{name: "other partition", stackID: "arn:aws-cn:cloudformation:cn-north-1:111122223333:stack/my-stack-1/abc", logical: "Identity", want: "my-stack-1/Identity"},
+		{name: "other partition", stackID: "arn:aws-cn:cloudformation:cn-north-1:111122223333:stack/my-stack-1/abc", logical: "Identity", want: "111122223333/cn-north-1/my-stack-1/abc/Identity"},
+		{name: "longest names fit the marker", stackID: "arn:aws-us-gov:cloudformation:us-gov-west-1:111122223333:stack/" + strings.Repeat("s", 128) + "/5b8e1d30-0000-0000-0000-000000000000", logical: strings.Repeat("L", 255),
+			want: "111122223333/us-gov-west-1/" + strings.Repeat("s", 128) + "/5b8e1d30-0000-0000-0000-000000000000/" + strings.Repeat("L", 255)},
+		{name: "no account", stackID: "arn:aws:cloudformation:us-east-1::stack/aws-auth/y", logical: "Res", wantErr: "is not a CloudFormation stack ARN"},
+		{name: "no region", stackID: "arn:aws:cloudformation::111122223333:stack/aws-auth/y", logical: "Res", wantErr: "is not a CloudFormation stack ARN"},
+		{name: "no stack ID", stackID: "arn:aws:cloudformation:us-east-1:111122223333:stack/aws-auth/", logical: "Res", wantErr: "is not a CloudFormation stack ARN"},
 		{name: "empty", stackID: "", logical: "Res", wantErr: `StackId "" is not a CloudFormation stack ARN`},
 		{name: "not a stack", stackID: "arn:aws:cloudformation:us-east-1:111122223333:changeSet/x/y", logical: "Res", wantErr: "is not a CloudFormation stack ARN"},
 		{name: "no name", stackID: "arn:aws:cloudformation:us-east-1:111122223333:stack//y", logical: "Res", wantErr: "is not a CloudFormation stack ARN"},
@@ -182,6 +189,10 @@ func TestManagedBy(t *testing.T) {
 			}
 			if got != tt.want {
 				t.Fatalf("managedBy = %q, want %q", got, tt.want)
+			}
+			// Every valid marker leaves room for some description.
+			if _, err := provision.StoredDescription("d", got); err != nil {
+				t.Fatalf("the marker of %q cannot be stored: %v", got, err)
 			}
 		})
 	}

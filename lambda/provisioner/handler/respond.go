@@ -2,6 +2,7 @@ package handler
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"encoding/xml"
@@ -9,8 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -54,6 +58,18 @@ func ResponseClient() *http.Client {
 // tried up to 3 times on network errors and 5xx answers, and is abandoned
 // shortly before the function's deadline. A response that could not be
 // delivered is logged to log and returned as the invocation's error.
+//
+// CloudFormation rejects a response body over 4096 bytes (and the reason
+// with it), so Wrap keeps the body within that: a Reason too long for it
+// (errors quote properties, which may be long) is first logged in full, then
+// cut on a character boundary and ended with TruncatedSuffix, measured as
+// JSON (which writes <, > and & as 6 bytes each). Data that does not fit on
+// a SUCCESS (a long Roles, say) is dropped field by field, Id last, and
+// logged: the answer stays SUCCESS with its physical ID, since a FAILED
+// answer for work that was done could leave an object CloudFormation no
+// longer tracks (see the package doc on failed Updates), whereas a
+// template reading a dropped attribute fails with CloudFormation's own
+// error naming it.
 func Wrap(fn cfn.CustomResourceFunction, client *http.Client, log *slog.Logger) cfn.CustomResourceLambdaFunction {
 	if client == nil {
 		client = ResponseClient()
@@ -91,12 +107,22 @@ func Wrap(fn cfn.CustomResourceFunction, client *http.Client, log *slog.Logger) 
 	}
 }
 
+// MaxResponseSize is the largest response body CloudFormation accepts, in
+// bytes.
+const MaxResponseSize = 4096
+
+// TruncatedSuffix ends a Reason that was cut to fit MaxResponseSize.
+const TruncatedSuffix = "… (truncated; see the provisioner's log)"
+
 // deliver PUTs r to ev's ResponseURL and logs the outcome; the error it
 // returns names the URL without its query.
 func deliver(ctx context.Context, client *http.Client, ev cfn.Event, r *cfn.Response, log *slog.Logger) error {
 	where := redactedURL(ev.ResponseURL)
 	start := time.Now()
-	err := send(ctx, client, ev.ResponseURL, r)
+	body, err := encode(r, log.With("cfn_request_id", ev.RequestID, "status", string(r.Status)))
+	if err == nil {
+		err = send(ctx, client, ev.ResponseURL, body)
+	}
 	if err != nil {
 		// Belt and braces: no part of the query survives in the message.
 		msg := scrub(err.Error(), ev.ResponseURL)
@@ -110,13 +136,89 @@ func deliver(ctx context.Context, client *http.Client, ev cfn.Event, r *cfn.Resp
 	return nil
 }
 
-// send PUTs r to rawURL, retrying network errors and 5xx answers. Its
-// errors never include the URL.
-func send(ctx context.Context, client *http.Client, rawURL string, r *cfn.Response) error {
+// encode marshals r into at most MaxResponseSize bytes: a Reason too long
+// is logged in full and cut (ending with TruncatedSuffix), then Data fields
+// are logged and dropped, the largest first and Id last, until it fits. r
+// itself is not changed.
+func encode(r *cfn.Response, log *slog.Logger) ([]byte, error) {
 	body, err := json.Marshal(r)
+	if err != nil || len(body) <= MaxResponseSize {
+		return body, wrapEncode(err)
+	}
+	fit := *r
+	if fit.Reason != "" {
+		log.Warn("the reason is too long for CloudFormation: it is cut in the response; here it is in full",
+			"reason", r.Reason, "response_bytes", len(body), "limit_bytes", MaxResponseSize)
+		if body, err = cutReason(&fit); err != nil || len(body) <= MaxResponseSize {
+			return body, wrapEncode(err)
+		}
+	}
+	if len(fit.Data) == 0 {
+		return body, nil // nothing more to cut: the service's own fields fill it
+	}
+	fit.Data = maps.Clone(r.Data)
+	// The largest first, Id last: it is what a template most needs.
+	size := func(k string) int { return len(fmt.Sprint(fit.Data[k])) }
+	keys := slices.SortedFunc(maps.Keys(fit.Data), func(a, b string) int {
+		return cmp.Or(
+			cmp.Compare(boolInt(a == "Id"), boolInt(b == "Id")),
+			cmp.Compare(size(b), size(a)),
+			strings.Compare(a, b))
+	})
+	for _, k := range keys {
+		log.Warn("a Data field does not fit in the response to CloudFormation: it is dropped",
+			"field", k, "value", fmt.Sprint(fit.Data[k]), "limit_bytes", MaxResponseSize)
+		delete(fit.Data, k)
+		if body, err = json.Marshal(&fit); err != nil || len(body) <= MaxResponseSize {
+			return body, wrapEncode(err)
+		}
+	}
+	return body, nil
+}
+
+// cutReason shortens r.Reason, on a character boundary, to the longest
+// prefix that with TruncatedSuffix keeps r's JSON within MaxResponseSize,
+// and returns that JSON.
+func cutReason(r *cfn.Response) ([]byte, error) {
+	full := r.Reason
+	var cuts []int // byte offsets of character boundaries, the empty prefix first
+	for i := range full {
+		cuts = append(cuts, i)
+	}
+	encodeCut := func(n int) ([]byte, error) {
+		r.Reason = full[:cuts[n]] + TruncatedSuffix
+		return json.Marshal(r)
+	}
+	var err error
+	// The JSON grows with the prefix: find the first prefix too long.
+	tooLong := sort.Search(len(cuts), func(n int) bool {
+		b, e := encodeCut(n)
+		err = cmp.Or(err, e)
+		return len(b) > MaxResponseSize
+	})
+	if err != nil {
+		return nil, err
+	}
+	return encodeCut(max(tooLong-1, 0))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func wrapEncode(err error) error {
 	if err != nil {
 		return fmt.Errorf("encode the response: %w", err)
 	}
+	return nil
+}
+
+// send PUTs body to rawURL, retrying network errors and 5xx answers. Its
+// errors never include the URL.
+func send(ctx context.Context, client *http.Client, rawURL string, body []byte) error {
 	if deadline, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-sendReserve))
@@ -125,7 +227,7 @@ func send(ctx context.Context, client *http.Client, rawURL string, r *cfn.Respon
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval = 200*time.Millisecond, time.Second
 	var last error
-	_, err = backoff.Retry(ctx, func() (struct{}, error) {
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		last = put(ctx, client, rawURL, body)
 		return struct{}{}, last
 	}, backoff.WithBackOff(b), backoff.WithMaxTries(sendTries), backoff.WithMaxElapsedTime(0))

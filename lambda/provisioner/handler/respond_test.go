@@ -5,14 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/cfn"
+
+	"github.com/assumable-identity/cdk-chainguard/internal/syncbuf"
 )
 
 // The real bootstrap's undelivered responses (closed port, refused
@@ -26,6 +30,9 @@ func TestWrap(t *testing.T) {
 		want     cfn.Response
 		tries    int
 		wantErr  string
+		// cut is the full reason when the response must hold it cut to
+		// fit (want.Reason is then ignored).
+		cut string
 	}{{
 		name: "success",
 		fn: func(context.Context, cfn.Event) (string, map[string]any, error) {
@@ -72,13 +79,43 @@ func TestWrap(t *testing.T) {
 		want:    cfn.Response{Status: cfn.StatusFailed, RequestID: "req-6", PhysicalResourceID: group, Reason: "internal error (panic); see the provisioner's log"},
 		tries:   1,
 		wantErr: "panic: boom",
+	}, {
+		name:  "10 KB reason is cut",
+		fn:    failWith(longReason),
+		ev:    cfn.Event{RequestType: cfn.RequestUpdate, RequestID: "req-7", PhysicalResourceID: group, StackID: testStackID, LogicalResourceID: "Res"},
+		want:  cfn.Response{Status: cfn.StatusFailed, RequestID: "req-7", PhysicalResourceID: group, StackID: testStackID, LogicalResourceID: "Res"},
+		tries: 1,
+		cut:   longReason,
+	}, {
+		name:  "multi-byte characters are cut whole",
+		fn:    failWith(runesReason),
+		ev:    cfn.Event{RequestType: cfn.RequestCreate, RequestID: "req-8"},
+		want:  cfn.Response{Status: cfn.StatusFailed, RequestID: "req-8", PhysicalResourceID: "req-8"},
+		tries: 1,
+		cut:   runesReason,
+	}, {
+		name:  "characters JSON escapes are measured escaped",
+		fn:    failWith(escapedReason),
+		ev:    cfn.Event{RequestType: cfn.RequestCreate, RequestID: "req-9"},
+		want:  cfn.Response{Status: cfn.StatusFailed, RequestID: "req-9", PhysicalResourceID: "req-9"},
+		tries: 1,
+		cut:   escapedReason,
+	}, {
+		name: "large Data is dropped, Id kept",
+		fn: func(context.Context, cfn.Event) (string, map[string]any, error) {
+			return ident, map[string]any{"Id": ident, "Name": "aws-auth-identity", "Roles": strings.Repeat("registry.pull,", 300)}, nil
+		},
+		ev:    cfn.Event{RequestType: cfn.RequestCreate, RequestID: "req-10"},
+		want:  cfn.Response{Status: cfn.StatusSuccess, RequestID: "req-10", PhysicalResourceID: ident, Data: map[string]any{"Id": ident, "Name": "aws-auth-identity"}},
+		tries: 1,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var (
-				mu   sync.Mutex
-				got  []cfn.Response
-				errs []string
+				mu    sync.Mutex
+				got   []cfn.Response
+				sizes []int
+				errs  []string
 			)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				mu.Lock()
@@ -92,6 +129,7 @@ func TestWrap(t *testing.T) {
 					errs = append(errs, r.Method+" "+r.URL.String())
 				}
 				got = append(got, resp)
+				sizes = append(sizes, len(body))
 				if n := len(got); n <= len(tt.statuses) {
 					w.WriteHeader(tt.statuses[n-1])
 				}
@@ -101,13 +139,14 @@ func TestWrap(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
+			var logs syncbuf.Buffer
 			err := func() (err error) {
 				defer func() {
 					if r := recover(); r != nil {
 						err = errors.New("panic: " + r.(string))
 					}
 				}()
-				_, err = Wrap(tt.fn, nil, nil)(ctx, tt.ev)
+				_, err = Wrap(tt.fn, nil, slog.New(slog.NewJSONHandler(&logs, nil)))(ctx, tt.ev)
 				return err
 			}()
 			if (err != nil) != (tt.wantErr != "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
@@ -124,11 +163,61 @@ func TestWrap(t *testing.T) {
 			if len(got) != tt.tries {
 				t.Fatalf("%d PUTs, want %d", len(got), tt.tries)
 			}
-			if last := got[len(got)-1]; !equalResponses(last, tt.want) {
+			for i, n := range sizes {
+				if n > MaxResponseSize {
+					t.Fatalf("PUT #%d sent %d bytes, CloudFormation accepts at most %d", i+1, n, MaxResponseSize)
+				}
+			}
+			last := got[len(got)-1]
+			if tt.cut != "" {
+				checkCut(t, last.Reason, tt.cut, sizes[len(sizes)-1], logs.String())
+				last.Reason = ""
+			}
+			if !equalResponses(last, tt.want) {
 				t.Fatalf("response = %+v, want %+v", last, tt.want)
 			}
 		})
 	}
+}
+
+// Reasons too long for a response; errors quote properties, which may be
+// long.
+var (
+	longReason    = `property Name: "` + strings.Repeat("x", 10<<10) + `" is not valid`
+	runesReason   = strings.Repeat("é世🙂", 1000)
+	escapedReason = strings.Repeat("<>&", 1500)
+)
+
+func failWith(reason string) cfn.CustomResourceFunction {
+	return func(context.Context, cfn.Event) (string, map[string]any, error) {
+		return "", nil, errors.New(reason)
+	}
+}
+
+// checkCut checks that reason is the longest whole-character prefix of full
+// that fits, followed by TruncatedSuffix, in a body of size bytes, and that
+// logs hold full.
+func checkCut(t *testing.T, reason, full string, size int, logs string) {
+	t.Helper()
+	kept, ok := strings.CutSuffix(reason, TruncatedSuffix)
+	if !ok || !strings.HasPrefix(full, kept) || !utf8.ValidString(reason) {
+		t.Fatalf("Reason %q is not a whole-character prefix of the full reason followed by %q", reason, TruncatedSuffix)
+	}
+	next, _ := utf8.DecodeRuneInString(full[len(kept):])
+	escaped, err := json.Marshal(string(next))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grown := size + len(escaped) - 2; grown <= MaxResponseSize {
+		t.Fatalf("Reason was cut too short: one more character (%q) would make %d bytes, within %d", next, grown, MaxResponseSize)
+	}
+	for line := range strings.Lines(logs) {
+		var entry struct{ Reason string }
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Reason == full {
+			return
+		}
+	}
+	t.Fatalf("no log line holds the full reason:\n%.2000s", logs)
 }
 
 func equalResponses(a, b cfn.Response) bool {
