@@ -368,6 +368,28 @@ func (e *Emulator) PID() int { return e.cmd.Process.Pid }
 // Logs returns everything the RIE and the function have written so far.
 func (e *Emulator) Logs() string { return e.logs.String() }
 
+// WaitLogs returns the logs written from byte offset from on (an earlier
+// len(Logs())) once they contain every one of want, or what there is when
+// timeout passes. The function's output reaches the logs through a pipe, so
+// a line written just before an invoke returns may arrive a moment after it.
+func (e *Emulator) WaitLogs(from int, timeout time.Duration, want ...string) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		logs := e.Logs()[from:]
+		missing := false
+		for _, w := range want {
+			if !strings.Contains(logs, w) {
+				missing = true
+				break
+			}
+		}
+		if !missing || time.Now().After(deadline) {
+			return logs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 var initReport = regexp.MustCompile(`INIT REPORT\(durationMs: ([0-9.]+)\)`)
 
 // InitDuration is the function's real init time from the RIE's

@@ -49,6 +49,9 @@ const (
 	stackID              = "arn:aws:cloudformation:us-east-1:111122223333:stack/aws-auth/5b8e1d30-0000-0000-0000-000000000000"
 	functionTimeout      = 5 * time.Second
 	margin               = 1500 * time.Millisecond
+	// logWait bounds the wait for a log line the function wrote just before
+	// its invoke returned (it reaches the RIE's output through a pipe).
+	logWait = 2 * time.Second
 )
 
 // responses is a local stand-in for the pre-signed S3 ResponseURL.
@@ -562,8 +565,9 @@ func TestDeleteOfUnknownTypeSucceeds(t *testing.T) {
 	if e.Calls(exchangeMethod) != calls || !reflect.DeepEqual(ids(e.State()), ids(before)) {
 		t.Fatal("Delete of an unknown type called the Chainguard API or changed its state")
 	}
-	logs := e.fn.Logs()[logged:]
-	for _, want := range []string{`"level":"WARN"`, "not served by this provisioner", `"resource_type":"Custom::ChainguardThing"`, `"physical_id":"` + e.Group + `"`} {
+	wants := []string{`"level":"WARN"`, "not served by this provisioner", `"resource_type":"Custom::ChainguardThing"`, `"physical_id":"` + e.Group + `"`}
+	logs := e.fn.WaitLogs(logged, logWait, wants...)
+	for _, want := range wants {
 		if !strings.Contains(logs, want) {
 			t.Fatalf("the function's logs lack %q:\n%s", want, logs)
 		}
@@ -914,7 +918,7 @@ func TestFailedReplacementIsUndone(t *testing.T) {
 				t.Fatalf("new identities left = %v, want the one that could not be deleted", made)
 			}
 			wantFailed(t, r, oldID, append(tt.reason, made[0])...)
-			if logs := e.fn.Logs(); !strings.Contains(logs, `"orphan_id":"`+made[0]+`"`) {
+			if logs := e.fn.WaitLogs(0, logWait, `"orphan_id":"`+made[0]+`"`); !strings.Contains(logs, `"orphan_id":"`+made[0]+`"`) {
 				t.Fatalf("the function's logs do not name the identity left behind:\n%s", logs)
 			}
 		})
@@ -996,8 +1000,9 @@ func TestUndeliveredResponseHidesTheURLQuery(t *testing.T) {
 			if want := "send the SUCCESS response to " + where + ": "; !strings.Contains(ferr.Message, want) {
 				t.Fatalf("invoke error %q does not contain %q", ferr.Message, want)
 			}
-			logs := fn.Logs()[logged:]
-			for _, want := range []string{`"msg":"response not delivered`, `"response_url":"` + where + `"`, tt.wantLog} {
+			wants := []string{`"msg":"response not delivered`, `"response_url":"` + where + `"`, tt.wantLog}
+			logs := fn.WaitLogs(logged, logWait, wants...)
+			for _, want := range wants {
 				if !strings.Contains(logs, want) {
 					t.Fatalf("the function's logs lack %q:\n%s", want, logs)
 				}

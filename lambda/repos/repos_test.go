@@ -121,7 +121,7 @@ func TestListsTheGroupsRepos(t *testing.T) {
 	}
 	// Structured logs: JSON lines with the request ID, step and duration.
 	var sawStep bool
-	for line := range strings.Lines(f.Logs()) {
+	for line := range strings.Lines(f.WaitLogs(0, 2*time.Second, `"step":`)) {
 		var rec map[string]any
 		if json.Unmarshal([]byte(line), &rec) != nil || rec["step"] == nil {
 			continue
@@ -183,7 +183,7 @@ func TestStartUpConfiguration(t *testing.T) {
 				t.Fatalf("init error %q does not contain %q", ie.Message, tt.wantErr)
 			}
 			variable, _, _ := strings.Cut(tt.wantErr, " ")
-			if !strings.Contains(f.Logs(), `"msg":"start-up failed"`) || !strings.Contains(f.Logs(), variable) {
+			if logs := f.WaitLogs(0, 2*time.Second, `"msg":"start-up failed"`, variable); !strings.Contains(logs, `"msg":"start-up failed"`) || !strings.Contains(logs, variable) {
 				t.Fatalf("the start-up log does not name %s", variable)
 			}
 		})
