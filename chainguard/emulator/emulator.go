@@ -379,6 +379,26 @@ type State struct {
 	Roles        []Role
 }
 
+// IDs lists every group, identity, role binding and repo of s as "<kind>
+// <UIDP>", in that order and sorted within each kind: two states hold the same
+// objects exactly when their IDs are equal.
+func (s State) IDs() []string {
+	var out []string
+	for _, g := range s.Groups {
+		out = append(out, "group "+g.ID)
+	}
+	for _, i := range s.Identities {
+		out = append(out, "identity "+i.ID)
+	}
+	for _, b := range s.RoleBindings {
+		out = append(out, "binding "+b.ID)
+	}
+	for _, r := range s.Repos {
+		out = append(out, "repo "+r.ID)
+	}
+	return out
+}
+
 // Group is a group in State.
 type Group struct{ ID, Name, Description string }
 

@@ -114,30 +114,12 @@ func TestLifecycle(t *testing.T) {
 	checkErr(t, err, codes.Unauthenticated, "no longer exists")
 
 	after := env.State()
-	if got, want := stateIDs(after), stateIDs(before); !slices.Equal(got, want) {
+	if got, want := after.IDs(), before.IDs(); !slices.Equal(got, want) {
 		t.Errorf("state after the cycle differs:\nafter:  %v\nbefore: %v", got, want)
 	}
 }
 
 func second[T any](_ T, err error) error { return err }
-
-// stateIDs lists the IDs of groups, identities, bindings and repos in s.
-func stateIDs(s emulator.State) []string {
-	var out []string
-	for _, g := range s.Groups {
-		out = append(out, "group "+g.ID)
-	}
-	for _, i := range s.Identities {
-		out = append(out, "identity "+i.ID)
-	}
-	for _, b := range s.RoleBindings {
-		out = append(out, "binding "+b.ID)
-	}
-	for _, r := range s.Repos {
-		out = append(out, "repo "+r.ID)
-	}
-	return out
-}
 
 func TestDeleteEmptyGroup(t *testing.T) {
 	env := emulatortest.NewEnv(t, emulator.Options{})
@@ -191,7 +173,7 @@ func TestDeleteRepo(t *testing.T) {
 	}
 	_, err = c.Groups().Delete(ctx, &iam.DeleteGroupRequest{Id: g.GetId()})
 	checkErr(t, err, codes.OK)
-	if got, want := stateIDs(env.State()), stateIDs(before); !slices.Equal(got, want) {
+	if got, want := env.State().IDs(), before.IDs(); !slices.Equal(got, want) {
 		t.Errorf("state after the push and delete differs:\nafter:  %v\nbefore: %v", got, want)
 	}
 }
@@ -495,5 +477,23 @@ func TestSeedPanics(t *testing.T) {
 			}()
 			tt.f()
 		})
+	}
+}
+
+// State.IDs is what tests compare states by: it must name every object.
+func TestStateIDs(t *testing.T) {
+	env := emulatortest.NewEnv(t, emulator.Options{})
+	before := env.State().IDs()
+	g := env.SeedGroup(env.Group, "team", "")
+	r := env.SeedRepo(g, "app")
+	id := env.SeedIdentity(g, "ci", "", env.WorkloadPrincipal.ExactTrust(), map[string][]string{g: {"viewer"}})
+	after := env.State().IDs()
+	for _, want := range []string{"group " + g, "repo " + r, "identity " + id} {
+		if !slices.Contains(after, want) || slices.Contains(before, want) {
+			t.Errorf("IDs before %v / after %v: want %q only after seeding", before, after, want)
+		}
+	}
+	if got, want := len(after)-len(before), 4; got != want { // group, repo, identity, binding
+		t.Errorf("seeding added %d IDs, want %d (the binding too)", got, want)
 	}
 }

@@ -287,27 +287,9 @@ func TestFullCycleLeavesNothing(t *testing.T) {
 		t.Fatalf("DeleteGroup again = left %v, %v; want nothing left", left, err)
 	}
 	after := env.e.State()
-	if !reflect.DeepEqual(ids(after), ids(before)) {
-		t.Fatalf("the emulator ended with %v, want what it held before: %v", ids(after), ids(before))
+	if !reflect.DeepEqual(after.IDs(), before.IDs()) {
+		t.Fatalf("the emulator ended with %v, want what it held before: %v", after.IDs(), before.IDs())
 	}
-}
-
-// ids lists every group, identity, binding and repo ID in s.
-func ids(s emulator.State) []string {
-	var out []string
-	for _, g := range s.Groups {
-		out = append(out, "group "+g.ID)
-	}
-	for _, i := range s.Identities {
-		out = append(out, "identity "+i.ID)
-	}
-	for _, b := range s.RoleBindings {
-		out = append(out, "binding "+b.ID)
-	}
-	for _, r := range s.Repos {
-		out = append(out, "repo "+r.ID)
-	}
-	return out
 }
 
 func TestEnsureIdentityReplay(t *testing.T) {
@@ -538,7 +520,7 @@ func TestEnsureIdentityInPlace(t *testing.T) {
 				if tt.wantCode != codes.OK && status.Code(err) != tt.wantCode {
 					t.Errorf("status.Code(err) = %v, want %v", status.Code(err), tt.wantCode)
 				}
-				if after := env.e.State(); !reflect.DeepEqual(after.Identities, before.Identities) || !reflect.DeepEqual(ids(after), ids(before)) {
+				if after := env.e.State(); !reflect.DeepEqual(after.Identities, before.Identities) || !reflect.DeepEqual(after.IDs(), before.IDs()) {
 					t.Fatalf("a refused rename changed the emulator's identities or bindings")
 				}
 				return

@@ -562,7 +562,7 @@ func TestDeleteOfUnknownTypeSucceeds(t *testing.T) {
 	if r.PhysicalResourceID != e.Group {
 		t.Fatalf("PhysicalResourceId = %q, want %q", r.PhysicalResourceID, e.Group)
 	}
-	if e.Calls(exchangeMethod) != calls || !reflect.DeepEqual(ids(e.State()), ids(before)) {
+	if e.Calls(exchangeMethod) != calls || !reflect.DeepEqual(e.State().IDs(), before.IDs()) {
 		t.Fatal("Delete of an unknown type called the Chainguard API or changed its state")
 	}
 	wants := []string{`"level":"WARN"`, "not served by this provisioner", `"resource_type":"Custom::ChainguardThing"`, `"physical_id":"` + e.Group + `"`}
@@ -692,26 +692,11 @@ func TestFailedCreateIsRolledBack(t *testing.T) {
 			// CloudFormation's rollback: Delete with the answered physical ID.
 			r = e.send(t, e.fn, e.event(cfn.RequestDelete, typ, r.PhysicalResourceID, props, nil))
 			wantSuccess(t, r, nil)
-			if after := e.State(); !reflect.DeepEqual(ids(after), ids(before)) {
-				t.Fatalf("after the rollback the emulator holds %v, want what it held before: %v", ids(after), ids(before))
+			if after := e.State(); !reflect.DeepEqual(after.IDs(), before.IDs()) {
+				t.Fatalf("after the rollback the emulator holds %v, want what it held before: %v", after.IDs(), before.IDs())
 			}
 		})
 	}
-}
-
-// ids lists every group, identity and role binding ID in s.
-func ids(s emulator.State) []string {
-	var out []string
-	for _, g := range s.Groups {
-		out = append(out, "group "+g.ID)
-	}
-	for _, i := range s.Identities {
-		out = append(out, "identity "+i.ID)
-	}
-	for _, b := range s.RoleBindings {
-		out = append(out, "binding "+b.ID)
-	}
-	return out
 }
 
 // Delete reads only what it needs: properties a later version would reject
@@ -748,8 +733,8 @@ func TestDeleteIgnoresOtherProperties(t *testing.T) {
 		r := e.send(t, e.fn, e.event(cfn.RequestDelete, c.typ, made[i], c.props, nil))
 		wantSuccess(t, r, nil)
 	}
-	if after := e.State(); !reflect.DeepEqual(ids(after), ids(before)) {
-		t.Fatalf("after the Deletes the emulator holds %v, want what it held before: %v", ids(after), ids(before))
+	if after := e.State(); !reflect.DeepEqual(after.IDs(), before.IDs()) {
+		t.Fatalf("after the Deletes the emulator holds %v, want what it held before: %v", after.IDs(), before.IDs())
 	}
 }
 
@@ -777,8 +762,8 @@ func TestForeignObjects(t *testing.T) {
 	wantFailed(t, r, ev.RequestID,
 		`identity "aws-auth-identity" already exists in group `+e.Group+` and was not created by this stack (`+owner(identityType)+`): choose another Name, or delete or rename that identity`)
 
-	if after := e.State(); !maps.Equal(names(after), names(before)) || !reflect.DeepEqual(ids(after), ids(before)) {
-		t.Fatalf("the foreign group or identity was changed:\nbefore %v %v\nafter  %v %v", names(before), ids(before), names(after), ids(after))
+	if after := e.State(); !maps.Equal(names(after), names(before)) || !reflect.DeepEqual(after.IDs(), before.IDs()) {
+		t.Fatalf("the foreign group or identity was changed:\nbefore %v %v\nafter  %v %v", names(before), before.IDs(), names(after), after.IDs())
 	}
 	for _, m := range []string{"/chainguard.platform.iam.Groups/Update", "/chainguard.platform.iam.Groups/Delete", "/chainguard.platform.iam.Identities/Update", bindingCreateMethod} {
 		if n := e.Calls(m); n != 0 {
@@ -829,8 +814,8 @@ func TestOtherStacksOfTheSameNameAreForeign(t *testing.T) {
 			ev := at(e.event(cfn.RequestCreate, identityType, "", identityProps, nil))
 			r = e.send(t, e.fn, ev)
 			wantFailed(t, r, ev.RequestID, `identity "aws-auth-identity" already exists in group `+e.Group+` and was not created by this stack`)
-			if after := e.State(); !maps.Equal(names(after), names(before)) || !reflect.DeepEqual(ids(after), ids(before)) {
-				t.Fatalf("the first stack's group or identity was changed:\nbefore %v %v\nafter  %v %v", names(before), ids(before), names(after), ids(after))
+			if after := e.State(); !maps.Equal(names(after), names(before)) || !reflect.DeepEqual(after.IDs(), before.IDs()) {
+				t.Fatalf("the first stack's group or identity was changed:\nbefore %v %v\nafter  %v %v", names(before), before.IDs(), names(after), after.IDs())
 			}
 		})
 	}
@@ -845,8 +830,8 @@ func TestOtherStacksOfTheSameNameAreForeign(t *testing.T) {
 	wantSuccess(t, r, map[string]any{"Id": groupID, "Name": "team-y"})
 	r = e.send(t, e.fn, e.event(cfn.RequestCreate, identityType, "", identityProps, nil))
 	wantSuccess(t, r, map[string]any{"Id": identityID, "Name": "aws-auth-identity", "Roles": "viewer"})
-	if after := e.State(); !reflect.DeepEqual(ids(after), ids(before)) {
-		t.Fatalf("a replay changed the emulator: before %v, after %v", ids(before), ids(after))
+	if after := e.State(); !reflect.DeepEqual(after.IDs(), before.IDs()) {
+		t.Fatalf("a replay changed the emulator: before %v, after %v", before.IDs(), after.IDs())
 	}
 }
 
@@ -909,8 +894,8 @@ func TestFailedReplacementIsUndone(t *testing.T) {
 			}
 			if !tt.left {
 				wantFailed(t, r, oldID, tt.reason...)
-				if after := e.State(); len(made) > 0 || !reflect.DeepEqual(ids(after), ids(before)) {
-					t.Fatalf("after the failed Update the emulator holds %v, want what it held before: %v", ids(after), ids(before))
+				if after := e.State(); len(made) > 0 || !reflect.DeepEqual(after.IDs(), before.IDs()) {
+					t.Fatalf("after the failed Update the emulator holds %v, want what it held before: %v", after.IDs(), before.IDs())
 				}
 				return
 			}
