@@ -400,20 +400,11 @@ func (h *Handler) dispatch(ctx, undo context.Context, ev cfn.Event, st *steps, o
 }
 
 func (h *Handler) group(ctx, undo context.Context, ev cfn.Event, props properties, st *steps, obj *object) (string, map[string]any, error) {
-	st.begin("read properties")
-	owner, err := managedBy(ev)
-	if err != nil {
-		return "", nil, err
-	}
-	g, err := parseGroup(props, owner)
-	if err != nil {
-		return "", nil, err
-	}
-	tgt, err := parseTarget(props)
-	if err != nil {
-		return "", nil, err
-	}
-	p, closeFn, err := h.dial(ctx, tgt, st, obj)
+	var g groupProps
+	p, closeFn, owner, err := h.connect(ctx, ev, props, st, obj, func(owner string) (err error) {
+		g, err = parseGroup(props, owner)
+		return err
+	})
 	if err != nil {
 		return "", nil, err
 	}
@@ -470,20 +461,11 @@ func (h *Handler) deleteGroup(ctx context.Context, ev cfn.Event, props propertie
 }
 
 func (h *Handler) identity(ctx, undo context.Context, ev cfn.Event, props properties, st *steps, obj *object) (string, map[string]any, error) {
-	st.begin("read properties")
-	owner, err := managedBy(ev)
-	if err != nil {
-		return "", nil, err
-	}
-	spec, err := parseIdentity(props, owner)
-	if err != nil {
-		return "", nil, err
-	}
-	tgt, err := parseTarget(props)
-	if err != nil {
-		return "", nil, err
-	}
-	p, closeFn, err := h.dial(ctx, tgt, st, obj)
+	var spec provision.IdentitySpec
+	p, closeFn, _, err := h.connect(ctx, ev, props, st, obj, func(owner string) (err error) {
+		spec, err = parseIdentity(props, owner)
+		return err
+	})
 	if err != nil {
 		return "", nil, err
 	}
@@ -523,6 +505,29 @@ func (h *Handler) deleteIdentity(ctx context.Context, ev cfn.Event, props proper
 	}
 	st.end()
 	return ev.PhysicalResourceID, nil, nil
+}
+
+// connect does what every Create and Update starts with: it reads the
+// stack's ownership marker, the resource's own properties (parse) and the
+// provisioner target, then exchanges a token and dials Chainguard.
+func (h *Handler) connect(ctx context.Context, ev cfn.Event, props properties, st *steps, obj *object, parse func(owner string) error) (*provision.Provisioner, func(), string, error) {
+	st.begin("read properties")
+	owner, err := managedBy(ev)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if err := parse(owner); err != nil {
+		return nil, nil, "", err
+	}
+	tgt, err := parseTarget(props)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	p, closeFn, err := h.dial(ctx, tgt, st, obj)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return p, closeFn, owner, nil
 }
 
 // dial mints a fresh token for the event and connects the provisioner. The
