@@ -24,6 +24,11 @@
 // The physical ID of each resource is the Chainguard UIDP.
 //
 // Bad values fail `cdk synth` through CDK validation: the message names the
-// construct path, the property and the fix. Go code is bundled locally
+// construct path, the property and the fix. That includes what the
+// provisioner would refuse at deploy time: names outside 3 to 63
+// characters, a Description too long to take the provisioner's ownership
+// marker, and a region outside the aws partition (the only one Chainguard's
+// AWS token works in; an environment-agnostic stack gets a CloudFormation
+// rule that refuses other partitions before any resource is created). Go code is bundled locally
 // (linux/arm64, no Docker) by internal/lambdabuild.
 package stacks

@@ -65,6 +65,7 @@ func NewGroup(scope constructs.Construct, id string, props *GroupProps) Group {
 		"Parent":      gp.Parent,
 		"Owned":       strconv.FormatBool(!gp.Retain),
 	})
+	checkDescriptionFits(this, res, description)
 	return &group{Construct: this, id: res.Ref()}
 }
 

@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/trust"
 )
 
 func TestAssumableIdentitySessionPattern(t *testing.T) {
@@ -50,6 +52,21 @@ func TestAssumableIdentitySessionPattern(t *testing.T) {
 			roleName:   "Ecs-TaskRole-1A2B3C4D5E6F",
 			otherRole:  "Ecs-OtherRole-1A2B3C4D5E6F",
 			wantARN:    `^arn:{AWS::Partition}:sts::` + testAccount + `:assumed-role/{LOGICAL}/(?:[0-9a-f]{32})$`,
+			wantUserID: `^{LOGICAL.RoleId}:(?:[0-9a-f]{32})$`,
+		},
+		{
+			// an explicit name is written into the pattern literally and
+			// regexp-quoted: "." is no wildcard
+			name:    "role of the app with an explicit name",
+			pattern: ecsTask,
+			session: "0123456789abcdef0123456789abcdef",
+			role: func(stack awscdk.Stack) (awsiam.IRole, string, string) {
+				r := awsiam.NewRole(stack, jsii.String("TaskRole"), &awsiam.RoleProps{RoleName: jsii.String("ecs.task"), AssumedBy: awsiam.NewServicePrincipal(jsii.String("ecs-tasks.amazonaws.com"), nil)})
+				return r, "", *stack.GetLogicalId(r.Node().DefaultChild().(awsiam.CfnRole))
+			},
+			roleName:   "ecs.task",
+			otherRole:  "ecsXtask",
+			wantARN:    `^arn:{AWS::Partition}:sts::` + testAccount + `:assumed-role/ecs\.task/(?:[0-9a-f]{32})$`,
 			wantUserID: `^{LOGICAL.RoleId}:(?:[0-9a-f]{32})$`,
 		},
 		{
@@ -101,10 +118,15 @@ func TestAssumableIdentitySessionPattern(t *testing.T) {
 				}
 			}
 
-			// and the patterns, as deployed, admit a task of this role and nothing else
+			// and the patterns, as deployed, pass the provisioner's validation and admit a task of this role and nothing else
 			deployed := map[string]string{"AWS::Partition": "aws", logical: tt.roleName, logical + ".RoleId": testRoleID}
-			arnRE := regexp.MustCompile(resolve(t, identity["AwsArnPattern"], deployed))
-			userRE := regexp.MustCompile(resolve(t, identity["AwsUserIdPattern"], deployed))
+			arnPattern := resolve(t, identity["AwsArnPattern"], deployed)
+			userIDPattern := resolve(t, identity["AwsUserIdPattern"], deployed)
+			if err := (trust.AWS{Account: testAccount, ARNPattern: arnPattern, UserIDPattern: userIDPattern}).Validate(); err != nil {
+				t.Errorf("the deployed trust would be refused by the provisioner: %v", err)
+			}
+			arnRE := regexp.MustCompile(arnPattern)
+			userRE := regexp.MustCompile(userIDPattern)
 			task := tt.session
 			for _, tc := range []struct {
 				name, arn, userID string

@@ -152,6 +152,7 @@ func wiringFor(scope constructs.Construct, settings *ProvisionerSettings, p *pro
 	}
 	w := &provisionerWiring{}
 	constructs.NewConstruct_Override(w, stack, jsii.String(provisionerWiringID))
+	requireAWSPartition(stack)
 	wp := newProblems(w)
 	if settings == nil {
 		wp.addf("Provisioner", "no provisioner settings: set Provisioner (at least Identity) on the first Chainguard construct of the stack")
@@ -226,6 +227,7 @@ func NewProvisionerStack(scope constructs.Construct, id string, props *Provision
 		sprops = *props
 	}
 	stack := awscdk.NewStack(scope, &id, &sprops.StackProps)
+	requireAWSPartition(stack)
 	p := newProblems(stack)
 	p.add("Group", validate.UIDP("group", sprops.Group))
 	name := orDefault(sprops.IdentityName, DefaultProvisionerIdentityName)

@@ -127,7 +127,7 @@ func TestProvisionerStackSettings(t *testing.T) {
 	// given a provisioner stack in a concrete environment with its own names
 	app := newTestApp(t, false, nil)
 	stack := NewProvisionerStack(app, "Prov", &ProvisionerStackProps{
-		StackProps:            awscdk.StackProps{Env: &awscdk.Environment{Account: jsii.String(testAccount), Region: jsii.String("us-gov-west-1")}},
+		StackProps:            awscdk.StackProps{Env: &awscdk.Environment{Account: jsii.String(testAccount), Region: jsii.String("eu-central-1")}},
 		Group:                 testGroup,
 		IdentityName:          "team-provisioner",
 		ServiceTokenParameter: "/team/provisioner",

@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -20,12 +21,17 @@ func validIdentity(role awsiam.IRole) *AssumableIdentityProps {
 	return &AssumableIdentityProps{Role: role, Group: testGroup, Name: "identity", Trust: ExactSession("my-function"), Provisioner: testSettings()}
 }
 
+// propertyRE finds the "[construct path] Property:" that starts each
+// validation message.
+var propertyRE = regexp.MustCompile(`\[[^\]\s]+\] [A-Za-z.]+:`)
+
 func TestSynthValidation(t *testing.T) {
 	tests := []struct {
 		name string
 		// build adds constructs to stack "S" of app.
 		build   func(app awscdk.App, stack awscdk.Stack)
 		wantErr []string // substrings of the synth error; nil: synth succeeds
+		wantNot []string // substrings the synth error must not hold
 	}{
 		{
 			name:  "valid identity",
@@ -51,9 +57,106 @@ func TestSynthValidation(t *testing.T) {
 			name: "valid session pattern with a literal dollar",
 			build: func(_ awscdk.App, s awscdk.Stack) {
 				p := validIdentity(lambdaRole(s))
+				p.Trust = SessionPattern(`[0-9a-f]{32}\$?`)
+				NewAssumableIdentity(s, "Id", p)
+			},
+		},
+		{
+			name: "session pattern that matches no valid session name",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
 				p.Trust = SessionPattern(`a\$b`)
 				NewAssumableIdentity(s, "Id", p)
 			},
+			wantErr: []string{`[S/Id] Trust: the session pattern "a\\$b" matches no valid role session name (AWS session names are 2 to 64 characters from letters, digits and "+=,.@_-")`},
+			wantNot: []string{"ARNPattern", "UserIDPattern"},
+		},
+		{
+			name: "session pattern for one-character sessions",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Trust = SessionPattern(`[a-z]`)
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{`[S/Id] Trust: the session pattern "[a-z]" matches no valid role session name`},
+		},
+		{
+			name: "session pattern with an explicitly named role of the app",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				role := awsiam.NewRole(s, jsii.String("Role"), &awsiam.RoleProps{RoleName: jsii.String("ecs.task"), AssumedBy: awsiam.NewServicePrincipal(jsii.String("ecs-tasks.amazonaws.com"), nil)})
+				p := validIdentity(role)
+				p.Trust = SessionPattern(`[0-9a-f]{32}`)
+				NewAssumableIdentity(s, "Id", p)
+			},
+		},
+		{
+			name: "session pattern with a role named by a parameter",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				name := awscdk.NewCfnParameter(s, jsii.String("TaskRoleName"), nil).ValueAsString()
+				role := awsiam.NewRole(s, jsii.String("Role"), &awsiam.RoleProps{RoleName: name, AssumedBy: awsiam.NewServicePrincipal(jsii.String("ecs-tasks.amazonaws.com"), nil)})
+				p := validIdentity(role)
+				p.Trust = SessionPattern(`[0-9a-f]{32}`)
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{"[S/Id] Role: the name of role S/Role is a deploy-time value", "SessionPattern", "regexp-quoted"},
+		},
+		{
+			name: "session pattern with an imported role named by a parameter",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				name := awscdk.NewCfnParameter(s, jsii.String("TaskRoleName"), nil).ValueAsString()
+				p := validIdentity(awsiam.Role_FromRoleName(s, jsii.String("Role"), name, nil))
+				p.RoleUniqueID = testRoleID
+				p.Trust = SessionPattern(`[0-9a-f]{32}`)
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{"[S/Id] Role: the name of role S/Role is a deploy-time value", "SessionPattern"},
+		},
+		{
+			name: "exact session with a role named by a parameter",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				name := awscdk.NewCfnParameter(s, jsii.String("TaskRoleName"), nil).ValueAsString()
+				NewAssumableIdentity(s, "Id", validIdentity(awsiam.NewRole(s, jsii.String("Role"), &awsiam.RoleProps{RoleName: name, AssumedBy: awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil)})))
+			},
+		},
+		{
+			name: "identity name of 2 characters",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Name = "ab"
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{`[S/Id] Name: identity name "ab" is too short: Chainguard names are 3 to 63 characters`},
+		},
+		{
+			name: "group name of 64 characters",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				NewGroup(s, "G", &GroupProps{Parent: testGroup, Name: strings.Repeat("g", 64), Provisioner: testSettings()})
+			},
+			wantErr: []string{`[S/G] Name: group name "gggg`, `is 64 characters long: Chainguard names are 3 to 63 characters`},
+		},
+		{
+			name: "identity description too long for the ownership marker",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Description = strings.Repeat("d", 450)
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{"[S/Id] Description: description is 450 characters long", "ownership marker", "shorten the description to at most"},
+		},
+		{
+			name: "group description of 300 characters in a nested stack (its generated name counts at 128 characters)",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				nested := awscdk.NewNestedStack(s, jsii.String("Nested"), nil)
+				NewGroup(nested, "G", &GroupProps{Parent: testGroup, Name: "group", Description: strings.Repeat("d", 300), Provisioner: testSettings()})
+			},
+			wantErr: []string{"[S/Nested/G] Description: description is 300 characters long", "shorten the description to at most"},
+		},
+		{
+			name: "group description too long for the ownership marker",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				NewGroup(s, "G", &GroupProps{Parent: testGroup, Name: "group", Description: strings.Repeat("d", 500), Provisioner: testSettings()})
+			},
+			wantErr: []string{"[S/G] Description: description is 500 characters long", "shorten the description to at most"},
 		},
 		{
 			name: "group is not a UIDP",
@@ -99,6 +202,7 @@ func TestSynthValidation(t *testing.T) {
 				NewAssumableIdentity(s, "Id", p)
 			},
 			wantErr: []string{"[S/Id] Trust: the session pattern \"^task$\" has an anchor", "leave out ^ and $"},
+			wantNot: []string{"ARNPattern", "UserIDPattern"},
 		},
 		{
 			name: "session pattern anchored at its start",
@@ -144,6 +248,7 @@ func TestSynthValidation(t *testing.T) {
 				NewAssumableIdentity(s, "Id", p)
 			},
 			wantErr: []string{"[S/Id] Trust: the session pattern \"x)|(.*\" does not compile"},
+			wantNot: []string{"ARNPattern", "UserIDPattern"},
 		},
 		{
 			name: "no trust",
@@ -187,6 +292,18 @@ func TestSynthValidation(t *testing.T) {
 				NewAssumableIdentity(s, "Id", p)
 			},
 			wantErr: []string{"[S/Id] Role: IAM role name \"bad name\" has the character \" \""},
+			wantNot: []string{"Trust:"},
+		},
+		{
+			name: "imported role name invalid, with a session pattern",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(awsiam.Role_FromRoleArn(s, jsii.String("R"), jsii.String("arn:aws:iam::"+testAccount+":role/bad name"), nil))
+				p.RoleUniqueID = testRoleID
+				p.Trust = SessionPattern(`.+`)
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{"[S/Id] Role: IAM role name \"bad name\" has the character \" \""},
+			wantNot: []string{"Trust:"},
 		},
 		{
 			name: "first construct without provisioner settings",
@@ -228,14 +345,14 @@ func TestSynthValidation(t *testing.T) {
 			name: "two provisioners in one stack",
 			build: func(_ awscdk.App, s awscdk.Stack) {
 				NewAssumableIdentity(s, "Id", validIdentity(lambdaRole(s)))
-				NewGroup(s, "G", &GroupProps{Parent: testGroup, Name: "g", Provisioner: &ProvisionerSettings{Identity: testGroup + "/fedcba9876543210"}})
+				NewGroup(s, "G", &GroupProps{Parent: testGroup, Name: "group", Provisioner: &ProvisionerSettings{Identity: testGroup + "/fedcba9876543210"}})
 			},
 			wantErr: []string{"[S/G] Provisioner: differs from the provisioner settings already used in stack S"},
 		},
 		{
 			name: "group parent not a UIDP",
 			build: func(_ awscdk.App, s awscdk.Stack) {
-				NewGroup(s, "G", &GroupProps{Parent: "acme", Name: "g", Provisioner: testSettings()})
+				NewGroup(s, "G", &GroupProps{Parent: "acme", Name: "group", Provisioner: testSettings()})
 			},
 			wantErr: []string{"[S/G] Parent: parent group \"acme\" is not a Chainguard UIDP"},
 		},
@@ -289,8 +406,23 @@ func TestSynthValidation(t *testing.T) {
 					t.Errorf("Synth() error does not contain %q:\n%v", want, err)
 				}
 			}
+			for _, not := range tc.wantNot {
+				if err != nil && strings.Contains(err.Error(), not) {
+					t.Errorf("Synth() error holds %q:\n%v", not, err)
+				}
+			}
 			if err != nil && strings.Contains(err.Error(), "goroutine ") {
 				t.Errorf("Synth() error holds a Go stack dump:\n%v", err)
+			}
+			// and each property of a construct is reported once: one clear message, not a second one about what the construct derived from it
+			if err != nil {
+				seen := map[string]bool{}
+				for _, prop := range propertyRE.FindAllString(err.Error(), -1) {
+					if seen[prop] {
+						t.Errorf("Synth() error reports %s more than once:\n%v", prop, err)
+					}
+					seen[prop] = true
+				}
 			}
 		})
 	}

@@ -214,3 +214,31 @@ func randomRune(lo, hi rune, rng *rand.Rand) rune {
 	}
 	return lo + rng.Int32N(hi-lo+1)
 }
+
+// sessionSeeds are the session pattern fuzz test's starting patterns.
+var sessionSeeds = []string{
+	`[0-9a-f]{32}`, `.+`, `[^/]+`, `a\$b`, `a`, `x{65,}`, `\bi-[0-9a-f]{8,17}\b`, `\Bab`, `ab\B`,
+	`(?i)eks-[a-z]+`, `[/:]+|ab`, `(?:a|b\b-)c`, `^x$`, `(`, ``,
+}
+
+// FuzzSessionPattern checks that SessionPattern never panics and that a
+// pattern it refuses as matching no valid session name indeed matches none
+// of the valid session names generated from it, embedded as the trust
+// embeds it (after a "/", up to the end).
+func FuzzSessionPattern(f *testing.F) {
+	for _, s := range sessionSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, pattern string) {
+		err := SessionPattern(pattern)
+		if err == nil || !strings.Contains(err.Error(), "matches no valid role session name") {
+			return
+		}
+		embedded := regexp.MustCompile(`^/(?:` + pattern + `)$`)
+		for _, s := range generated(t, pattern) {
+			if SessionName(s) == nil && embedded.MatchString("/"+s) {
+				t.Fatalf("SessionPattern(%q) = %v, but it matches the valid session name %q", pattern, err, s)
+			}
+		}
+	})
+}

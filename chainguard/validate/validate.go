@@ -82,10 +82,27 @@ func AWSAccount(v string) error {
 	return invalidf("AWS account ID %q is not valid: %s (%d characters given)", v, want, len(v))
 }
 
-// Name checks a Chainguard object name (group, identity, ...) with the SDK's
-// rule. field names the value in the message, e.g. "group name".
+// Name lengths of Chainguard groups and identities: "Must be 3-63
+// characters" (chainguard.dev/sdk proto/chainguard/platform/iam/v2
+// groups.proto and identities.proto, field name).
+const (
+	MinNameLen = 3
+	MaxNameLen = 63
+)
+
+// Name checks a Chainguard object name (group, identity, ...): the SDK's
+// character rule (validation.ValidateName) and 3 to 63 characters
+// ([MinNameLen], [MaxNameLen]). field names the value in the message, e.g.
+// "group name".
 func Name(field, v string) error {
 	if validation.ValidateName(v) == nil {
+		const want = "Chainguard names are %d to %d characters, e.g. %q"
+		switch n := len(v); { // the SDK's characters are all ASCII
+		case n < MinNameLen:
+			return invalidf("%s %q is too short: "+want, field, v, MinNameLen, MaxNameLen, "example-group")
+		case n > MaxNameLen:
+			return invalidf("%s %q is %d characters long: "+want, field, v, n, MinNameLen, MaxNameLen, "example-group")
+		}
 		return nil
 	}
 	const want = `use lowercase letters, digits, spaces, ".", "_" and "-", e.g. "example-group"`

@@ -24,6 +24,7 @@ func TestValidators(t *testing.T) {
 	assumed := func(v string) func() error {
 		return func() error { _, err := AssumedRoleARN(v); return err }
 	}
+	sessPat := func(p string) func() error { return func() error { return SessionPattern(p) } }
 	roleARN := func(v string) func() error {
 		return func() error { _, err := RoleARN(v); return err }
 	}
@@ -54,6 +55,11 @@ func TestValidators(t *testing.T) {
 		{"name empty", func() error { return Name("group name", "") }, `group name is empty: use lowercase letters, digits, spaces, ".", "_" and "-", e.g. "example-group"`},
 		{"name upper", func() error { return Name("identity name", "AWS-Auth") }, `identity name "AWS-Auth" is not valid: Chainguard names are lowercase, e.g. "aws-auth"`},
 		{"name slash", func() error { return Name("group name", "a/b") }, `group name "a/b" is not valid: use lowercase letters`},
+		{"name of 3 characters", func() error { return Name("group name", "abc") }, ""},
+		{"name of 63 characters", func() error { return Name("group name", strings.Repeat("n", 63)) }, ""},
+		{"name of 2 characters", func() error { return Name("group name", "ab") }, `group name "ab" is too short: Chainguard names are 3 to 63 characters, e.g. "example-group"`},
+		{"name of 1 character", func() error { return Name("identity name", "x") }, `identity name "x" is too short: Chainguard names are 3 to 63 characters`},
+		{"name of 64 characters", func() error { return Name("identity name", strings.Repeat("n", 64)) }, `is 64 characters long: Chainguard names are 3 to 63 characters`},
 		{"description", func() error { return Description("The aws-auth identity.") }, ""},
 		{"description empty", func() error { return Description("") }, ""},
 		{"description newline", func() error { return Description("a\nb") }, `description "a\nb" is not valid: it may hold letters, digits, punctuation and plain spaces only (no tabs or line breaks)`},
@@ -73,6 +79,29 @@ func TestValidators(t *testing.T) {
 		{"session name", func() error { return SessionName("my-function") }, ""},
 		{"session name short", func() error { return SessionName("f") }, `role session name "f" is too short: expected 2 to 64 characters`},
 		{"session name colon", func() error { return SessionName("a:b") }, `has the character ":", which is not allowed`},
+
+		// Session patterns (the session part of a trust, anchored by the caller)
+		{"session pattern ecs task", sessPat(`[0-9a-f]{32}`), ""},
+		{"session pattern any", sessPat(`.+`), ""},
+		{"session pattern negated class", sessPat(`[^/]+`), ""},
+		{"session pattern literal dollar, optional", sessPat(`[0-9a-f]{32}\$?`), ""},
+		{"session pattern word boundaries", sessPat(`\bi-[0-9a-f]{8,17}\b`), ""},
+		{"session pattern case-insensitive", sessPat(`(?i)EKS-[A-Z]+`), ""},
+		{"session pattern exactly 64", sessPat(`x{64}`), ""},
+		{"session pattern empty", sessPat(``), "the session pattern is empty: give a regular expression for the session name only"},
+		{"session pattern anchored", sessPat(`^task$`), `the session pattern "^task$" has an anchor: leave out ^ and $`},
+		{"session pattern multi-line anchor", sessPat(`(?m)^x`), `the session pattern "(?m)^x" has an anchor`},
+		{"session pattern \\A \\z", sessPat(`\Ax\z`), `has an anchor`},
+		{"session pattern escaping its group", sessPat(`x)|(.*`), `the session pattern "x)|(.*" does not compile`},
+		{"session pattern too complex", sessPat(`(.?){1000}(.?){1000}`), `is too complex`},
+		{"session pattern one character", sessPat(`a`), `the session pattern "a" matches no valid role session name (AWS session names are 2 to 64 characters from letters, digits and "+=,.@_-"), so no session could ever assume the identity`},
+		{"session pattern too long", sessPat(`x{65,}`), `matches no valid role session name`},
+		{"session pattern only a literal dollar", sessPat(`a\$b`), `matches no valid role session name`},
+		{"session pattern slashes", sessPat(`[/:]+`), `matches no valid role session name`},
+		{"session pattern space", sessPat(`my task`), `matches no valid role session name`},
+		{"session pattern not a word boundary at its start", sessPat(`\Bab`), `matches no valid role session name`},
+		{"session pattern not a word boundary at its end", sessPat(`ab\B`), `matches no valid role session name`},
+		{"session pattern no match at all", sessPat(`[^\x00-\x{10FFFF}]`), `matches no valid role session name`},
 
 		// Assumed-role ARNs
 		{"assumed arn", assumed(goodARN), ""},
@@ -392,5 +421,17 @@ func TestErrInvalidShared(t *testing.T) {
 				t.Errorf("error %q does not match both validate.ErrInvalid and locator.ErrInvalid", tt.err)
 			}
 		})
+	}
+}
+
+func TestSessionAlphabetIsTheSessionNameCharacters(t *testing.T) {
+	// given the characters a session name may hold, as SessionName checks them
+	one := regexp.MustCompile(`^` + iamNameChars + `$`)
+
+	// then the alphabet SessionPattern explores holds exactly those (all ASCII)
+	for r := rune(0); r < 256; r++ {
+		if in, want := strings.ContainsRune(sessionAlphabet, r), one.MatchString(string(r)); in != want {
+			t.Errorf("%q: in sessionAlphabet = %v, a session name character = %v", r, in, want)
+		}
 	}
 }
