@@ -28,17 +28,52 @@ type role struct {
 	capNames              []string
 }
 
-// builtinRoleDefs are the built-in roles the emulator serves, with the
-// capability sets of the SDK.
+// builtinRoleDefs are the built-in roles the emulator serves: every role
+// whose name the service documents and whose capability set the SDK defines
+// (chainguard.dev/sdk v0.1.212, proto/capabilities/roles.go). Names: the
+// "Built-in Roles and Capabilities Reference"
+// (https://edu.chainguard.dev/chainguard/administration/iam-organizations/roles-role-bindings/capabilities-reference/:
+// owner, editor, viewer, registry.pull, registry.pull_token_creator,
+// apk.pull, libraries.{java,python,javascript}.pull and .pull_token_creator;
+// its April 2026 revision adds limited_owner and console_viewer, and
+// chainguard-dev/edu pull request 3329 guardener.user and guardener.admin),
+// actions.viewer and argos.osv.reader from the comments of roles.go. The
+// weakest: registry.push (RegistryPushCaps), which the official reference
+// does not list; it is named only by third-party chainctl notes
+// ("--role=registry.push,registry.pull") and this project's design brief,
+// and is kept because the project binds it.
+// The libraries.*.pull_token_creator sets are PullTokenCreatorCaps plus the
+// ecosystem's pull set, as roles.go builds RegistryPullTokenCreatorCaps and as
+// the reference's table lists them (groups.list, identity.create,
+// role_bindings.create, roles.list, libraries.entitlements.list,
+// libraries.<ecosystem>.list).
+//
+// Not served: limited_owner, documented ("read access across all resources
+// with ability to create identities and role bindings"), has no capability
+// set in the SDK, and guessing one would be inventing evidence; custom roles
+// (Roles.Create) are Unimplemented.
 var builtinRoleDefs = []struct {
 	name, description string
 	caps              []capabilities.Capability
 }{
-	{"viewer", "Read-only access to the group and its descendants, including pulling from the registry.", capabilities.ViewerCaps},
-	{"editor", "Viewer plus creating and editing most resources.", capabilities.EditorCaps},
 	{"owner", "Full control of the group and its descendants, including IAM.", capabilities.OwnerCaps},
+	{"editor", "Viewer plus creating and editing most resources, but no IAM changes.", capabilities.EditorCaps},
+	{"viewer", "Read-only access to the group and its descendants, including pulling from the registry.", capabilities.ViewerCaps},
+	{"console_viewer", "Read-only access without pulling images.", capabilities.ConsoleViewerCaps},
 	{"registry.pull", "Pull images from the registry.", capabilities.RegistryPullCaps},
 	{"registry.push", "Push images to the registry.", capabilities.RegistryPushCaps},
+	{"registry.pull_token_creator", "Create registry pull tokens (identity and role binding), and pull.", capabilities.RegistryPullTokenCreatorCaps},
+	{"apk.pull", "Pull the organization's APK packages.", capabilities.APKPullCaps},
+	{"libraries.java.pull", "Java library access.", capabilities.LibrariesJavaPullCaps},
+	{"libraries.java.pull_token_creator", "Java library pull token management.", capabilities.SortCaps(capabilities.PullTokenCreatorCaps, capabilities.LibrariesJavaPullCaps)},
+	{"libraries.python.pull", "Python library access.", capabilities.LibrariesPythonPullCaps},
+	{"libraries.python.pull_token_creator", "Python library pull token management.", capabilities.SortCaps(capabilities.PullTokenCreatorCaps, capabilities.LibrariesPythonPullCaps)},
+	{"libraries.javascript.pull", "JavaScript library access.", capabilities.LibrariesJavascriptPullCaps},
+	{"libraries.javascript.pull_token_creator", "JavaScript library pull token management.", capabilities.SortCaps(capabilities.PullTokenCreatorCaps, capabilities.LibrariesJavascriptPullCaps)},
+	{"guardener.user", "Run Guardener sessions, with registry pull access.", capabilities.GuardenerUserCaps},
+	{"guardener.admin", "Guardener user plus accepting the legal terms and linking GitHub organizations.", capabilities.GuardenerAdminCaps},
+	{"actions.viewer", "Read the Chainguard Actions catalog.", capabilities.ActionsViewerCaps},
+	{"argos.osv.reader", "Read the shared Private OSV corpus.", capabilities.ArgosOSVReaderCaps},
 }
 
 // builtinRoles returns the built-in roles by ID. IDs are deterministic
@@ -117,12 +152,14 @@ func loadRules(srv *grpc.Server) (map[string]methodRules, error) {
 	return out, nil
 }
 
-// callerKey is the context key of the authenticated caller's identity UIDP.
+// callerKey is the context key of the authenticated caller's token.
 type callerKey struct{}
 
-func callerOf(ctx context.Context) string {
-	s, _ := ctx.Value(callerKey{}).(string)
-	return s
+// callerOf returns the token that authenticated the call (nil on the issuer,
+// which grants nothing).
+func callerOf(ctx context.Context) *token {
+	t, _ := ctx.Value(callerKey{}).(*token)
+	return t
 }
 
 // interceptor counts calls, applies faults and, on the API server,
@@ -170,25 +207,35 @@ func (e *Emulator) handle(ctx context.Context, req any, info *grpc.UnaryServerIn
 	return handler(ctx, req)
 }
 
-// authenticate returns the identity of the request's token.
-func (e *Emulator) authenticate(ctx context.Context) (string, error) {
-	tok, err := bearer(ctx)
+// authenticate verifies the request's token (an emulator JWT whose exp
+// claim has not passed, whose identity still exists unless
+// Options.StatelessTokens) and returns what the emulator recorded at its
+// exchange.
+func (e *Emulator) authenticate(ctx context.Context) (*token, error) {
+	raw, err := bearer(ctx)
 	if err != nil {
-		return "", err
+		return nil, err
+	}
+	c, err := e.signer.verify(raw)
+	if err != nil {
+		return nil, status.Errorf(codes.Unauthenticated, "the token is not one this emulator issued: exchange an AWS token at %s for one", e.issuerURL)
+	}
+	if c.Issuer != e.issuerURL || c.Audience != e.apiURL {
+		return nil, status.Errorf(codes.Unauthenticated, "the token was issued by %s for audience %s: exchange an AWS token at %s for audience %s", c.Issuer, c.Audience, e.issuerURL, e.apiURL)
+	}
+	if exp := time.Unix(c.Expiry, 0); !time.Now().Before(exp) {
+		return nil, status.Errorf(codes.Unauthenticated, "the token expired at %s (its exp claim): exchange a new one", exp.UTC().Format(time.RFC3339))
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	t, ok := e.tokens[tok]
-	if !ok {
-		return "", status.Errorf(codes.Unauthenticated, "the token is not one this emulator issued: exchange an AWS token at %s for one", e.issuerURL)
+	t, ok := e.tokens[c.ID]
+	if !ok || t.identity != c.Subject {
+		return nil, status.Errorf(codes.Unauthenticated, "the token is not one this emulator issued: exchange an AWS token at %s for one", e.issuerURL)
 	}
-	if !time.Now().Before(t.expiry) {
-		return "", status.Errorf(codes.Unauthenticated, "the token expired at %s: exchange a new one", t.expiry.UTC().Format(time.RFC3339))
+	if _, ok := e.identities[t.identity]; !ok && !e.statelessTokens {
+		return nil, status.Errorf(codes.Unauthenticated, "the token's identity %s no longer exists", t.identity)
 	}
-	if _, ok := e.identities[t.identity]; !ok {
-		return "", status.Errorf(codes.Unauthenticated, "the token's identity %s no longer exists", t.identity)
-	}
-	return t.identity, nil
+	return &t, nil
 }
 
 // bearer reads the token from the "authorization" metadata, which the STS
@@ -209,42 +256,23 @@ func bearer(ctx context.Context) (string, error) {
 	return tok, nil
 }
 
-// authorize fails with PermissionDenied unless identity holds every one of
-// caps on scope through a role binding on scope or an ancestor.
-func (e *Emulator) authorize(identity, scope string, caps ...capabilities.Capability) error {
+// authorize fails with PermissionDenied unless the caller's token t holds
+// every one of caps on scope (see tokenHas).
+func (e *Emulator) authorize(t *token, scope string, caps ...capabilities.Capability) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, c := range caps {
-		if !e.has(identity, scope, c) {
-			return status.Error(codes.PermissionDenied, e.deniedMessage(identity, scope, c))
+		if !e.tokenHas(t, scope, c) {
+			return status.Error(codes.PermissionDenied, e.deniedMessage(t, scope, c))
 		}
 	}
 	return nil
 }
 
-// has reports whether identity holds capability c on scope. Callers hold e.mu.
-func (e *Emulator) has(identity, scope string, c capabilities.Capability) bool {
-	for _, b := range e.bindings {
-		if b.identity == identity && uidp.IsAncestorOrSelf(b.group, scope) && e.roles[b.role].caps[c] {
-			return true
-		}
-	}
-	return false
-}
-
-// hasAnywhere reports whether identity holds c on some scope. Callers hold e.mu.
-func (e *Emulator) hasAnywhere(identity string, c capabilities.Capability) bool {
-	for _, b := range e.bindings {
-		if b.identity == identity && e.roles[b.role].caps[c] {
-			return true
-		}
-	}
-	return false
-}
-
-// deniedMessage says which capability is missing where and which built-in
-// roles grant it. Callers hold e.mu.
-func (e *Emulator) deniedMessage(identity, scope string, c capabilities.Capability) string {
+// deniedMessage says which capability is missing where, which built-in roles
+// grant it, and that the token's bindings are those of its exchange. Callers
+// hold e.mu.
+func (e *Emulator) deniedMessage(t *token, scope string, c capabilities.Capability) string {
 	var grants []string
 	for _, d := range builtinRoleDefs {
 		if r := e.roleByName(d.name); r != nil && r.caps[c] {
@@ -255,8 +283,9 @@ func (e *Emulator) deniedMessage(identity, scope string, c capabilities.Capabili
 	if err != nil {
 		name = c.String()
 	}
-	return fmt.Sprintf("identity %s lacks capability %s (%s) on %s: bind a role that grants it (%s) on that group or an ancestor",
-		identity, c.String(), name, scope, strings.Join(grants, ", "))
+	return fmt.Sprintf("identity %s lacks capability %s (%s) on %s: bind a role that grants it (%s) on that group or an ancestor; "+
+		"a token carries the role bindings in effect when it was exchanged (%s), so exchange a fresh one after binding",
+		t.identity, c.String(), name, scope, strings.Join(grants, ", "), t.issued.UTC().Format(time.RFC3339Nano))
 }
 
 // checkUIDP fails with InvalidArgument unless v is a UIDP.

@@ -9,16 +9,71 @@
 //     credentials) and matches the identity's aws_identity trust;
 //   - an API serving IAM v1 Groups, Identities, Roles and RoleBindings and
 //     Registry v1 ListRepos (every other method answers Unimplemented), with
-//     UIDP hierarchy, the service's status codes, token expiry, and
-//     authorization by the capabilities named in each method's
-//     chainguard.annotations.iam option, granted through role bindings on the
-//     scope or an ancestor;
+//     UIDP hierarchy, the service's status codes, and authorization by the
+//     capabilities named in each method's chainguard.annotations.iam option;
 //   - seeding, state inspection, call counting and fault injection for tests.
 //
 // It is test infrastructure held to production standards: it rejects what the
-// service rejects, or tests prove nothing. Where the service's behaviour is not
-// documented it is strict (deleting a group that still holds objects, or an
-// identity that still has role bindings, fails with FailedPrecondition).
+// service rejects, or tests prove nothing. Every behaviour below cites its
+// evidence in the code; where the evidence is silent the emulator takes the
+// stricter reading, and where a reading is a choice an Options field switches
+// it.
+//
+// # Contract
+//
+// Tokens (token.go). Exchange returns an ES256 JWT signed with a key of this
+// emulator, with claims iss (IssuerURL), sub (the identity UIDP), aud
+// (APIURL), iat, exp and jti. The exp claim is the truth: the API refuses
+// the token from that second on, and auth.ExtractExpiry reads it. The
+// exchange response's expiry equals exp, or is unset with
+// Options.OmitExpiry (the proto marks it optional). A token carries the
+// caller's role bindings as of its exchange, restricted to the requested
+// scopes and capabilities: a binding created later does not count for it; a
+// binding deleted later stops counting, one whose role changed counts only
+// for what both roles grant, and the token of a deleted identity is refused
+// (the stricter reading; Options.StatelessTokens switches to tokens that keep
+// what they were issued with). MintToken issues the same tokens without an
+// exchange.
+//
+// Propagation (Options.PropagationDelay, default 0). An identity created
+// through the API cannot be exchanged for until the delay has passed
+// (NotFound: "not yet known to the STS"), and a role binding created or
+// changed through the API is left out of tokens exchanged less than the
+// delay after it. Seeded objects propagate at once.
+//
+// Authorization. A call is authorized by the capabilities of the token, on
+// the method's iam_scope or an ancestor (PermissionDenied otherwise, naming
+// the capability, the roles that grant it, and the token's exchange time).
+// Lists are filtered by the same capabilities (never PermissionDenied, just
+// fewer items). Built-in roles: every role the service documents whose
+// capability set the SDK defines (see builtinRoleDefs).
+//
+// Validation. Group and identity names follow validation.ValidateName and
+// are 3-63 characters; descriptions follow validation.ValidateDescription;
+// group sibling names are unique (AlreadyExists); identity names may repeat
+// within a group unless Options.UniqueIdentityNames. Updates replace the
+// writable fields (name, description, and an identity's relationship; v1
+// has no update mask, so an omitted description clears it) and refuse with
+// InvalidArgument a server-owned field that is set and differs from the
+// stored one: a group's kind, status, verified and resource_limits, an
+// identity's created_at, updated_at and last_seen (stored and returned; an
+// exchange updates last_seen). Deleting a group that still holds objects, or
+// an identity that still has role bindings, fails with FailedPrecondition.
+//
+// Faults. FailNext makes calls fail with any code, including the transient
+// Unknown and Internal the service returns; SetLatency delays calls;
+// HangNext blocks them until the caller's deadline; SetIssuerReachable(false)
+// makes the issuer a host that refuses connections (SDK clients then block
+// until their deadline), SetIssuerReachable(true) restores it.
+//
+// # Environment
+//
+// Start reads two variables when the matching Options field is zero, so that
+// a whole test suite can run under the strict readings, and fails on an
+// invalid value:
+//
+//	CHAINGUARD_EMULATOR_PROPAGATION_DELAY  Go duration, e.g. 300ms (Options.PropagationDelay)
+//	CHAINGUARD_EMULATOR_OMIT_EXPIRY        true or 1 (Options.OmitExpiry); false, 0 or empty: off
 //
 // Process-wide side effect: the first Start installs a RoundTripper on
 // http.DefaultClient that routes requests for https://sts.amazonaws.com to the
@@ -35,6 +90,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -52,11 +108,51 @@ import (
 // says otherwise (the service issues tokens for about an hour).
 const DefaultTokenTTL = time.Hour
 
+// Environment variables Start reads when the matching Options field is zero,
+// so that a whole test suite can run under the strict readings.
+const (
+	// EnvPropagationDelay sets Options.PropagationDelay (a Go duration such
+	// as "300ms").
+	EnvPropagationDelay = "CHAINGUARD_EMULATOR_PROPAGATION_DELAY"
+	// EnvOmitExpiry sets Options.OmitExpiry ("true" or "1"; "false", "0" or
+	// empty leave it off).
+	EnvOmitExpiry = "CHAINGUARD_EMULATOR_OMIT_EXPIRY"
+)
+
 // Options configures Start. The zero value is ready to use.
 type Options struct {
 	// TokenTTL is the lifetime of tokens minted by Exchange (default
-	// DefaultTokenTTL). Tests of expiry set it short.
+	// DefaultTokenTTL). Tokens are JWTs whose exp claim is in whole seconds,
+	// so it must be at least a second.
 	TokenTTL time.Duration
+	// OmitExpiry makes Exchange leave RawToken.expiry unset, which the proto
+	// allows ("(optional) Expiry time of the token.",
+	// proto/platform/oidc/v1/oidc.platform.proto): clients must then read
+	// the token's own exp claim (auth.ExtractExpiry). Zero: read
+	// EnvOmitExpiry.
+	OmitExpiry bool
+	// PropagationDelay is how long a new identity or role binding takes to
+	// reach the STS: Exchange answers NotFound for an identity created less
+	// than the delay ago, and a token leaves out role bindings created (or
+	// changed) less than the delay before its exchange. Objects made by the
+	// Seed methods are there before the test and propagate at once. Zero:
+	// read EnvPropagationDelay (default 0).
+	PropagationDelay time.Duration
+	// StatelessTokens makes a token keep the role bindings of its exchange
+	// until it expires, even after they are deleted or their role changes,
+	// and keep working after its identity is deleted: the reading under
+	// which tokens are self-contained, as chainctl documents for delegate
+	// grants ("Grants are stateless, so ones already minted for it are not
+	// revoked; they expire within 60 minutes", chainctl iam identities
+	// delete). Default off: the stricter reading, under which a token never
+	// grants more than both its exchange-time and the current bindings do,
+	// and a deleted identity's token is refused (see token.go).
+	StatelessTokens bool
+	// UniqueIdentityNames makes Identities.Create and Update refuse a name
+	// already used in the group with AlreadyExists. Default off: the service
+	// allows several identities of one name in a group (see
+	// identityNameTaken).
+	UniqueIdentityNames bool
 	// Logger receives the emulator's logs (default: discarded). Secrets
 	// (tokens, AWS credentials) are never logged.
 	Logger *slog.Logger
@@ -66,27 +162,61 @@ type Options struct {
 	APIAddr, IssuerAddr, AWSSTSAddr string
 }
 
+// fromEnv fills the zero fields of o that have an environment override.
+func (o *Options) fromEnv() error {
+	if o.PropagationDelay == 0 {
+		if v := os.Getenv(EnvPropagationDelay); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("emulator: %s=%q is not a Go duration such as 300ms: %w", EnvPropagationDelay, v, err)
+			}
+			o.PropagationDelay = d
+		}
+	}
+	if !o.OmitExpiry {
+		switch v := os.Getenv(EnvOmitExpiry); v {
+		case "true", "1":
+			o.OmitExpiry = true
+		case "", "false", "0":
+		default:
+			return fmt.Errorf("emulator: %s=%q: use true, 1, false or 0", EnvOmitExpiry, v)
+		}
+	}
+	return nil
+}
+
 // Emulator is a running emulator. All methods are safe for concurrent use.
 type Emulator struct {
-	log      *slog.Logger
-	tokenTTL time.Duration
+	log                 *slog.Logger
+	tokenTTL            time.Duration
+	omitExpiry          bool
+	propagationDelay    time.Duration
+	uniqueIdentityNames bool
+	statelessTokens     bool
+	signer              *jwtSigner
 
 	issuerURL, apiURL, awsSTSURL string
+	issuerAddr                   string // host:port of the issuer, kept across SetIssuerReachable
 
-	issuerSrv, apiSrv *grpc.Server
-	stsSrv            *http.Server
-	rules             map[string]methodRules // by full method name, API server
-	methods           map[string]bool        // every full method name served (both servers)
-	done              sync.WaitGroup
-	closeOnce         sync.Once
+	apiSrv    *grpc.Server
+	stsSrv    *http.Server
+	rules     map[string]methodRules // by full method name, API server
+	methods   map[string]bool        // every full method name served (both servers)
+	done      sync.WaitGroup
+	closeOnce sync.Once
+
+	issuerMu  sync.Mutex
+	issuerSrv *grpc.Server // nil while the issuer is unreachable
+	closed    bool
 
 	mu         sync.Mutex
 	groups     map[string]*iam.Group
 	identities map[string]*iam.Identity
+	visibleAt  map[string]time.Time // by identity: when the STS knows it
 	bindings   map[string]*binding
 	repos      map[string]*repo
-	roles      map[string]*role // built-in roles by ID
-	tokens     map[string]token
+	roles      map[string]*role         // built-in roles by ID
+	tokens     map[string]token         // by jti
 	awsCreds   map[string]awsCredential // by access key ID
 	calls      map[string]int
 	faults     map[string]*fault
@@ -95,16 +225,12 @@ type Emulator struct {
 type binding struct {
 	id, group, identity, role string
 	created                   time.Time
+	visibleAt                 time.Time // when tokens start to carry it
 }
 
 type repo struct {
 	id, name string
 	created  time.Time
-}
-
-type token struct {
-	identity string
-	expiry   time.Time
 }
 
 type fault struct {
@@ -115,24 +241,42 @@ type fault struct {
 }
 
 // Start starts an emulator on free 127.0.0.1 ports (or the addresses in
-// opts). Close it when done.
+// opts). Zero fields of opts with an environment override (EnvOmitExpiry,
+// EnvPropagationDelay) take it; an invalid value fails Start. Close it when
+// done.
 func Start(opts Options) (*Emulator, error) {
-	if opts.TokenTTL < 0 {
-		return nil, fmt.Errorf("emulator: TokenTTL %s is negative", opts.TokenTTL)
+	if err := opts.fromEnv(); err != nil {
+		return nil, err
+	}
+	if opts.TokenTTL != 0 && opts.TokenTTL < time.Second {
+		return nil, fmt.Errorf("emulator: TokenTTL %s is under a second: the exp claim of a JWT counts whole seconds", opts.TokenTTL)
+	}
+	if opts.PropagationDelay < 0 {
+		return nil, fmt.Errorf("emulator: PropagationDelay %s is negative", opts.PropagationDelay)
+	}
+	signer, err := newJWTSigner()
+	if err != nil {
+		return nil, err
 	}
 	e := &Emulator{
-		log:        opts.Logger,
-		tokenTTL:   opts.TokenTTL,
-		groups:     map[string]*iam.Group{},
-		identities: map[string]*iam.Identity{},
-		bindings:   map[string]*binding{},
-		repos:      map[string]*repo{},
-		roles:      builtinRoles(),
-		tokens:     map[string]token{},
-		awsCreds:   map[string]awsCredential{},
-		calls:      map[string]int{},
-		faults:     map[string]*fault{},
-		methods:    map[string]bool{},
+		log:                 opts.Logger,
+		tokenTTL:            opts.TokenTTL,
+		omitExpiry:          opts.OmitExpiry,
+		propagationDelay:    opts.PropagationDelay,
+		uniqueIdentityNames: opts.UniqueIdentityNames,
+		statelessTokens:     opts.StatelessTokens,
+		signer:              signer,
+		groups:              map[string]*iam.Group{},
+		identities:          map[string]*iam.Identity{},
+		visibleAt:           map[string]time.Time{},
+		bindings:            map[string]*binding{},
+		repos:               map[string]*repo{},
+		roles:               builtinRoles(),
+		tokens:              map[string]token{},
+		awsCreds:            map[string]awsCredential{},
+		calls:               map[string]int{},
+		faults:              map[string]*fault{},
+		methods:             map[string]bool{},
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -155,12 +299,10 @@ func Start(opts Options) (*Emulator, error) {
 		}
 		lns = append(lns, l)
 	}
-	e.issuerURL = "http://" + lns[0].Addr().String()
+	e.issuerAddr = lns[0].Addr().String()
+	e.issuerURL = "http://" + e.issuerAddr
 	e.apiURL = "http://" + lns[1].Addr().String()
 	e.awsSTSURL = "http://" + lns[2].Addr().String()
-
-	e.issuerSrv = grpc.NewServer(grpc.ChainUnaryInterceptor(e.interceptor(false)))
-	oidc.RegisterSecurityTokenServiceServer(e.issuerSrv, &stsService{e: e})
 
 	e.apiSrv = grpc.NewServer(grpc.ChainUnaryInterceptor(e.interceptor(true)))
 	iam.RegisterGroupsServer(e.apiSrv, &groupsService{e: e})
@@ -169,6 +311,7 @@ func Start(opts Options) (*Emulator, error) {
 	iam.RegisterRoleBindingsServer(e.apiSrv, &roleBindingsService{e: e})
 	registry.RegisterRegistryServer(e.apiSrv, &registryService{e: e})
 
+	e.issuerSrv = e.newIssuerServer()
 	for _, srv := range []*grpc.Server{e.issuerSrv, e.apiSrv} {
 		for svc, info := range srv.GetServiceInfo() {
 			for _, m := range info.Methods {
@@ -194,7 +337,8 @@ func Start(opts Options) (*Emulator, error) {
 	}
 	router.register(e.issuerURL, stsURL)
 
-	e.serve(func() error { return e.issuerSrv.Serve(lns[0]) })
+	issuer := e.issuerSrv
+	e.serve(func() error { return issuer.Serve(lns[0]) })
 	e.serve(func() error { return e.apiSrv.Serve(lns[1]) })
 	e.serve(func() error {
 		if err := e.stsSrv.Serve(lns[2]); !errors.Is(err, http.ErrServerClosed) {
@@ -202,8 +346,47 @@ func Start(opts Options) (*Emulator, error) {
 		}
 		return nil
 	})
-	e.log.Info("chainguard emulator started", "issuer_url", e.issuerURL, "api_url", e.apiURL, "aws_sts_url", e.awsSTSURL, "token_ttl", e.tokenTTL)
+	e.log.Info("chainguard emulator started", "issuer_url", e.issuerURL, "api_url", e.apiURL, "aws_sts_url", e.awsSTSURL,
+		"token_ttl", e.tokenTTL, "omit_expiry", e.omitExpiry, "propagation_delay", e.propagationDelay, "unique_identity_names", e.uniqueIdentityNames, "stateless_tokens", e.statelessTokens)
 	return e, nil
+}
+
+// newIssuerServer builds a gRPC server for the issuer.
+func (e *Emulator) newIssuerServer() *grpc.Server {
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(e.interceptor(false)))
+	oidc.RegisterSecurityTokenServiceServer(srv, &stsService{e: e})
+	return srv
+}
+
+// SetIssuerReachable makes the issuer unreachable (false: its listener is
+// closed and open connections are dropped, so a client sees a host that
+// refuses connections) or reachable again (true: it listens on the same
+// address). The SDK's clients use WaitForReady, so an exchange against an
+// unreachable issuer blocks until its context's deadline and fails with
+// DeadlineExceeded. Setting the current state again does nothing; re-listening
+// fails if another process took the port meanwhile.
+func (e *Emulator) SetIssuerReachable(reachable bool) error {
+	e.issuerMu.Lock()
+	defer e.issuerMu.Unlock()
+	if e.closed {
+		return errors.New("emulator: SetIssuerReachable after Close")
+	}
+	switch {
+	case !reachable && e.issuerSrv != nil:
+		e.issuerSrv.Stop()
+		e.issuerSrv = nil
+		e.log.Info("issuer made unreachable", "issuer_url", e.issuerURL)
+	case reachable && e.issuerSrv == nil:
+		l, err := net.Listen("tcp", e.issuerAddr)
+		if err != nil {
+			return fmt.Errorf("emulator: listen on the issuer address %s again: %w", e.issuerAddr, err)
+		}
+		srv := e.newIssuerServer()
+		e.issuerSrv = srv
+		e.serve(func() error { return srv.Serve(l) })
+		e.log.Info("issuer reachable again", "issuer_url", e.issuerURL)
+	}
+	return nil
 }
 
 func (e *Emulator) serve(f func() error) {
@@ -241,7 +424,12 @@ func listenLoopback(addr string) (net.Listener, error) {
 func (e *Emulator) Close() error {
 	e.closeOnce.Do(func() {
 		router.unregister(e.issuerURL)
-		e.issuerSrv.Stop()
+		e.issuerMu.Lock()
+		if e.issuerSrv != nil {
+			e.issuerSrv.Stop()
+		}
+		e.closed = true
+		e.issuerMu.Unlock()
 		e.apiSrv.Stop()
 		_ = e.stsSrv.Close()
 		e.done.Wait()
@@ -275,7 +463,12 @@ func (e *Emulator) Calls(method string) int {
 }
 
 // FailNext makes the next n calls of method fail with code (and a message
-// saying the failure was injected).
+// saying the failure was injected). Any code but OK works; the transient ones
+// the service really returns are Unavailable, Unknown (a raw HTTP 5xx from
+// the gateway) and Internal (the Terraform provider's isRetryable in
+// internal/provider/retry.go, at 5085c9f, retries Unknown, Internal,
+// DeadlineExceeded and Aborted; the SDK's own connection retry covers
+// Unavailable and ResourceExhausted).
 func (e *Emulator) FailNext(method string, n int, code codes.Code) {
 	e.mustKnow("FailNext", method)
 	if code == codes.OK {
@@ -451,3 +644,15 @@ func (e *Emulator) State() State {
 	sort.Slice(s.Roles, func(i, j int) bool { return s.Roles[i].ID < s.Roles[j].ID })
 	return s
 }
+
+// PropagationDelay is the propagation delay in effect (Options or
+// EnvPropagationDelay).
+func (e *Emulator) PropagationDelay() time.Duration { return e.propagationDelay }
+
+// OmitExpiry reports whether Exchange leaves RawToken.expiry unset (Options
+// or EnvOmitExpiry).
+func (e *Emulator) OmitExpiry() bool { return e.omitExpiry }
+
+// StatelessTokens reports whether tokens keep the bindings of their exchange
+// (Options.StatelessTokens).
+func (e *Emulator) StatelessTokens() bool { return e.statelessTokens }

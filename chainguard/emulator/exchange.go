@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 
 	"chainguard.dev/sdk/auth/aws"
+	"chainguard.dev/sdk/proto/capabilities"
 	iam "chainguard.dev/sdk/proto/platform/iam/v1"
 	oidc "chainguard.dev/sdk/proto/platform/oidc/v1"
+	"chainguard.dev/sdk/uidp"
 	"github.com/chainguard-dev/clog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,9 +29,16 @@ type stsService struct {
 
 // Exchange trades an AWS token (auth/aws.GenerateToken for audience = the
 // issuer URL and identity = the requested identity) for a Chainguard token
-// of that identity with audience = the API URL. Requested scopes and
-// capabilities are ignored (the token carries the identity; its role
-// bindings are evaluated on every call) and no refresh token is issued.
+// of that identity with audience = the API URL: a JWT (see token.go) that
+// carries the identity's role bindings in effect now, restricted to the
+// requested scopes (UIDPs; a binding on a scope or an ancestor of it counts,
+// as ExchangeRequest.scopes describes) and capabilities (ExchangeRequest.cap).
+// No refresh token is issued. An identity created less than
+// Options.PropagationDelay ago is not yet known to the STS: NotFound, as for
+// an identity that does not exist (the Terraform provider's
+// waitForRoleBindingPropagation treats a fresh object that cannot be used yet
+// as retryable; the emulator makes the identity itself lag too, the stricter
+// reading).
 func (s *stsService) Exchange(ctx context.Context, req *oidc.ExchangeRequest) (*oidc.RawToken, error) {
 	e := s.e
 	awsTok, err := bearer(ctx)
@@ -49,6 +59,10 @@ func (s *stsService) Exchange(ctx context.Context, req *oidc.ExchangeRequest) (*
 	if req.GetIdentityProvider() != "" {
 		return nil, status.Errorf(codes.InvalidArgument, "identity_provider %q is not supported: AWS tokens need no identity provider", req.GetIdentityProvider())
 	}
+	scopes, caps, err := requestedScope(req)
+	if err != nil {
+		return nil, err
+	}
 
 	logCtx := clog.WithLogger(ctx, clog.NewLogger(e.log))
 	var claims *aws.VerifiedClaims
@@ -63,9 +77,14 @@ func (s *stsService) Exchange(ctx context.Context, req *oidc.ExchangeRequest) (*
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	now := time.Now()
 	id, ok := e.identities[req.GetIdentity()]
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "identity %s not found", req.GetIdentity())
+	}
+	if at := e.visibleAt[id.GetId()]; now.Before(at) {
+		return nil, status.Errorf(codes.NotFound, "identity %s %s (created %s ago; it propagates within %s): retry the exchange",
+			id.GetId(), NotYetKnown, now.Sub(id.GetCreatedAt().AsTime()).Round(time.Millisecond), e.propagationDelay)
 	}
 	trust := id.GetAwsIdentity()
 	if trust == nil {
@@ -74,13 +93,49 @@ func (s *stsService) Exchange(ctx context.Context, req *oidc.ExchangeRequest) (*
 	if err := matchAWS(trust, claims); err != nil {
 		return nil, status.Errorf(codes.PermissionDenied, "AWS principal %s may not assume identity %s: %v", claims.Arn, id.GetId(), err)
 	}
-	now := time.Now()
 	id.LastSeen = timestamppb.New(now)
-	tok := randomString(43, tokenAlphabet)
-	expiry := now.Add(e.tokenTTL)
-	e.tokens[tok] = token{identity: id.GetId(), expiry: expiry}
-	e.log.Info("token issued", "identity", id.GetId(), "aws_arn", claims.Arn, "expiry", expiry.UTC().Format(time.RFC3339))
-	return &oidc.RawToken{Token: tok, Expiry: timestamppb.New(expiry)}, nil
+	raw, t, err := e.issueToken(id.GetId(), now, scopes, caps)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	e.log.Info("token issued", "identity", id.GetId(), "aws_arn", claims.Arn, "expiry", t.expiry.UTC().Format(time.RFC3339), "bindings", len(t.grants))
+	out := &oidc.RawToken{Token: raw}
+	if !e.omitExpiry {
+		out.Expiry = timestamppb.New(t.expiry)
+	}
+	return out, nil
+}
+
+// NotYetKnown is in the message of the NotFound that Exchange answers for an
+// identity created less than Options.PropagationDelay ago.
+const NotYetKnown = "is not yet known to the STS"
+
+// requestedScope validates the scopes (ExchangeRequest.scopes and the
+// deprecated scope, deduplicated as the proto says) and capabilities of req.
+// A scope must be a group UIDP: the proto calls them "group scopes".
+func requestedScope(req *oidc.ExchangeRequest) ([]string, map[capabilities.Capability]bool, error) {
+	var scopes []string
+	for _, sc := range append([]string{req.GetScope()}, req.GetScopes()...) { //nolint:staticcheck // the deprecated field is still sent by the SDK
+		if sc == "" || slices.Contains(scopes, sc) {
+			continue
+		}
+		if !uidp.Valid(sc) {
+			return nil, nil, status.Errorf(codes.InvalidArgument, "scope %q is not a group UIDP", sc)
+		}
+		scopes = append(scopes, sc)
+	}
+	if len(req.GetCap()) == 0 {
+		return scopes, nil, nil
+	}
+	caps := map[capabilities.Capability]bool{}
+	for _, name := range req.GetCap() {
+		c, err := capabilities.Parse(name) // unknown names parse to UNKNOWN
+		if err != nil || c == capabilities.Capability_UNKNOWN {
+			return nil, nil, status.Errorf(codes.InvalidArgument, "capability %q is unknown: use a name such as groups.list", name)
+		}
+		caps[c] = true
+	}
+	return scopes, caps, nil
 }
 
 // verifyError maps an auth/aws.VerifyToken error to a status.

@@ -97,3 +97,30 @@ func TestSetLatency(t *testing.T) {
 		t.Errorf("call took %s after removing the latency", took)
 	}
 }
+
+// TestTransientCodes injects the transient failures the service really
+// returns and the SDK clients do not retry themselves (their connection-level
+// retry covers Unavailable and ResourceExhausted only): Unknown (a raw HTTP
+// 500 through the gateway) and Internal, per the Terraform provider's
+// isRetryable (internal/provider/retry.go). Each reaches the caller once,
+// and the next call succeeds.
+func TestTransientCodes(t *testing.T) {
+	env := emulatortest.NewEnv(t, emulator.Options{})
+	c := iamClients(t, env.Emulator, env.MintToken(env.Provisioner))
+	for _, code := range []codes.Code{codes.Unknown, codes.Internal, codes.DeadlineExceeded, codes.Aborted} {
+		t.Run(code.String(), func(t *testing.T) {
+			env.FailNext(listIdentities, 1, code)
+			_, err := c.Identities().List(testCtx(t), &iam.IdentityFilter{})
+			checkErr(t, err, code, "injected")
+			_, err = c.Identities().List(testCtx(t), &iam.IdentityFilter{})
+			checkErr(t, err, codes.OK)
+
+			env.FailNext(exchange, 1, code)
+			_, err = emulatortest.Exchange(testCtx(t), env.Emulator, env.ProvisionerCredentials, env.Provisioner)
+			checkErr(t, err, code, "injected")
+			if _, err := emulatortest.Exchange(testCtx(t), env.Emulator, env.ProvisionerCredentials, env.Provisioner); err != nil {
+				t.Fatalf("exchange after the injected %v: %v", code, err)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package emulator
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -22,8 +23,10 @@ import (
 )
 
 // Scoped methods are authorized by the interceptor (capabilities of the
-// method's iam annotation on its iam_scope field) before they get here;
-// unscoped ones (Create of groups, the Lists) check or filter here.
+// method's iam annotation on its iam_scope field, held by the caller's token)
+// before they get here; unscoped ones (Create of groups, the Lists) check or
+// filter here, by the same token: a List leaves out what the token may not
+// list instead of failing.
 
 // checkFilter fails with InvalidArgument unless every UIDP in f is valid.
 func checkFilter(f *common.UIDPFilter) error {
@@ -64,9 +67,30 @@ func matchFilter(f *common.UIDPFilter, id string) bool {
 	return true
 }
 
+// checkName applies the SDK's character rule (validation.ValidateName) to
+// the name of an object of kind.
 func checkName(kind, name string) error {
 	if err := validation.ValidateName(name); err != nil {
 		return status.Errorf(codes.InvalidArgument, "%s name %q is invalid: %v (lower-case letters, digits, space, '.', '_', '-')", kind, name, err)
+	}
+	return nil
+}
+
+// Name lengths of groups and identities: "Must be 3-63 characters"
+// (proto/chainguard/platform/iam/v2/groups.proto, Group.name, and
+// identities.proto, Identity.name, SDK v0.1.212). The v1 protos the emulator
+// serves say nothing; the service behind both versions is one, so the
+// stricter v2 rule applies to v1 too.
+const minNameLen, maxNameLen = 3, 63
+
+// checkIAMName is checkName plus the 3-63 character rule, for groups and
+// identities.
+func checkIAMName(kind, name string) error {
+	if err := checkName(kind, name); err != nil {
+		return err
+	}
+	if n := len(name); n < minNameLen || n > maxNameLen { // ValidateName admits ASCII only: bytes are characters
+		return status.Errorf(codes.InvalidArgument, "%s name %q has %d characters: it must have %d to %d", kind, name, n, minNameLen, maxNameLen)
 	}
 	return nil
 }
@@ -100,7 +124,7 @@ func (s *groupsService) Create(ctx context.Context, req *iam.CreateGroupRequest)
 	if err := e.authorize(callerOf(ctx), req.GetParent(), capabilities.Capability_CAP_IAM_GROUPS_CREATE); err != nil {
 		return nil, err
 	}
-	if err := checkName("group", g.GetName()); err != nil {
+	if err := checkIAMName("group", g.GetName()); err != nil {
 		return nil, err
 	}
 	if err := checkDescription("group", g.GetDescription()); err != nil {
@@ -108,6 +132,9 @@ func (s *groupsService) Create(ctx context.Context, req *iam.CreateGroupRequest)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := checkGroupServerOwned(g, e.newGroupFields(req.GetParent())); err != nil {
+		return nil, err
+	}
 	id, err := e.addGroup(req.GetParent(), g.GetName(), g.GetDescription())
 	if err != nil {
 		return nil, err
@@ -127,13 +154,73 @@ func (e *Emulator) addGroup(parent, name, description string) (string, error) {
 		return "", err
 	}
 	id := string(uidp.NewUIDP(uidp.UIDP(parent)))
-	e.groups[id] = &iam.Group{Id: id, Name: name, Description: description}
+	g := e.newGroupFields(parent)
+	g.Id, g.Name, g.Description = id, name, description
+	e.groups[id] = g
 	return id, nil
 }
 
+// Server-owned group fields. v1 Group (proto/platform/iam/v1/
+// group.platform.proto) carries, besides the writable id, name and
+// description: resource_limits, verified ("can only be set manually by
+// Chainguardians"), kind ("For root groups this is their own kind; for
+// subgroups it is inherited from the root group") and status ("the
+// provisioning status of the organization"). The emulator stores and returns
+// them: a root group is a ready customer organization, a subgroup inherits
+// its kind; resource_limits stay empty and verified false.
+const (
+	rootGroupKind = iam.OrgKind_ORG_KIND_CUSTOMER
+	groupStatus   = iam.OrgStatus_ORG_STATUS_READY
+)
+
+// newGroupFields returns a group holding the server-owned fields of a new
+// group under parent ("" for a root group). Callers hold e.mu.
+func (e *Emulator) newGroupFields(parent string) *iam.Group {
+	kind := rootGroupKind
+	if parent != "" {
+		if root, ok := e.groups[rootOf(parent)]; ok {
+			kind = root.GetKind()
+		}
+	}
+	return &iam.Group{Kind: kind, Status: groupStatus}
+}
+
+// rootOf returns the root group UIDP of id.
+func rootOf(id string) string {
+	root, _, _ := strings.Cut(id, "/")
+	return root
+}
+
+// checkGroupServerOwned fails with InvalidArgument when sent carries a
+// server-owned field (non-zero) that differs from stored; unset fields keep
+// the stored value. The evidence: the vendor's Terraform provider stopped
+// sending kind and status in group updates because "the API ... can reject
+// such updates once those fields hold values" (chainguard-dev/
+// terraform-provider-chainguard commit 74ae4e4, internal/provider/
+// resource_group.go update). The emulator rejects any differing value, the
+// stricter reading.
+func checkGroupServerOwned(sent, stored *iam.Group) error {
+	const fix = "it is server-owned: send only id, name and description"
+	switch {
+	case sent.GetKind() != iam.OrgKind_ORG_KIND_UNSPECIFIED && sent.GetKind() != stored.GetKind():
+		return status.Errorf(codes.InvalidArgument, "group kind %s differs from the stored %s: %s", sent.GetKind(), stored.GetKind(), fix)
+	case sent.GetStatus() != iam.OrgStatus_ORG_STATUS_UNSPECIFIED && sent.GetStatus() != stored.GetStatus():
+		return status.Errorf(codes.InvalidArgument, "group status %s differs from the stored %s: %s", sent.GetStatus(), stored.GetStatus(), fix)
+	case sent.GetVerified() && !stored.GetVerified():
+		return status.Errorf(codes.InvalidArgument, "group verified=true differs from the stored false: %s (only Chainguard staff verify organizations)", fix)
+	case len(sent.GetResourceLimits()) > 0 && !maps.Equal(sent.GetResourceLimits(), stored.GetResourceLimits()):
+		return status.Errorf(codes.InvalidArgument, "group resource_limits %v differ from the stored %v: %s", sent.GetResourceLimits(), stored.GetResourceLimits(), fix)
+	}
+	return nil
+}
+
 // groupNameTaken fails with AlreadyExists when a group other than self is
-// named name under parent ("" for the root): sibling names are unique.
-// Callers hold e.mu.
+// named name under parent ("" for the root): sibling names are unique. The
+// evidence is indirect (CreateGroupRequest.parent "is allowed to be ... the
+// name of a Group in scope", proto/platform/iam/v1/group.platform.proto, and
+// chainctl takes group names wherever it takes a group, which a duplicate
+// would make ambiguous); nothing says the service allows duplicates, so the
+// emulator keeps the stricter reading. Callers hold e.mu.
 func (e *Emulator) groupNameTaken(parent, name, self string) error {
 	for _, o := range e.groups {
 		if o.GetId() != self && o.GetName() == name && parentOf(o.GetId()) == parent {
@@ -158,9 +245,15 @@ func describeParent(parent string) string {
 	return "group " + parent
 }
 
+// Update replaces the writable fields of a group (name and description) with
+// those sent. v1 Update (PUT /iam/v1/groups/{id}, body "*") has no update
+// mask and proto3 cannot tell an unset string from an empty one, so an
+// omitted description clears it: the emulator takes that literal reading
+// (a client must send every writable field it wants to keep). Server-owned
+// fields follow checkGroupServerOwned.
 func (s *groupsService) Update(ctx context.Context, g *iam.Group) (*iam.Group, error) {
 	e := s.e
-	if err := checkName("group", g.GetName()); err != nil {
+	if err := checkIAMName("group", g.GetName()); err != nil {
 		return nil, err
 	}
 	if err := checkDescription("group", g.GetDescription()); err != nil {
@@ -171,6 +264,9 @@ func (s *groupsService) Update(ctx context.Context, g *iam.Group) (*iam.Group, e
 	cur, ok := e.groups[g.GetId()]
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "group %s not found", g.GetId())
+	}
+	if err := checkGroupServerOwned(g, cur); err != nil {
+		return nil, err
 	}
 	if err := e.groupNameTaken(parentOf(cur.GetId()), g.GetName(), cur.GetId()); err != nil {
 		return nil, err
@@ -190,7 +286,7 @@ func (s *groupsService) List(ctx context.Context, f *iam.GroupFilter) (*iam.Grou
 	out := &iam.GroupList{}
 	for _, g := range e.groups {
 		if (f.GetId() != "" && g.GetId() != f.GetId()) || (f.GetName() != "" && g.GetName() != f.GetName()) ||
-			!matchFilter(f.GetUidp(), g.GetId()) || !e.has(caller, g.GetId(), capabilities.Capability_CAP_IAM_GROUPS_LIST) {
+			!matchFilter(f.GetUidp(), g.GetId()) || !e.tokenHas(caller, g.GetId(), capabilities.Capability_CAP_IAM_GROUPS_LIST) {
 			continue
 		}
 		out.Items = append(out.Items, proto.Clone(g).(*iam.Group))
@@ -259,7 +355,7 @@ type identitiesService struct {
 
 // checkIdentity validates name, description and relationship.
 func checkIdentity(id *iam.Identity) error {
-	if err := checkName("identity", id.GetName()); err != nil {
+	if err := checkIAMName("identity", id.GetName()); err != nil {
 		return err
 	}
 	if err := checkDescription("identity", id.GetDescription()); err != nil {
@@ -333,18 +429,22 @@ func (s *identitiesService) Create(ctx context.Context, req *iam.CreateIdentityR
 	if err := checkIdentity(id); err != nil {
 		return nil, err
 	}
+	if err := checkIdentityServerOwned(id, &iam.Identity{}); err != nil {
+		return nil, err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	newID, err := e.addIdentity(req.GetParentId(), id)
+	now := time.Now()
+	newID, err := e.addIdentity(req.GetParentId(), id, now, now.Add(e.propagationDelay))
 	if err != nil {
 		return nil, err
 	}
 	return proto.Clone(e.identities[newID]).(*iam.Identity), nil
 }
 
-// addIdentity stores a copy of id under group parent. Callers hold e.mu and
-// have validated id.
-func (e *Emulator) addIdentity(parent string, id *iam.Identity) (string, error) {
+// addIdentity stores a copy of id under group parent, created at now and
+// known to the STS from visibleAt. Callers hold e.mu and have validated id.
+func (e *Emulator) addIdentity(parent string, id *iam.Identity, now, visibleAt time.Time) (string, error) {
 	if _, ok := e.groups[parent]; !ok {
 		return "", status.Errorf(codes.NotFound, "group %s not found", parent)
 	}
@@ -353,16 +453,28 @@ func (e *Emulator) addIdentity(parent string, id *iam.Identity) (string, error) 
 	}
 	c := proto.Clone(id).(*iam.Identity)
 	c.Id = string(uidp.UIDP(parent).NewChild())
-	now := timestamppb.New(time.Now())
-	c.CreatedAt, c.UpdatedAt, c.LastSeen = now, now, nil
+	ts := timestamppb.New(now)
+	c.CreatedAt, c.UpdatedAt, c.LastSeen = ts, proto.Clone(ts).(*timestamppb.Timestamp), nil
 	e.identities[c.GetId()] = c
+	e.visibleAt[c.GetId()] = visibleAt
 	return c.GetId(), nil
 }
 
-// identityNameTaken fails with AlreadyExists when an identity other than self
-// is named name in group parent: names are unique within a group. Callers
-// hold e.mu.
+// identityNameTaken fails with AlreadyExists when Options.UniqueIdentityNames
+// is set and an identity other than self is named name in group parent.
+// By default names may repeat within a group, as the service allows:
+// chainctl auth pull-token names every pull token identity "pull-token"
+// unless told otherwise (--name, default "pull-token"; chainctl reference,
+// chainctl_auth_pull-token_create), and Chainguard's own pull token rotation
+// example creates a pull token identity per run in one organization and
+// later deletes the expired ones by that shared name
+// (chainguard-dev/platform-examples, artifactory-automation/action.yaml at
+// dade10a: chainctl iam identities list --name "pull token - registry"
+// --expired, then delete each). Callers hold e.mu.
 func (e *Emulator) identityNameTaken(parent, name, self string) error {
+	if !e.uniqueIdentityNames {
+		return nil
+	}
 	for _, o := range e.identities {
 		if o.GetId() != self && o.GetName() == name && uidp.Parent(o.GetId()) == parent {
 			return status.Errorf(codes.AlreadyExists, "an identity named %q already exists in group %s: %s", name, parent, o.GetId())
@@ -371,6 +483,36 @@ func (e *Emulator) identityNameTaken(parent, name, self string) error {
 	return nil
 }
 
+// checkIdentityServerOwned fails with InvalidArgument when sent carries a
+// server-owned timestamp (created_at, updated_at, last_seen) that differs
+// from stored; unset ones keep the stored value. Same evidence and reading as
+// checkGroupServerOwned: a read-modify-write that echoes a stale updated_at
+// or last_seen (an exchange updates it) is refused.
+func checkIdentityServerOwned(sent, stored *iam.Identity) error {
+	for _, f := range []struct {
+		name         string
+		sent, stored *timestamppb.Timestamp
+	}{
+		{"created_at", sent.GetCreatedAt(), stored.GetCreatedAt()},
+		{"updated_at", sent.GetUpdatedAt(), stored.GetUpdatedAt()},
+		{"last_seen", sent.GetLastSeen(), stored.GetLastSeen()},
+	} {
+		if f.sent != nil && !proto.Equal(f.sent, f.stored) {
+			storedText := "unset"
+			if f.stored != nil {
+				storedText = f.stored.AsTime().UTC().Format(time.RFC3339Nano)
+			}
+			return status.Errorf(codes.InvalidArgument, "identity %s %s differs from the stored %s: it is server-owned: send only id, name, description and the relationship",
+				f.name, f.sent.AsTime().UTC().Format(time.RFC3339Nano), storedText)
+		}
+	}
+	return nil
+}
+
+// Update replaces the writable fields of an identity (name, description,
+// relationship) with those sent; like Groups.Update (v1 has no update mask),
+// an omitted description clears it. Server-owned timestamps follow
+// checkIdentityServerOwned; updated_at becomes now.
 func (s *identitiesService) Update(ctx context.Context, id *iam.Identity) (*iam.Identity, error) {
 	e := s.e
 	if err := checkIdentity(id); err != nil {
@@ -381,6 +523,9 @@ func (s *identitiesService) Update(ctx context.Context, id *iam.Identity) (*iam.
 	cur, ok := e.identities[id.GetId()]
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "identity %s not found", id.GetId())
+	}
+	if err := checkIdentityServerOwned(id, cur); err != nil {
+		return nil, err
 	}
 	if err := e.identityNameTaken(uidp.Parent(cur.GetId()), id.GetName(), cur.GetId()); err != nil {
 		return nil, err
@@ -403,7 +548,7 @@ func (s *identitiesService) List(ctx context.Context, f *iam.IdentityFilter) (*i
 	out := &iam.IdentityList{}
 	for _, id := range e.identities {
 		if (f.GetId() != "" && id.GetId() != f.GetId()) || !matchFilter(f.GetUidp(), id.GetId()) ||
-			!e.has(caller, id.GetId(), capabilities.Capability_CAP_IAM_IDENTITY_LIST) {
+			!e.tokenHas(caller, id.GetId(), capabilities.Capability_CAP_IAM_IDENTITY_LIST) {
 			continue
 		}
 		out.Items = append(out.Items, proto.Clone(id).(*iam.Identity))
@@ -431,6 +576,7 @@ func (s *identitiesService) Delete(ctx context.Context, req *iam.DeleteIdentityR
 		return nil, status.Errorf(codes.FailedPrecondition, "identity %s still has %d role bindings (%s): delete them first", id, len(left), strings.Join(left, " "))
 	}
 	delete(e.identities, id)
+	delete(e.visibleAt, id)
 	return &emptypb.Empty{}, nil
 }
 
@@ -445,8 +591,8 @@ func (r *role) proto() *iam.Role {
 	return &iam.Role{Id: r.id, Name: r.name, Description: r.description, Capabilities: append([]string(nil), r.capNames...)}
 }
 
-// List returns the built-in roles matching f to callers that may list roles
-// somewhere (built-in roles are global).
+// List returns the built-in roles matching f to callers whose token may list
+// roles somewhere (built-in roles are global); others get an empty list.
 func (s *rolesService) List(ctx context.Context, f *iam.RoleFilter) (*iam.RoleList, error) {
 	e := s.e
 	if err := checkFilter(f.GetUidp()); err != nil {
@@ -461,7 +607,7 @@ func (s *rolesService) List(ctx context.Context, f *iam.RoleFilter) (*iam.RoleLi
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := &iam.RoleList{}
-	if !e.hasAnywhere(caller, capabilities.Capability_CAP_IAM_ROLES_LIST) {
+	if !e.tokenHasAnywhere(caller, capabilities.Capability_CAP_IAM_ROLES_LIST) {
 		return out, nil
 	}
 	for _, r := range e.roles {
@@ -489,7 +635,8 @@ func (s *roleBindingsService) Create(ctx context.Context, req *iam.CreateRoleBin
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	b, err := e.addBinding(req.GetParent(), rb.GetIdentity(), rb.GetRole())
+	now := time.Now()
+	b, err := e.addBinding(req.GetParent(), rb.GetIdentity(), rb.GetRole(), now, now.Add(e.propagationDelay))
 	if err != nil {
 		return nil, err
 	}
@@ -500,8 +647,9 @@ func (b *binding) proto() *iam.RoleBinding {
 	return &iam.RoleBinding{Id: b.id, Identity: b.identity, Group: b.group, Role: b.role}
 }
 
-// addBinding binds identity to role (an ID) on group. Callers hold e.mu.
-func (e *Emulator) addBinding(group, identity, roleID string) (*binding, error) {
+// addBinding binds identity to role (an ID) on group, created at now and
+// carried by tokens exchanged from visibleAt. Callers hold e.mu.
+func (e *Emulator) addBinding(group, identity, roleID string, now, visibleAt time.Time) (*binding, error) {
 	if err := checkUIDP("role_binding.identity", identity); err != nil {
 		return nil, err
 	}
@@ -523,12 +671,15 @@ func (e *Emulator) addBinding(group, identity, roleID string) (*binding, error) 
 			return nil, status.Errorf(codes.AlreadyExists, "identity %s already has role %s on group %s: %s", identity, r.name, group, o.id)
 		}
 	}
-	b := &binding{id: string(uidp.UIDP(group).NewChild()), group: group, identity: identity, role: roleID, created: time.Now()}
+	b := &binding{id: string(uidp.UIDP(group).NewChild()), group: group, identity: identity, role: roleID, created: now, visibleAt: visibleAt}
 	e.bindings[b.id] = b
 	return b, nil
 }
 
-// Update changes the role of a binding; its identity and group are fixed.
+// Update changes the role of a binding; its identity and group are fixed. The
+// change propagates like a new binding: tokens exchanged within
+// Options.PropagationDelay after it leave the binding out, and tokens
+// exchanged before it keep only what both roles grant (see tokenHas).
 func (s *roleBindingsService) Update(ctx context.Context, rb *iam.RoleBinding) (*iam.RoleBinding, error) {
 	e := s.e
 	e.mu.Lock()
@@ -552,7 +703,10 @@ func (s *roleBindingsService) Update(ctx context.Context, rb *iam.RoleBinding) (
 			return nil, status.Errorf(codes.AlreadyExists, "identity %s already has role %s on group %s: %s", b.identity, r.name, b.group, o.id)
 		}
 	}
-	b.role = r.id
+	if b.role != r.id {
+		b.role = r.id
+		b.visibleAt = time.Now().Add(e.propagationDelay)
+	}
 	return b.proto(), nil
 }
 
@@ -567,7 +721,7 @@ func (s *roleBindingsService) List(ctx context.Context, f *iam.RoleBindingFilter
 	out := &iam.RoleBindingList{}
 	for _, b := range e.bindings {
 		if (f.GetId() != "" && b.id != f.GetId()) || !matchFilter(f.GetUidp(), b.id) ||
-			!e.has(caller, b.id, capabilities.Capability_CAP_IAM_ROLE_BINDINGS_LIST) {
+			!e.tokenHas(caller, b.id, capabilities.Capability_CAP_IAM_ROLE_BINDINGS_LIST) {
 			continue
 		}
 		out.Items = append(out.Items, &iam.RoleBindingList_Binding{

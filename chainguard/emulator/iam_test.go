@@ -218,11 +218,11 @@ func TestAuthorization(t *testing.T) {
 			return err
 		}, codes.PermissionDenied, []string{b}},
 		{"owner of A cannot create groups in root", ownerA, func(c iam.Clients) error {
-			_, err := c.Groups().Create(testCtx(t), &iam.CreateGroupRequest{Parent: env.Root, Group: &iam.Group{Name: "x"}})
+			_, err := c.Groups().Create(testCtx(t), &iam.CreateGroupRequest{Parent: env.Root, Group: &iam.Group{Name: "xyz"}})
 			return err
 		}, codes.PermissionDenied, []string{"CAP_IAM_GROUPS_CREATE"}},
 		{"nobody creates root groups", env.Provisioner, func(c iam.Clients) error {
-			_, err := c.Groups().Create(testCtx(t), &iam.CreateGroupRequest{Group: &iam.Group{Name: "x"}})
+			_, err := c.Groups().Create(testCtx(t), &iam.CreateGroupRequest{Group: &iam.Group{Name: "xyz"}})
 			return err
 		}, codes.PermissionDenied, []string{"root group"}},
 		{"editor cannot delete identities", editorA, func(c iam.Clients) error {
@@ -359,15 +359,11 @@ func TestValidation(t *testing.T) {
 			return err
 		}, codes.AlreadyExists, env.Group},
 		{"group update missing", func() error {
-			_, err := c.Groups().Update(ctx, &iam.Group{Id: string(uidp.UIDP(env.Root).NewChild()), Name: "x"})
+			_, err := c.Groups().Update(ctx, &iam.Group{Id: string(uidp.UIDP(env.Root).NewChild()), Name: "xyz"})
 			return err
 		}, codes.NotFound, "not found"},
-		{"identity name taken", func() error {
-			_, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: env.Group, Identity: &iam.Identity{Name: "taken", Relationship: aws(good)}})
-			return err
-		}, codes.AlreadyExists, taken},
 		{"identity in a missing group", func() error {
-			_, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: string(uidp.UIDP(env.Group).NewChild()), Identity: &iam.Identity{Name: "x", Relationship: aws(good)}})
+			_, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: string(uidp.UIDP(env.Group).NewChild()), Identity: &iam.Identity{Name: "xyz", Relationship: aws(good)}})
 			return err
 		}, codes.NotFound, "group"},
 		{"identity name invalid", func() error {
@@ -375,27 +371,27 @@ func TestValidation(t *testing.T) {
 			return err
 		}, codes.InvalidArgument, "name"},
 		{"identity without relationship", func() error {
-			_, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: env.Group, Identity: &iam.Identity{Name: "x"}})
+			_, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: env.Group, Identity: &iam.Identity{Name: "xyz"}})
 			return err
 		}, codes.InvalidArgument, "relationship"},
 		{"aws account invalid", func() error {
-			_, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: env.Group, Identity: &iam.Identity{Name: "x", Relationship: aws(awsIdentity("1234", "arn", "id"))}})
+			_, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: env.Group, Identity: &iam.Identity{Name: "xyz", Relationship: aws(awsIdentity("1234", "arn", "id"))}})
 			return err
 		}, codes.InvalidArgument, "aws_account"},
 		{"aws arn missing", func() error {
-			_, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: env.Group, Identity: &iam.Identity{Name: "x", Relationship: aws(&iam.Identity_AWSIdentity{AwsAccount: account, AwsUserId: good.AwsUserId})}})
+			_, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: env.Group, Identity: &iam.Identity{Name: "xyz", Relationship: aws(&iam.Identity_AWSIdentity{AwsAccount: account, AwsUserId: good.AwsUserId})}})
 			return err
 		}, codes.InvalidArgument, "arn_pattern is required"},
 		{"aws user id missing", func() error {
-			_, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: env.Group, Identity: &iam.Identity{Name: "x", Relationship: aws(&iam.Identity_AWSIdentity{AwsAccount: account, AwsArn: good.AwsArn})}})
+			_, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: env.Group, Identity: &iam.Identity{Name: "xyz", Relationship: aws(&iam.Identity_AWSIdentity{AwsAccount: account, AwsArn: good.AwsArn})}})
 			return err
 		}, codes.InvalidArgument, "user_id_pattern is required"},
 		{"arn pattern does not compile", func() error {
-			_, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: env.Group, Identity: &iam.Identity{Name: "x", Relationship: aws(awsIdentity(account, "^arn(", "id"))}})
+			_, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: env.Group, Identity: &iam.Identity{Name: "xyz", Relationship: aws(awsIdentity(account, "^arn(", "id"))}})
 			return err
 		}, codes.InvalidArgument, "does not compile"},
 		{"identity update missing", func() error {
-			_, err := c.Identities().Update(ctx, &iam.Identity{Id: string(uidp.UIDP(env.Group).NewChild()), Name: "x", Relationship: aws(good)})
+			_, err := c.Identities().Update(ctx, &iam.Identity{Id: string(uidp.UIDP(env.Group).NewChild()), Name: "xyz", Relationship: aws(good)})
 			return err
 		}, codes.NotFound, "not found"},
 		{"binding to unknown role", func() error {
@@ -423,33 +419,54 @@ func TestValidation(t *testing.T) {
 	}
 }
 
-// TestConcurrentCreates races creates of one name: exactly one wins.
-func TestConcurrentCreates(t *testing.T) {
-	env := emulatortest.NewEnv(t, emulator.Options{})
-	c := iamClients(t, env.Emulator, env.MintToken(env.Provisioner))
-	const n = 8
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = c.Identities().Create(testCtx(t), &iam.CreateIdentityRequest{ParentId: env.Group, Identity: &iam.Identity{
-				Name: "same", Relationship: &iam.Identity_AwsIdentity{AwsIdentity: env.ProvisionerPrincipal.ExactTrust()},
-			}})
-		}()
+// TestIdentityNameUniqueness races creates of one name in one group, under
+// each reading: by default every create succeeds (the service allows
+// duplicates); with UniqueIdentityNames exactly one wins and the others get
+// AlreadyExists. Renaming onto a taken name follows the same rule.
+func TestIdentityNameUniqueness(t *testing.T) {
+	tests := []struct {
+		name   string
+		unique bool
+		wantOK int
+	}{
+		{"duplicates allowed (default)", false, 8},
+		{"UniqueIdentityNames", true, 1},
 	}
-	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		if err == nil {
-			ok++
-			continue
-		}
-		checkErr(t, err, codes.AlreadyExists)
-	}
-	if ok != 1 {
-		t.Errorf("%d creates succeeded, want 1", ok)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := emulatortest.NewEnv(t, emulator.Options{UniqueIdentityNames: tt.unique})
+			c := iamClients(t, env.Emulator, env.MintToken(env.Provisioner))
+			const n = 8
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					_, errs[i] = c.Identities().Create(testCtx(t), &iam.CreateIdentityRequest{ParentId: env.Group, Identity: &iam.Identity{
+						Name: "same", Relationship: &iam.Identity_AwsIdentity{AwsIdentity: env.ProvisionerPrincipal.ExactTrust()},
+					}})
+				})
+			}
+			wg.Wait()
+			ok := 0
+			for _, err := range errs {
+				if err == nil {
+					ok++
+					continue
+				}
+				checkErr(t, err, codes.AlreadyExists, "same")
+			}
+			if ok != tt.wantOK {
+				t.Errorf("%d creates succeeded, want %d", ok, tt.wantOK)
+			}
+			other := env.SeedIdentity(env.Group, "other", "", env.ProvisionerPrincipal.ExactTrust(), nil)
+			_, err := c.Identities().Update(testCtx(t), &iam.Identity{Id: other, Name: "same",
+				Relationship: &iam.Identity_AwsIdentity{AwsIdentity: env.ProvisionerPrincipal.ExactTrust()}})
+			want := codes.OK
+			if tt.unique {
+				want = codes.AlreadyExists
+			}
+			checkErr(t, err, want)
+		})
 	}
 }
 
@@ -463,7 +480,7 @@ func TestSeedPanics(t *testing.T) {
 		{"duplicate group", func() { env.SeedGroup(env.Root, env.GroupName, "") }},
 		{"repo in missing group", func() { env.SeedRepo(string(uidp.UIDP(env.Root).NewChild()), "x") }},
 		{"delete missing repo", func() { env.DeleteRepo(string(uidp.UIDP(env.Group).NewChild())) }},
-		{"identity without trust", func() { env.SeedIdentity(env.Group, "x", "", nil, nil) }},
+		{"identity without trust", func() { env.SeedIdentity(env.Group, "xyz", "", nil, nil) }},
 		{"unknown role", func() { env.SeedRoleBinding(env.Group, env.Provisioner, "admin") }},
 		{"unknown identity token", func() { env.MintToken(string(uidp.UIDP(env.Group).NewChild())) }},
 		{"unknown method", func() { env.Calls("/chainguard.platform.iam.Identities/Creat") }},
@@ -486,7 +503,7 @@ func TestStateIDs(t *testing.T) {
 	before := env.State().IDs()
 	g := env.SeedGroup(env.Group, "team", "")
 	r := env.SeedRepo(g, "app")
-	id := env.SeedIdentity(g, "ci", "", env.WorkloadPrincipal.ExactTrust(), map[string][]string{g: {"viewer"}})
+	id := env.SeedIdentity(g, "ci-job", "", env.WorkloadPrincipal.ExactTrust(), map[string][]string{g: {"viewer"}})
 	after := env.State().IDs()
 	for _, want := range []string{"group " + g, "repo " + r, "identity " + id} {
 		if !slices.Contains(after, want) || slices.Contains(before, want) {

@@ -16,8 +16,9 @@ type registryService struct {
 	e *Emulator
 }
 
-// ListRepos returns the repos matching f that the caller may list
-// (CAP_REPO_LIST on the repo's group or an ancestor), sorted by ID.
+// ListRepos returns the repos matching f that the caller's token may list
+// (CAP_REPO_LIST on the repo's group or an ancestor, as of the token's
+// exchange), sorted by ID; others are left out, never PermissionDenied.
 func (s *registryService) ListRepos(ctx context.Context, f *registry.RepoFilter) (*registry.RepoList, error) {
 	e := s.e
 	if err := checkFilter(f.GetUidp()); err != nil {
@@ -29,7 +30,7 @@ func (s *registryService) ListRepos(ctx context.Context, f *registry.RepoFilter)
 	out := &registry.RepoList{}
 	for _, r := range e.repos {
 		if (f.GetId() != "" && r.id != f.GetId()) || (f.GetName() != "" && r.name != f.GetName()) ||
-			!matchFilter(f.GetUidp(), r.id) || !e.has(caller, r.id, capabilities.Capability_CAP_REPO_LIST) {
+			!matchFilter(f.GetUidp(), r.id) || !e.tokenHas(caller, r.id, capabilities.Capability_CAP_REPO_LIST) {
 			continue
 		}
 		out.Items = append(out.Items, &registry.Repo{Id: r.id, Name: r.name, CreateTime: timestamppb.New(r.created)})

@@ -3,6 +3,7 @@ package emulator
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	iam "chainguard.dev/sdk/proto/platform/iam/v1"
@@ -12,6 +13,9 @@ import (
 
 // Seeding bypasses authorization but not validation: like any test fixture,
 // the Seed methods panic on input the service would reject, with the reason.
+// Seeded objects stand for what existed before the test: they are known to
+// the STS at once (Options.PropagationDelay applies to objects created
+// through the API only).
 
 // SeedGroup creates a group named name under parent ("" for a root group, an
 // organization) and returns its UIDP.
@@ -19,7 +23,7 @@ func (e *Emulator) SeedGroup(parent, name, description string) string {
 	if parent != "" {
 		must("SeedGroup", checkUIDP("parent", parent))
 	}
-	must("SeedGroup", checkName("group", name))
+	must("SeedGroup", checkIAMName("group", name))
 	must("SeedGroup", checkDescription("group", description))
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -68,7 +72,8 @@ func (e *Emulator) SeedIdentity(group, name, description string, trust *iam.Iden
 	must("SeedIdentity", checkIdentity(id))
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	newID, err := e.addIdentity(group, id)
+	now := time.Now()
+	newID, err := e.addIdentity(group, id, now, now)
 	must("SeedIdentity", err)
 	scopes := make([]string, 0, len(roleBindings))
 	for s := range roleBindings {
@@ -100,9 +105,14 @@ func (e *Emulator) SeedRoleBinding(scope, identity, roleName string) string {
 func (e *Emulator) bindByName(scope, identity, roleName string) (string, error) {
 	r := e.roleByName(roleName)
 	if r == nil {
-		return "", fmt.Errorf("role %q is not a built-in role (viewer, editor, owner, registry.pull, registry.push)", roleName)
+		names := make([]string, 0, len(builtinRoleDefs))
+		for _, d := range builtinRoleDefs {
+			names = append(names, d.name)
+		}
+		return "", fmt.Errorf("role %q is not a built-in role (%s)", roleName, strings.Join(names, ", "))
 	}
-	b, err := e.addBinding(scope, identity, r.id)
+	now := time.Now()
+	b, err := e.addBinding(scope, identity, r.id, now, now)
 	if err != nil {
 		return "", err
 	}
@@ -120,17 +130,19 @@ func (e *Emulator) RoleID(roleName string) string {
 }
 
 // MintToken returns a valid API token for identity without an AWS exchange,
-// for tests whose subject is not the exchange. It panics if the identity does
-// not exist.
+// for tests whose subject is not the exchange: the same JWT an exchange
+// would issue now (no scopes or capabilities requested), carrying the role
+// bindings in effect now, but without waiting for the identity to propagate.
+// It panics if the identity does not exist.
 func (e *Emulator) MintToken(identity string) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.identities[identity]; !ok {
 		panic(fmt.Sprintf("emulator: MintToken: identity %s not found", identity))
 	}
-	tok := randomString(43, tokenAlphabet)
-	e.tokens[tok] = token{identity: identity, expiry: time.Now().Add(e.tokenTTL)}
-	return tok
+	raw, _, err := e.issueToken(identity, time.Now(), nil, nil)
+	must("MintToken", err)
+	return raw
 }
 
 func must(fn string, err error) {

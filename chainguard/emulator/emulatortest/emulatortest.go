@@ -1,7 +1,9 @@
 // Package emulatortest holds test helpers around the Chainguard emulator:
 // starting one for a test, the standard seeded layout, exchanging AWS
-// credentials for a token through the real SDK, and signing AWS tokens at a
-// chosen time (for stale-token tests).
+// credentials for a token through the real SDK (waiting out the emulator's
+// propagation delay in Token), reading a token's expiry whether or not the
+// exchange response carries it, and signing AWS tokens at a chosen time (for
+// stale-token tests).
 package emulatortest
 
 import (
@@ -10,13 +12,17 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"chainguard.dev/sdk/auth"
 	cgaws "chainguard.dev/sdk/auth/aws"
 	"chainguard.dev/sdk/sts"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 )
@@ -66,16 +72,40 @@ func ExchangeToken(ctx context.Context, e *emulator.Emulator, awsToken, identity
 	return pair, nil
 }
 
-// Token exchanges creds for a token of identity and fails tb on error.
+// Token exchanges creds for a token of identity and fails tb on error. Like
+// a client that knows a new identity takes time to reach the STS, it retries
+// the NotFound the emulator answers for an identity that has not propagated
+// yet (emulator.NotYetKnown), for at most the emulator's propagation delay
+// plus a second; every other error fails tb at once.
 func Token(tb testing.TB, e *emulator.Emulator, creds aws.Credentials, identity string) string {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+e.PropagationDelay())
 	defer cancel()
-	pair, err := Exchange(ctx, e, creds, identity)
-	if err != nil {
-		tb.Fatal(err)
+	giveUp := time.Now().Add(e.PropagationDelay() + time.Second)
+	for {
+		pair, err := Exchange(ctx, e, creds, identity)
+		if err == nil {
+			return pair.AccessToken
+		}
+		if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), emulator.NotYetKnown) || time.Now().After(giveUp) {
+			tb.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return pair.AccessToken
+}
+
+// Expiry returns the expiry of an exchanged token: the response's, or, when
+// the emulator leaves it unset (Options.OmitExpiry), the token's own exp
+// claim, read as clients read it (auth.ExtractExpiry).
+func Expiry(pair sts.TokenPair) (time.Time, error) {
+	if !pair.Expiry.IsZero() {
+		return pair.Expiry, nil
+	}
+	exp, err := auth.ExtractExpiry(pair.AccessToken)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the exp claim of the token: %w", err)
+	}
+	return exp, nil
 }
 
 // GenerateTokenAt builds the same token as auth/aws.GenerateToken, but signed

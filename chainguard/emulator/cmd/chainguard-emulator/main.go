@@ -6,6 +6,15 @@
 // cleanly on SIGTERM or SIGINT.
 //
 //	go run ./chainguard/emulator/cmd/chainguard-emulator -listen 127.0.0.1:0
+//
+// The strict readings of the emulator (see package emulator) have flags:
+// -propagation-delay (a Go duration; new identities and role bindings reach
+// the STS only after it), -omit-expiry (Exchange leaves the expiry field
+// unset; clients read the token's exp claim) and -unique-identity-names
+// (identity names unique within a group); -stateless-tokens switches to the
+// looser reading of tokens after their bindings change. When a flag is not
+// given, the emulator's environment overrides apply
+// (CHAINGUARD_EMULATOR_PROPAGATION_DELAY, CHAINGUARD_EMULATOR_OMIT_EXPIRY).
 package main
 
 import (
@@ -28,17 +37,22 @@ import (
 
 // Output is the JSON object printed on stdout once the emulator serves.
 type Output struct {
-	IssuerURL   string            `json:"issuer_url"`
-	APIURL      string            `json:"api_url"`
-	AWSSTSURL   string            `json:"aws_sts_url"`
-	RootGroup   string            `json:"root_group"`
-	Group       string            `json:"group"`
-	GroupName   string            `json:"group_name"`
-	Repos       []Repo            `json:"repos"`
-	Provisioner Principal         `json:"provisioner"`
-	Workload    Principal         `json:"workload"`
-	TokenTTL    string            `json:"token_ttl"`
-	Roles       map[string]string `json:"roles"`
+	IssuerURL   string    `json:"issuer_url"`
+	APIURL      string    `json:"api_url"`
+	AWSSTSURL   string    `json:"aws_sts_url"`
+	RootGroup   string    `json:"root_group"`
+	Group       string    `json:"group"`
+	GroupName   string    `json:"group_name"`
+	Repos       []Repo    `json:"repos"`
+	Provisioner Principal `json:"provisioner"`
+	Workload    Principal `json:"workload"`
+	TokenTTL    string    `json:"token_ttl"`
+	// Settings are the emulator's strictness settings in effect.
+	PropagationDelay    string            `json:"propagation_delay"`
+	OmitExpiry          bool              `json:"omit_expiry"`
+	UniqueIdentityNames bool              `json:"unique_identity_names"`
+	StatelessTokens     bool              `json:"stateless_tokens"`
+	Roles               map[string]string `json:"roles"`
 }
 
 // Repo is a seeded repo.
@@ -87,7 +101,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	provSession := fs.String("provisioner-session", "chainguard-provisioner", "session name of the provisioner principal (its Lambda function name)")
 	wlRole := fs.String("workload-role", "aws-auth", "IAM role name of the workload principal")
 	wlSession := fs.String("workload-session", "aws-auth", "session name of the workload principal (its Lambda function name)")
-	tokenTTL := fs.Duration("token-ttl", emulator.DefaultTokenTTL, "lifetime of issued Chainguard tokens")
+	tokenTTL := fs.Duration("token-ttl", emulator.DefaultTokenTTL, "lifetime of issued Chainguard tokens (at least 1s)")
+	propagation := fs.Duration("propagation-delay", 0, "how long new identities and role bindings take to reach the STS (0: $"+emulator.EnvPropagationDelay+" or none)")
+	omitExpiry := fs.Bool("omit-expiry", false, "leave the expiry of exchanged tokens unset: clients read the token's exp claim (false: $"+emulator.EnvOmitExpiry+")")
+	uniqueNames := fs.Bool("unique-identity-names", false, "refuse a second identity of one name in a group (AlreadyExists)")
+	stateless := fs.Bool("stateless-tokens", false, "tokens keep the role bindings of their exchange after those are deleted or changed")
 	verbose := fs.Bool("v", false, "log every RPC")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -109,6 +127,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	e, err := emulator.Start(emulator.Options{
 		TokenTTL: *tokenTTL, Logger: log,
+		PropagationDelay: *propagation, OmitExpiry: *omitExpiry, UniqueIdentityNames: *uniqueNames, StatelessTokens: *stateless,
 		APIAddr: *listen, IssuerAddr: *issuerListen, AWSSTSAddr: *stsListen,
 	})
 	if err != nil {
@@ -130,10 +149,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	out := Output{
 		IssuerURL: e.IssuerURL(), APIURL: e.APIURL(), AWSSTSURL: e.AWSSTSURL(),
 		RootGroup: s.Root, Group: s.Group, GroupName: s.GroupName,
-		Provisioner: principal(s.Provisioner, s.ProvisionerPrincipal, *account, *provRole, *provSession, s.ProvisionerCredentials),
-		Workload:    principal("", s.WorkloadPrincipal, *account, *wlRole, *wlSession, s.WorkloadCredentials),
-		TokenTTL:    tokenTTL.String(),
-		Roles:       map[string]string{},
+		Provisioner:      principal(s.Provisioner, s.ProvisionerPrincipal, *account, *provRole, *provSession, s.ProvisionerCredentials),
+		Workload:         principal("", s.WorkloadPrincipal, *account, *wlRole, *wlSession, s.WorkloadCredentials),
+		TokenTTL:         tokenTTL.String(),
+		Roles:            map[string]string{},
+		PropagationDelay: e.PropagationDelay().String(), OmitExpiry: e.OmitExpiry(), UniqueIdentityNames: *uniqueNames, StatelessTokens: e.StatelessTokens(),
 	}
 	for _, r := range s.Repos {
 		out.Repos = append(out.Repos, Repo{ID: r.ID, Name: r.Name})

@@ -39,6 +39,7 @@ func TestCommand(t *testing.T) {
 	}{
 		{"SIGTERM", []string{"-listen", "127.0.0.1:0", "-repos", "nginx, go", "-group-name", "my-group", "-token-ttl", "10m"}, syscall.SIGTERM},
 		{"SIGINT", nil, syscall.SIGINT},
+		{"strict settings", []string{"-propagation-delay", "200ms", "-omit-expiry", "-unique-identity-names", "-stateless-tokens"}, syscall.SIGTERM},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,8 +66,13 @@ func TestCommand(t *testing.T) {
 				t.Fatalf("stdout %q is not the JSON description: %v", line, err)
 			}
 			wantRepos, wantGroup := []string{"nginx", "python", "static"}, "example-group"
-			if tt.args != nil {
+			if slices.Contains(tt.args, "-repos") {
 				wantRepos, wantGroup = []string{"nginx", "go"}, "my-group"
+			}
+			strict := slices.Contains(tt.args, "-omit-expiry")
+			if strict && (out.PropagationDelay != "200ms" || !out.OmitExpiry || !out.UniqueIdentityNames || !out.StatelessTokens) {
+				t.Errorf("settings printed: delay %q, omit expiry %v, unique names %v, stateless tokens %v; want the flags'",
+					out.PropagationDelay, out.OmitExpiry, out.UniqueIdentityNames, out.StatelessTokens)
 			}
 			var names []string
 			for _, r := range out.Repos {
@@ -90,6 +96,9 @@ func TestCommand(t *testing.T) {
 			pair, err := sts.New(out.IssuerURL, out.APIURL, sts.WithIdentity(p.Identity)).Exchange(ctx, awsTok)
 			if err != nil {
 				t.Fatalf("exchange as the printed provisioner: %v\nstderr:\n%s", err, stderr.String())
+			}
+			if strict && !pair.Expiry.IsZero() {
+				t.Errorf("exchange with -omit-expiry returned expiry %s, want none", pair.Expiry)
 			}
 			rc, err := registry.NewClients(ctx, out.APIURL, pair.AccessToken)
 			if err != nil {
@@ -124,6 +133,8 @@ func TestCommandRejectsBadFlags(t *testing.T) {
 		{"invalid group name", []string{"-group-name", "Bad Group"}, "group name"},
 		{"invalid account", []string{"-account", "123"}, "account"},
 		{"positional argument", []string{"extra"}, "unexpected arguments"},
+		{"negative propagation delay", []string{"-propagation-delay", "-1s"}, "negative"},
+		{"token TTL under a second", []string{"-token-ttl", "500ms"}, "whole seconds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
