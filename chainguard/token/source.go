@@ -43,7 +43,10 @@ func WithLogger(l *slog.Logger) Option {
 // for concurrent use: at most one exchange is in flight and concurrent
 // callers share its result. If a refresh fails while the cached token is still
 // valid, the cached token is returned (and the failure logged, see WithLogger);
-// the next attempt is made 30 seconds later.
+// the next attempt is made 30 seconds later. Such a refresh makes a single
+// exchange attempt, so that callers waiting for it are held for at most one
+// Config.RPCTimeout; without a valid token the exchange is retried on the
+// schedule of Config.Retry.
 type Source struct {
 	cfg    Config
 	margin time.Duration
@@ -85,7 +88,8 @@ func NewSource(cfg Config, opts ...Option) (*Source, error) {
 // Token returns a valid access token, exchanging a new one if the cached one
 // is missing or within the refresh margin of its expiry. ctx bounds how long
 // this caller waits; the exchange itself is bounded by Config.RPCTimeout per
-// step and is not abandoned when one waiting caller gives up.
+// step and attempt, and by Config.Retry's attempts, and is not abandoned when
+// one waiting caller gives up.
 func (s *Source) Token(ctx context.Context) (string, error) {
 	if c := s.cur.Load(); c != nil && s.fresh(c, s.now()) {
 		return c.tok.AccessToken, nil
@@ -115,7 +119,13 @@ func (s *Source) refresh(ctx context.Context) (string, error) {
 	if old != nil && s.fresh(old, s.now()) {
 		return old.tok.AccessToken, nil
 	}
-	tok, err := exchange(ctx, s.cfg)
+	cfg := s.cfg
+	if old != nil && s.now().Before(old.tok.Expiry) {
+		// The cached token can be served if this attempt fails, and the
+		// next one is only 30 seconds away: do not retry now.
+		cfg.Retry.MaxAttempts = 1
+	}
+	tok, err := exchange(ctx, cfg)
 	now := s.now()
 	if err != nil {
 		if old == nil || !now.Before(old.tok.Expiry) {

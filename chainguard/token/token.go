@@ -12,7 +12,13 @@
 //
 // Every step runs under its own deadline (Config.RPCTimeout): the SDK's gRPC
 // clients wait for the connection to become ready, so a call to a service
-// that is down would otherwise block forever.
+// that is down would otherwise block forever. An issuer that is not reached,
+// does not answer in time or fails on its side is retried (Config.Retry)
+// within the caller's deadline; a refusal is not.
+//
+// A token's expiry is the earlier of the exchange response's expiry and the
+// token's own exp claim; the response may omit its expiry, the JWT's exp is
+// then the only one.
 //
 // Errors say which step failed and are classified with [ErrConfig],
 // [ErrCredentials], [ErrGenerate], [ErrRefused] and [ErrUnreachable] for
@@ -23,11 +29,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	awsauth "chainguard.dev/sdk/auth/aws"
 	"chainguard.dev/sdk/sts"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/cenkalti/backoff/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -50,7 +58,9 @@ var (
 	ErrRefused = errors.New("refused")
 	// ErrUnreachable: the Chainguard STS was not reached, did not answer within
 	// the deadline, or failed on its side (Unavailable, DeadlineExceeded,
-	// ResourceExhausted, Internal, ...). Retrying later may succeed.
+	// ResourceExhausted, Internal, ..., or an answer without an access token
+	// or without any way to tell when the token expires), after the retries
+	// of Config.Retry. Retrying later may succeed.
 	ErrUnreachable = errors.New("unreachable")
 )
 
@@ -67,9 +77,12 @@ type Config struct {
 	// Credentials supplies the AWS credentials that prove the caller's AWS
 	// principal (e.g. the Lambda function's role credentials).
 	Credentials aws.CredentialsProvider
-	// RPCTimeout bounds each step (credentials, signing, exchange);
-	// zero means DefaultRPCTimeout.
+	// RPCTimeout bounds each step (credentials, signing, and each exchange
+	// attempt); zero means DefaultRPCTimeout.
 	RPCTimeout time.Duration
+	// Retry is the schedule on which an unreachable issuer is retried; the
+	// zero value means the defaults (DefaultMaxAttempts and so on).
+	Retry RetryPolicy
 }
 
 // Token is a Chainguard access token and the time it expires.
@@ -104,7 +117,7 @@ func (c Config) Validate() error {
 	if c.RPCTimeout < 0 {
 		return fmt.Errorf("%w: RPC timeout %s is negative: use a positive duration such as 10s, or zero for the default %s", ErrConfig, c.RPCTimeout, DefaultRPCTimeout)
 	}
-	return nil
+	return c.Retry.validate()
 }
 
 func (c Config) timeout() time.Duration {
@@ -116,7 +129,12 @@ func (c Config) timeout() time.Duration {
 
 // Exchange proves the AWS principal of cfg.Credentials to the Chainguard STS
 // and returns an access token for cfg.Identity. It does not cache: see
-// [Source] for that. Each step is bounded by cfg.RPCTimeout (and by ctx).
+// [Source] for that. Each step and each exchange attempt is bounded by
+// cfg.RPCTimeout (and by ctx); an unreachable issuer is retried on the
+// schedule of cfg.Retry, never waiting past ctx's deadline. A refusal is
+// returned at once (ErrRefused), and so is the caller's giving up: its
+// cancellation (context.Canceled) or its deadline (ErrUnreachable, saying
+// the caller's deadline passed) ends the retries.
 func Exchange(ctx context.Context, cfg Config) (Token, error) {
 	if err := cfg.Validate(); err != nil {
 		return Token{}, err
@@ -128,29 +146,75 @@ func Exchange(ctx context.Context, cfg Config) (Token, error) {
 func exchange(ctx context.Context, cfg Config) (Token, error) {
 	timeout := cfg.timeout()
 	who := fmt.Sprintf("for identity %s at %s", cfg.Identity, cfg.Issuer)
+	step := "exchange AWS token " + who
 
 	creds, err := retrieve(ctx, cfg.Credentials, timeout)
 	if err != nil {
 		return Token{}, fmt.Errorf("get AWS credentials %s: %w: %w", who, ErrCredentials, err)
 	}
 
-	gctx, cancel := context.WithTimeout(ctx, timeout)
-	awsToken, err := awsauth.GenerateToken(gctx, creds, cfg.Issuer, cfg.Identity)
-	cancel()
-	if err != nil {
-		return Token{}, fmt.Errorf("generate AWS token %s: %w: %w", who, ErrGenerate, err)
+	client := sts.New(cfg.Issuer, cfg.APIURL, sts.WithIdentity(cfg.Identity))
+	var (
+		attempts    int
+		genErr      error // signing failed: final, and not the issuer's fault
+		callerBound bool  // the last attempt's deadline was the caller's
+	)
+	op := func() (sts.TokenPair, error) {
+		attempts++
+		// Signed afresh for every attempt: the issuer refuses a signature
+		// older than 15 minutes, and signing costs microseconds.
+		awsToken, err := generate(ctx, creds, cfg, timeout)
+		if err != nil {
+			genErr = err
+			return sts.TokenPair{}, backoff.Permanent(err)
+		}
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		callerBound = rpcerr.CallerDeadlineFirst(ctx, actx)
+		pair, err := client.Exchange(actx, awsToken)
+		if err == nil {
+			return pair, nil
+		}
+		switch {
+		case !retryable(err, callerBound):
+			return pair, backoff.Permanent(err)
+		case ctx.Err() != nil:
+			// The caller gave up: that, not this transient failure, ends
+			// the retries.
+			return pair, backoff.Permanent(context.Cause(ctx))
+		}
+		return pair, err
 	}
+	retry := cfg.Retry.withDefaults()
+	sched := newSchedule(ctx, retry)
+	pair, err := backoff.Retry(ctx, op, backoff.WithBackOff(sched),
+		backoff.WithMaxTries(uint(retry.MaxAttempts)), backoff.WithMaxElapsedTime(0))
+	switch {
+	case genErr != nil:
+		return Token{}, fmt.Errorf("generate AWS token %s: %w: %w", who, ErrGenerate, genErr)
+	case err != nil:
+		// Retry returns the last attempt's error, or the context's cause
+		// when the caller gave up during a wait: once ctx is done, a
+		// deadline is the caller's.
+		ce := classify(step, timeout, callerBound || ctx.Err() != nil, err)
+		ce.note(attempts, sched.pastDeadline)
+		return Token{}, ce
+	case pair.AccessToken == "":
+		return Token{}, fmt.Errorf("%s: %w: the issuer answered without an access token", step, ErrUnreachable)
+	}
+	expiry, err := expiryOf(pair.AccessToken, pair.Expiry)
+	if err != nil {
+		return Token{}, fmt.Errorf("%s: %w: the issuer answered with a token whose expiry cannot be determined: %w", step, ErrUnreachable, err)
+	}
+	return Token{AccessToken: pair.AccessToken, Expiry: expiry}, nil
+}
 
-	ectx, cancel := context.WithTimeout(ctx, timeout)
+// generate signs the AWS GetCallerIdentity token for cfg under the step
+// deadline.
+func generate(ctx context.Context, creds aws.Credentials, cfg Config, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	pair, err := sts.New(cfg.Issuer, cfg.APIURL, sts.WithIdentity(cfg.Identity)).Exchange(ectx, awsToken)
-	if err != nil {
-		return Token{}, classify("exchange AWS token "+who, timeout, rpcerr.CallerDeadlineFirst(ctx, ectx), err)
-	}
-	if pair.AccessToken == "" {
-		return Token{}, fmt.Errorf("exchange AWS token %s: %w: the issuer answered without an access token", who, ErrUnreachable)
-	}
-	return Token{AccessToken: pair.AccessToken, Expiry: pair.Expiry}, nil
+	return awsauth.GenerateToken(ctx, creds, cfg.Issuer, cfg.Identity)
 }
 
 // retrieve gets credentials under the step deadline and checks they carry keys.
@@ -171,7 +235,7 @@ func retrieve(ctx context.Context, p aws.CredentialsProvider, timeout time.Durat
 // no, with its reason) or ErrUnreachable (not reached / no answer in time /
 // transient failure). The result matches its class and the cause (errors.Is,
 // status.Code) without repeating the cause's text.
-func classify(step string, timeout time.Duration, callerDeadline bool, err error) error {
+func classify(step string, timeout time.Duration, callerDeadline bool, err error) *classifiedError {
 	st, isStatus := status.FromError(err)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || st.Code() == codes.DeadlineExceeded:
@@ -182,7 +246,7 @@ func classify(step string, timeout time.Duration, callerDeadline bool, err error
 	case errors.Is(err, context.Canceled) || st.Code() == codes.Canceled:
 		return causeError(err, context.Canceled, "%s: canceled by the caller", step)
 	case !isStatus:
-		return fmt.Errorf("%s: %w: %w", step, ErrUnreachable, err)
+		return causeError(err, ErrUnreachable, "%s: %v: %v", step, ErrUnreachable, err)
 	}
 	switch st.Code() {
 	case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument, codes.NotFound,
@@ -213,8 +277,24 @@ type classifiedError struct {
 	class, cause error
 }
 
-func causeError(cause, class error, format string, args ...any) error {
+func causeError(cause, class error, format string, args ...any) *classifiedError {
 	return &classifiedError{msg: fmt.Sprintf(format, args...), class: class, cause: cause}
+}
+
+// note appends how the retries went: the attempts made when more than one,
+// and that retrying stopped because the next wait would pass the caller's
+// deadline.
+func (e *classifiedError) note(attempts int, pastDeadline bool) {
+	var notes []string
+	if attempts > 1 {
+		notes = append(notes, fmt.Sprintf("after %d attempts", attempts))
+	}
+	if pastDeadline {
+		notes = append(notes, "the next retry would pass the caller's deadline")
+	}
+	if len(notes) > 0 {
+		e.msg += " (" + strings.Join(notes, "; ") + ")"
+	}
 }
 
 func (e *classifiedError) Error() string   { return e.msg }

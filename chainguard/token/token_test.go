@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/cenkalti/backoff/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -53,6 +55,12 @@ func TestConfigValidate(t *testing.T) {
 		{name: "empty identity", mutate: func(c *Config) { c.Identity = "" }, wantErr: "identity is empty"},
 		{name: "no credentials", mutate: func(c *Config) { c.Credentials = nil }, wantErr: "no AWS credentials provider"},
 		{name: "negative timeout", mutate: func(c *Config) { c.RPCTimeout = -time.Second }, wantErr: "RPC timeout -1s is negative"},
+		{name: "custom retry", mutate: func(c *Config) {
+			c.Retry = RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond, MaxBackoff: time.Second}
+		}},
+		{name: "negative attempts", mutate: func(c *Config) { c.Retry.MaxAttempts = -1 }, wantErr: "retry MaxAttempts -1 is negative"},
+		{name: "negative initial backoff", mutate: func(c *Config) { c.Retry.InitialBackoff = -time.Second }, wantErr: "retry InitialBackoff -1s is negative"},
+		{name: "negative max backoff", mutate: func(c *Config) { c.Retry.MaxBackoff = -time.Second }, wantErr: "retry MaxBackoff -1s is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,10 +135,11 @@ func TestExchangeLocalFailures(t *testing.T) {
 			cfg: func() Config {
 				c := validConfig()
 				c.Issuer, c.APIURL, c.RPCTimeout = downURL, downURL, 300*time.Millisecond
+				c.Retry = RetryPolicy{MaxAttempts: 2, InitialBackoff: 10 * time.Millisecond}
 				return c
 			}(),
 			wantIs:  ErrUnreachable,
-			wantErr: []string{"exchange AWS token for identity " + testIdentity + " at " + downURL, "no answer within 300ms"},
+			wantErr: []string{"exchange AWS token for identity " + testIdentity + " at " + downURL, "no answer within 300ms", "(after 2 attempts)"},
 			maxTime: 2 * time.Second,
 		},
 		{
@@ -212,6 +221,152 @@ func TestClassify(t *testing.T) {
 			}
 			if c := status.Code(tt.err); c != codes.Unknown && status.Code(err) != c {
 				t.Errorf("status.Code(classify()) = %v, want %v", status.Code(err), c)
+			}
+		})
+	}
+}
+
+// jwt builds an unsigned JWT whose payload is claims (a JSON object).
+func jwt(claims string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." + enc([]byte(claims)) + ".c2lnbmF0dXJl"
+}
+
+func TestExpiryOf(t *testing.T) {
+	exp := time.Unix(1893456000, 0) // 2030-01-01T00:00:00Z
+	tests := []struct {
+		name     string
+		token    string
+		response time.Time // zero: the response had no expiry
+		want     time.Time
+		wantErr  string
+	}{
+		{name: "jwt exp, no response expiry", token: jwt(`{"iss":"x","exp":1893456000}`), want: exp},
+		{name: "both agree", token: jwt(`{"exp":1893456000}`), response: exp, want: exp},
+		{name: "jwt exp earlier than the response's", token: jwt(`{"exp":1893456000}`), response: exp.Add(time.Hour), want: exp},
+		{name: "response expiry earlier than exp", token: jwt(`{"exp":1893456000}`), response: exp.Add(-time.Minute), want: exp.Add(-time.Minute)},
+		{name: "opaque token, response expiry", token: "0paqueT0ken", response: exp, want: exp},
+		{name: "jwt without exp, response expiry", token: jwt(`{"iss":"x"}`), response: exp, want: exp},
+		{name: "unreadable claims, response expiry", token: "a.%%%.b", response: exp, want: exp},
+		{name: "opaque token, no response expiry", token: "0paqueT0ken", wantErr: "not a JWT whose claims can be read"},
+		{name: "jwt without exp, no response expiry", token: jwt(`{"iss":"x","sub":"y"}`), wantErr: "claims have no exp"},
+		{name: "jwt with exp 0", token: jwt(`{"exp":0}`), wantErr: "claims have no exp"},
+		{name: "jwt with a string exp", token: jwt(`{"exp":"soon"}`), wantErr: "not a JWT whose claims can be read"},
+		{name: "payload not base64", token: "a.%%%.b", wantErr: "not a JWT whose claims can be read"},
+		{name: "payload not JSON", token: "a." + base64.RawURLEncoding.EncodeToString([]byte("Zsecret")) + ".b", wantErr: "not a JWT whose claims can be read"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := expiryOf(tt.token, tt.response)
+			if tt.wantErr == "" {
+				if err != nil || !got.Equal(tt.want) {
+					t.Fatalf("expiryOf() = %v, %v, want %v", got, err, tt.want)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("expiryOf() = %v, %v, want error containing %q", got, err, tt.wantErr)
+			}
+			for _, leak := range []string{tt.token, "0paque", "Zsecret", "Z'", "%"} {
+				if strings.Contains(err.Error(), leak) {
+					t.Errorf("expiryOf() error = %q: it shows %q from the token", err, leak)
+				}
+			}
+		})
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	tests := []struct {
+		name        string
+		err         error
+		callerBound bool
+		want        bool
+	}{
+		{"unavailable", status.Error(codes.Unavailable, "connection refused"), false, true},
+		{"unknown (HTTP 500 through the gateway)", status.Error(codes.Unknown, "500"), false, true},
+		{"internal", status.Error(codes.Internal, "boom"), false, true},
+		{"resource exhausted", status.Error(codes.ResourceExhausted, "slow down"), false, true},
+		{"aborted", status.Error(codes.Aborted, "conflict"), false, true},
+		{"own deadline", status.Error(codes.DeadlineExceeded, "context deadline exceeded"), false, true},
+		{"own deadline between the SDK's retries", context.DeadlineExceeded, false, true},
+		{"caller's deadline", status.Error(codes.DeadlineExceeded, "context deadline exceeded"), true, false},
+		{"caller's deadline between the SDK's retries", context.DeadlineExceeded, true, false},
+		{"canceled", status.Error(codes.Canceled, "context canceled"), false, false},
+		{"permission denied", status.Error(codes.PermissionDenied, "no"), false, false},
+		{"unauthenticated", status.Error(codes.Unauthenticated, "no"), false, false},
+		{"not found", status.Error(codes.NotFound, "no"), false, false},
+		{"invalid argument", status.Error(codes.InvalidArgument, "no"), false, false},
+		{"failed precondition", status.Error(codes.FailedPrecondition, "no"), false, false},
+		{"not a status", errors.New("parse URL"), false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := retryable(tt.err, tt.callerBound); got != tt.want {
+				t.Errorf("retryable(%v, callerBound=%v) = %v, want %v", tt.err, tt.callerBound, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRetryPolicyDefaults(t *testing.T) {
+	tests := []struct {
+		name string
+		in   RetryPolicy
+		want RetryPolicy
+	}{
+		{name: "zero", want: RetryPolicy{MaxAttempts: DefaultMaxAttempts, InitialBackoff: DefaultInitialBackoff, MaxBackoff: DefaultMaxBackoff}},
+		{name: "set", in: RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond, MaxBackoff: time.Second},
+			want: RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond, MaxBackoff: time.Second}},
+		{name: "initial above the default max", in: RetryPolicy{InitialBackoff: 5 * time.Second},
+			want: RetryPolicy{MaxAttempts: DefaultMaxAttempts, InitialBackoff: 5 * time.Second, MaxBackoff: 5 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.in.withDefaults(); got != tt.want {
+				t.Errorf("withDefaults() = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSchedule checks the waits (doubling from the initial one, capped, ±20%)
+// and that the schedule stops rather than wait past the caller's deadline.
+func TestSchedule(t *testing.T) {
+	pol := RetryPolicy{InitialBackoff: 100 * time.Millisecond, MaxBackoff: 400 * time.Millisecond}.withDefaults()
+	tests := []struct {
+		name     string
+		deadline time.Duration // from now; zero: none
+		nominal  []time.Duration
+		wantStop bool // after the nominal waits
+	}{
+		{name: "no deadline", nominal: []time.Duration{100, 200, 400, 400, 400}},
+		{name: "deadline an hour away", deadline: time.Hour, nominal: []time.Duration{100, 200, 400}},
+		{name: "deadline before the first wait ends", deadline: 50 * time.Millisecond, wantStop: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			if tt.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+				defer cancel()
+			}
+			s := newSchedule(ctx, pol)
+			s.Reset()
+			for i, n := range tt.nominal {
+				n *= time.Millisecond
+				lo, hi := time.Duration(float64(n)*(1-retryJitter)), time.Duration(float64(n)*(1+retryJitter))+1
+				if got := s.NextBackOff(); got < lo || got > hi {
+					t.Errorf("wait %d = %s, want %s ±20%%", i+1, got, n)
+				}
+			}
+			if tt.wantStop {
+				if got := s.NextBackOff(); got != backoff.Stop || !s.pastDeadline {
+					t.Errorf("NextBackOff() = %s, pastDeadline = %v; want Stop because of the deadline", got, s.pastDeadline)
+				}
+			} else if s.pastDeadline {
+				t.Error("pastDeadline set without a deadline in reach")
 			}
 		})
 	}
