@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	iam "chainguard.dev/sdk/proto/platform/iam/v1"
 	"github.com/cenkalti/backoff/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,8 +18,11 @@ import (
 // ownerHint is added to PermissionDenied errors.
 const ownerHint = "the provisioner identity needs the owner role on this group"
 
-// propagationNote says why PermissionDenied was retried.
-const propagationNote = "a new role binding can take a few seconds to apply"
+// Why refusals were retried.
+const (
+	propagationNote         = "a new role binding can take a few seconds to apply"
+	identityPropagationNote = "a new identity or role binding can take a few seconds to apply"
+)
 
 // StepError is returned when an RPC fails: it names the step (object and
 // action) and keeps the service's status, so status.Code(err) still works.
@@ -93,178 +97,281 @@ func nameTakenHint(err error, kind, parent string) error {
 	return err
 }
 
-type retryClass int
-
+// Notes on why retrying stopped early.
 const (
-	permanent retryClass = iota
-	transient
-	permissionDenied
+	noteNextRetry = "the next retry would pass the caller's deadline"
+	noteCaller    = "the caller's deadline passed or it gave up"
 )
 
-// classify decides whether err (from one attempt under the parent ctx) is
-// worth retrying, and on which schedule. callerBound says the attempt's
-// deadline was the caller's, not the per-RPC timeout.
-func (p *Provisioner) classify(ctx context.Context, err error, callerBound bool) retryClass {
-	if ctx.Err() != nil {
-		return permanent // the caller's own deadline or cancellation
-	}
-	switch status.Code(err) {
-	case codes.DeadlineExceeded:
-		if callerBound {
-			// The server may answer a hair before the caller's context
-			// expires: this is still the caller's deadline.
-			return permanent
-		}
-		return transient
-	case codes.Unavailable, codes.ResourceExhausted:
-		return transient
-	case codes.PermissionDenied:
-		if p.cfg.pdBudget > 0 {
-			return permissionDenied
-		}
-	}
-	return permanent
+// notVisible is a list that shows nothing where the provisioner should see
+// something (a group it owns, any role at all). The lists are filtered by the
+// caller's rights, and a token carries the rights its identity had when it
+// was exchanged, so this may mean "not yet": it is retried like
+// PermissionDenied, each time with a fresh token.
+type notVisible string
+
+func (e notVisible) Error() string { return string(e) }
+
+// isDenied reports whether err is PermissionDenied.
+func isDenied(err error) bool { return status.Code(err) == codes.PermissionDenied }
+
+// isNotVisible reports whether err is a notVisible.
+func isNotVisible(err error) bool {
+	var nv notVisible
+	return errors.As(err, &nv)
 }
 
-// pdRemaining starts the PermissionDenied budget's clock at the first
-// PermissionDenied this Provisioner sees, and returns how much of the budget
-// is left.
-func (p *Provisioner) pdRemaining() time.Duration {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.pdStart.IsZero() {
-		p.pdStart = time.Now()
-	}
-	return p.cfg.pdBudget - time.Since(p.pdStart)
+// retries is the record of one step's attempts, for its error.
+type retries struct {
+	attempts    int       // RPC attempts
+	denied      int       // denials met while a budget allowed retrying them
+	firstDenied time.Time // when the first of them was met
+	callerBound bool      // the last attempt ran until the caller's deadline
+	note        string    // why retrying stopped early, if it did
 }
 
-// backoffMultiplier is how much each wait grows over the one before (up to
-// the policy's maximum).
-const backoffMultiplier = 2
-
-// schedule is the backoff.BackOff used for one step: it follows the policy of
-// the class of the last failure, gives up when transient failures have used
-// their tries or PermissionDenied the Provisioner's budget, and stops when
-// the next wait would pass the caller's deadline.
-type schedule struct {
-	ctx      context.Context
-	p        *Provisioner
-	last     retryClass
-	deadline bool // gave up because the next wait would pass ctx's deadline
-	spent    bool // gave up because the PermissionDenied budget is used up
-	curves   map[retryClass]*backoff.ExponentialBackOff
-	tries    map[retryClass]int
-}
-
-func (p *Provisioner) newSchedule(ctx context.Context) *schedule {
-	s := &schedule{ctx: ctx, p: p, curves: map[retryClass]*backoff.ExponentialBackOff{}, tries: map[retryClass]int{}}
-	for c, pol := range map[retryClass]backoffPolicy{transient: p.cfg.transient, permissionDenied: p.cfg.permissionDenied} {
-		b := backoff.NewExponentialBackOff()
-		b.InitialInterval = pol.initial
-		b.MaxInterval = pol.max
-		b.Multiplier = backoffMultiplier
-		b.RandomizationFactor = pol.jitter
-		s.curves[c] = b
-	}
-	return s
-}
-
-// failed records one failed attempt of class c.
-func (s *schedule) failed(c retryClass) {
-	s.last = c
-	s.tries[c]++
-}
-
-// Reset implements backoff.BackOff.
-func (s *schedule) Reset() {
-	for _, b := range s.curves {
-		b.Reset()
-	}
-}
-
-// NextBackOff implements backoff.BackOff.
-func (s *schedule) NextBackOff() time.Duration {
-	var next time.Duration
-	switch s.last {
-	case transient:
-		if s.tries[transient] >= s.p.cfg.transient.maxTries {
-			return backoff.Stop
-		}
-		next = s.curves[transient].NextBackOff()
-	case permissionDenied:
-		left := s.p.pdRemaining()
-		if left <= 0 {
-			s.spent = true
-			return backoff.Stop
-		}
-		next = min(s.curves[permissionDenied].NextBackOff(), left)
-	default:
-		return backoff.Stop
-	}
-	if deadline, ok := s.ctx.Deadline(); ok && time.Now().Add(next).After(deadline) {
-		s.deadline = true
-		return backoff.Stop
-	}
-	return next
-}
-
-// call runs one RPC step with a per-attempt timeout and retries. step names
-// the object and action for errors.
-func call[T any](ctx context.Context, p *Provisioner, step string, rpc func(context.Context) (T, error)) (T, error) {
-	sched := p.newSchedule(ctx)
-	attempts := 0
-	var lastErr error
-	var firstDenied time.Time // when this step was first refused with PermissionDenied
-	callerBound := false      // the last attempt ran until the caller's deadline
-	op := func() (T, error) {
-		attempts++
-		p.rpcs.Add(1)
-		actx, cancel := context.WithTimeout(ctx, p.cfg.rpcTimeout)
-		defer cancel()
-		callerBound = rpcerr.CallerDeadlineFirst(ctx, actx)
-		res, err := rpc(actx)
-		if err == nil {
-			return res, nil
-		}
-		lastErr = err
-		if status.Code(err) == codes.PermissionDenied && firstDenied.IsZero() {
-			firstDenied = time.Now()
-		}
-		c := p.classify(ctx, err, callerBound)
-		if c == permanent {
-			return res, backoff.Permanent(err)
-		}
-		sched.failed(c)
-		return res, err
-	}
-	res, err := backoff.Retry(ctx, op, backoff.WithBackOff(sched), backoff.WithMaxElapsedTime(0))
-	if err == nil {
-		return res, nil
-	}
-	if lastErr != nil {
-		// Retry returns the context's cause if the caller gave up while
-		// waiting; the last RPC's own error says more.
-		err = lastErr
-	}
-	se := &StepError{Step: step, Attempts: attempts, Hint: hintFor(status.Code(err)), Err: err}
-	if status.Code(err) == codes.PermissionDenied && p.cfg.pdBudget > 0 {
-		switch denied := sched.tries[permissionDenied]; {
-		case denied == 2:
-			se.Retried = fmt.Sprintf("retried once over %s; %s", roundDuration(time.Since(firstDenied)), propagationNote)
-		case denied > 2:
-			se.Retried = fmt.Sprintf("retried %d times over %s; %s", denied-1, roundDuration(time.Since(firstDenied)), propagationNote)
-		case sched.spent:
-			se.Retried = fmt.Sprintf("not retried: this event already used its %s of retries for permission denied", p.cfg.pdBudget)
-		}
-	}
+// retried says how denials were retried, and why: "" when they were not.
+func (r *retries) retried(why string) string {
+	over := roundDuration(time.Since(r.firstDenied))
 	switch {
-	case sched.deadline:
-		se.Note = "the next retry would pass the caller's deadline"
-	case ctx.Err() != nil, callerBound && status.Code(err) == codes.DeadlineExceeded:
-		se.Note = "the caller's deadline passed or it gave up"
+	case r.denied == 2:
+		return fmt.Sprintf("retried once over %s; %s", over, why)
+	case r.denied > 2:
+		return fmt.Sprintf("retried %d times over %s; %s", r.denied-1, over, why)
 	}
-	var zero T
-	return zero, se
+	return ""
+}
+
+// annotate adds to err, which is not a StepError, how denials were retried
+// (and why) and why retrying stopped early.
+func (r *retries) annotate(err error, why string) error {
+	var notes []string
+	if s := r.retried(why); s != "" {
+		notes = append(notes, s)
+	}
+	if r.note != "" {
+		notes = append(notes, r.note)
+	}
+	if len(notes) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, strings.Join(notes, "; "))
+}
+
+// sleep waits d, or less when within ends first (the PermissionDenied
+// budget: the last wait is shortened to what is left of it). It does not
+// start a wait that would end at or after ctx's deadline, and it returns
+// false when it did not wait to the end because of ctx, noting why.
+func (r *retries) sleep(ctx, within context.Context, d time.Duration) bool {
+	if end, ok := within.Deadline(); ok {
+		d = min(d, time.Until(end))
+	}
+	if end, ok := ctx.Deadline(); ok && !time.Now().Add(d).Before(end) {
+		r.note = noteNextRetry
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-within.Done():
+	}
+	if ctx.Err() != nil {
+		r.note = noteCaller
+		return false
+	}
+	return true
+}
+
+// attemptFunc is one RPC attempt through c.
+type attemptFunc func(ctx context.Context, c iam.Clients) error
+
+// verifyFunc looks for what a failed Create attempt may have made (a
+// re-list): done means it exists (and verifyFunc kept it as the step's
+// result); otherwise nothing was made and the Create may be tried again.
+type verifyFunc func(ctx context.Context) (done bool, err error)
+
+// attempt makes one RPC attempt under the per-RPC timeout, through the
+// current clients (connecting first if need be: a failure to connect ends
+// the step as it is).
+func (p *Provisioner) attempt(ctx context.Context, r *retries, rpc attemptFunc) error {
+	c, err := p.clients(ctx)
+	if err != nil {
+		return backoff.Permanent(err)
+	}
+	r.attempts++
+	p.rpcs.Add(1)
+	actx, cancel := context.WithTimeout(ctx, p.cfg.rpcTimeout)
+	defer cancel()
+	r.callerBound = rpcerr.CallerDeadlineFirst(ctx, actx)
+	return rpc(actx, c)
+}
+
+// transient reports whether err, from one attempt, is a failure worth
+// retrying: Unavailable, Unknown, Internal, Aborted, ResourceExhausted, or
+// the per-RPC timeout (not the caller's deadline).
+func (r *retries) transient(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false // the caller's own deadline or cancellation
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	switch st.Code() {
+	case codes.DeadlineExceeded:
+		// The server may answer a hair before the caller's context
+		// expires: then this is still the caller's deadline.
+		return !r.callerBound
+	case codes.Unavailable, codes.Unknown, codes.Internal, codes.Aborted, codes.ResourceExhausted:
+		return true
+	}
+	return false
+}
+
+// retryTransient is the first retry loop: it makes attempts until one
+// succeeds, fails otherwise than transiently, or the step has used its
+// tries (WithBackoff), waiting between them on the transient schedule
+// (never past ctx's deadline). A step with verify is a Create: after a
+// transient failure it is tried again only when verify shows that nothing
+// was made.
+func (p *Provisioner) retryTransient(ctx context.Context, r *retries, rpc attemptFunc, verify verifyFunc) error {
+	waits := p.cfg.transient.backOff()
+	for tries := 1; ; tries++ {
+		err := p.attempt(ctx, r, rpc)
+		var permanent *backoff.PermanentError
+		if err == nil || errors.As(err, &permanent) || !r.transient(ctx, err) {
+			return err
+		}
+		if verify != nil {
+			done, verr := verify(ctx)
+			if verr != nil {
+				return backoff.Permanent(verr)
+			}
+			if done {
+				return nil
+			}
+		}
+		if tries >= p.cfg.transient.maxTries || !r.sleep(ctx, ctx, waits.NextBackOff()) {
+			return err
+		}
+	}
+}
+
+// retryDenied is the second retry loop: it runs try until it succeeds or
+// fails otherwise than by a denial (denied), waiting between tries on the
+// propagation schedule (WithPropagationBackoff) within the PermissionDenied
+// budget, a context deadline that starts at the first denial. The last wait
+// is shortened to end with the budget, and the last try made then. With
+// fresh, each retry first reconnects: a token carries the rights its
+// identity had when it was exchanged, so only a new one can carry a role
+// binding made since. Without a budget a denial is final.
+func (p *Provisioner) retryDenied(ctx context.Context, r *retries, denied func(error) bool, fresh bool, try func() error) error {
+	var (
+		budget context.Context
+		waits  *backoff.ExponentialBackOff
+	)
+	for {
+		err := try()
+		var permanent *backoff.PermanentError
+		if err == nil || errors.As(err, &permanent) || !denied(err) || p.cfg.pdBudget <= 0 {
+			return err
+		}
+		if r.denied++; r.denied == 1 {
+			r.firstDenied = time.Now()
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		if budget == nil {
+			var cancel context.CancelFunc
+			budget, cancel = context.WithTimeout(ctx, p.cfg.pdBudget)
+			defer cancel()
+			waits = p.cfg.propagation.backOff()
+		}
+		if budget.Err() != nil || !r.sleep(ctx, budget, waits.NextBackOff()) {
+			return err
+		}
+		if fresh {
+			if rerr := p.reconnect(ctx); rerr != nil && !refused(rerr) {
+				r.note = "a fresh token to retry with could not be had: " + rerr.Error()
+				return err
+			}
+			// Refused: the provisioner identity itself is not yet
+			// known to the STS everywhere; retry with the current token.
+		}
+	}
+}
+
+// run runs one RPC step through both retry loops and names it in its error
+// (a StepError).
+func (p *Provisioner) run(ctx context.Context, step string, rpc attemptFunc, verify verifyFunc) error {
+	r := &retries{}
+	err := p.retryDenied(ctx, r, isDenied, true, func() error { return p.retryTransient(ctx, r, rpc, verify) })
+	if err == nil {
+		return nil
+	}
+	var permanent *backoff.PermanentError
+	if errors.As(err, &permanent) {
+		return permanent.Err // the verify step's or the connection's error, named by them
+	}
+	code := status.Code(err)
+	se := &StepError{Step: step, Attempts: r.attempts, Hint: hintFor(code), Note: r.note, Err: err}
+	if code == codes.PermissionDenied {
+		se.Retried = r.retried(propagationNote)
+	}
+	if se.Note == "" && (ctx.Err() != nil || r.callerBound && code == codes.DeadlineExceeded) {
+		se.Note = noteCaller
+	}
+	return se
+}
+
+// untilVisible runs check, which makes its own calls, and retries it within
+// the PermissionDenied budget, each time with a fresh token, while it fails
+// with notVisible (see there). The last notVisible is returned with the
+// step's name and how it was retried.
+func (p *Provisioner) untilVisible(ctx context.Context, step string, check func() error) error {
+	r := &retries{}
+	err := p.retryDenied(ctx, r, isNotVisible, true, check)
+	var permanent *backoff.PermanentError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &permanent):
+		return permanent.Err
+	case !isNotVisible(err):
+		return err
+	}
+	return fmt.Errorf("%s: %w", step, r.annotate(err, propagationNote))
+}
+
+// call runs an idempotent RPC (a List, a Delete, an Update to given values)
+// as one step: transient failures and PermissionDenied are retried.
+func call[T any](ctx context.Context, p *Provisioner, step string, rpc func(context.Context, iam.Clients) (T, error)) (T, error) {
+	var res T
+	err := p.run(ctx, step, func(ctx context.Context, c iam.Clients) (err error) {
+		res, err = rpc(ctx, c)
+		return err
+	}, nil)
+	return res, err
+}
+
+// create runs a Create as one step. It is not idempotent: after a
+// transient failure it is tried again only when find (a re-list) proves
+// that nothing was made; when find shows the object, that is the result,
+// and found is true. PermissionDenied is retried (nothing is made then).
+func create[T any](ctx context.Context, p *Provisioner, step string, rpc func(context.Context, iam.Clients) (T, error), find func(context.Context) (T, bool, error)) (res T, found bool, err error) {
+	err = p.run(ctx, step, func(ctx context.Context, c iam.Clients) (err error) {
+		res, err = rpc(ctx, c)
+		return err
+	}, func(ctx context.Context) (bool, error) {
+		got, ok, err := find(ctx)
+		if ok {
+			res, found = got, true
+		}
+		return ok, err
+	})
+	return res, found, err
 }
 
 // roundDuration shortens d for messages: whole seconds from 10s, tenths from

@@ -12,7 +12,6 @@ import (
 	"chainguard.dev/sdk/uidp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
@@ -78,18 +77,25 @@ func (p *Provisioner) EnsureGroup(ctx context.Context, spec GroupSpec) (Group, e
 	}
 	created := false
 	if existing == nil {
-		existing, err = call(ctx, p, fmt.Sprintf("create group %q in group %s", spec.Name, spec.Parent),
-			func(ctx context.Context) (*iam.Group, error) {
-				return p.clients.Groups().Create(ctx, &iam.CreateGroupRequest{
+		step := fmt.Sprintf("create group %q in group %s", spec.Name, spec.Parent)
+		var found bool
+		existing, found, err = create(ctx, p, step,
+			func(ctx context.Context, c iam.Clients) (*iam.Group, error) {
+				return c.Groups().Create(ctx, &iam.CreateGroupRequest{
 					Parent: spec.Parent,
 					Group:  &iam.Group{Name: spec.Name, Description: stored},
 				})
+			},
+			func(ctx context.Context) (*iam.Group, bool, error) {
+				g, err := p.findGroup(ctx, spec.Parent, spec.Name)
+				return g, g != nil, err
 			})
 		switch {
 		case status.Code(err) == codes.AlreadyExists:
-			// Created concurrently (a replayed event): adopt it.
+			// Group names are unique under a parent: made concurrently
+			// (a replayed event). Adopt it.
 			if existing, err = p.findGroup(ctx, spec.Parent, spec.Name); err == nil && existing == nil {
-				err = fmt.Errorf("create group %q in group %s: the service says it exists but it is not listed", spec.Name, spec.Parent)
+				err = fmt.Errorf("%s: the service says it exists but it is not listed", step)
 			}
 			if err != nil {
 				return Group{}, err
@@ -97,7 +103,7 @@ func (p *Provisioner) EnsureGroup(ctx context.Context, spec GroupSpec) (Group, e
 		case err != nil:
 			return Group{}, err
 		default:
-			created = true
+			created = !found
 		}
 	}
 	p.settled(existing.GetId())
@@ -110,11 +116,14 @@ func (p *Provisioner) EnsureGroup(ctx context.Context, spec GroupSpec) (Group, e
 		if existing.GetName() != spec.Name {
 			step = fmt.Sprintf("rename group %q (%s) to %q", existing.GetName(), existing.GetId(), spec.Name)
 		}
-		want := proto.CloneOf(existing)
-		want.Name = spec.Name
-		want.Description = stored
+		// IAM v1 Update stores the object it is sent: send only what this
+		// package writes, never the listed object back (its server-owned
+		// fields, such as kind, status, resource_limits and verified, may
+		// be refused). IAM v2 has update masks; moving to it is a later
+		// decision.
+		want := &iam.Group{Id: existing.GetId(), Name: spec.Name, Description: stored}
 		updated, err := call(ctx, p, step,
-			func(ctx context.Context) (*iam.Group, error) { return p.clients.Groups().Update(ctx, want) })
+			func(ctx context.Context, c iam.Clients) (*iam.Group, error) { return c.Groups().Update(ctx, want) })
 		if err != nil {
 			return got, nameTakenHint(err, "group", spec.Parent)
 		}
@@ -175,8 +184,8 @@ func (p *Provisioner) findGroup(ctx context.Context, parent, name string) (*iam.
 
 // listGroups lists the groups matching filter that are directly under parent.
 func (p *Provisioner) listGroups(ctx context.Context, filter *iam.GroupFilter, parent, step string) ([]*iam.Group, error) {
-	list, err := call(ctx, p, step, func(ctx context.Context) (*iam.GroupList, error) {
-		return p.clients.Groups().List(ctx, filter)
+	list, err := call(ctx, p, step, func(ctx context.Context, c iam.Clients) (*iam.GroupList, error) {
+		return c.Groups().List(ctx, filter)
 	})
 	if err != nil {
 		return nil, err
@@ -236,45 +245,81 @@ const maxListed = 5
 // on.) A group that no longer exists counts as deleted, and an id that is not
 // a UIDP is a no-op without any RPC (CloudFormation sends Delete with the
 // request ID after a failed Create).
+//
+// Lists show only what the caller may see, so with managedBy set a group
+// that is not listed counts as gone only when a group above it is listed
+// (whoever may see a group sees what it holds). Otherwise the provisioner
+// cannot see the group at all: that is retried within the PermissionDenied
+// budget with fresh tokens (a new role binding), then fails, rather than
+// report a group deleted that may still be there.
 func (p *Provisioner) DeleteGroup(ctx context.Context, id, managedBy string) (left bool, err error) {
 	if !uidp.Valid(id) {
 		return false, nil
 	}
 	if managedBy != "" {
-		found, err := call(ctx, p, "look up group "+id, func(ctx context.Context) (*iam.GroupList, error) {
-			return p.clients.Groups().List(ctx, &iam.GroupFilter{Id: id})
+		var g *iam.Group
+		err := p.untilVisible(ctx, "delete group "+id, func() (err error) {
+			g, err = p.lookUpGroup(ctx, id)
+			return err
 		})
-		if err != nil {
-			return false, notFoundIsGone(err)
-		}
-		i := slices.IndexFunc(found.GetItems(), func(g *iam.Group) bool { return g.GetId() == id })
-		if i < 0 {
+		switch {
+		case err != nil:
+			return false, err
+		case g == nil:
 			return false, nil // already gone
-		}
-		if !owns(found.GetItems()[i].GetDescription(), managedBy) {
+		case !owns(g.GetDescription(), managedBy):
 			return true, nil
 		}
 	}
 	return false, p.deleteEmptyGroup(ctx, id)
 }
 
+// lookUpGroup returns the group id, nil when it is gone, or notVisible when
+// neither it nor any group above it is listed (see DeleteGroup). A group
+// in the root has nothing above it: not listed, it counts as gone.
+func (p *Provisioner) lookUpGroup(ctx context.Context, id string) (*iam.Group, error) {
+	found, err := call(ctx, p, "look up group "+id, func(ctx context.Context, c iam.Clients) (*iam.GroupList, error) {
+		return c.Groups().List(ctx, &iam.GroupFilter{Id: id})
+	})
+	if err != nil {
+		return nil, notFoundIsGone(err)
+	}
+	if i := slices.IndexFunc(found.GetItems(), func(g *iam.Group) bool { return g.GetId() == id }); i >= 0 {
+		return found.GetItems()[i], nil
+	}
+	if uidp.InRoot(id) {
+		return nil, nil
+	}
+	above, err := call(ctx, p, "look up the groups above group "+id, func(ctx context.Context, c iam.Clients) (*iam.GroupList, error) {
+		return c.Groups().List(ctx, &iam.GroupFilter{Uidp: &v1.UIDPFilter{AncestorsOf: id}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if slices.ContainsFunc(above.GetItems(), func(g *iam.Group) bool { return uidp.IsAncestor(g.GetId(), id) }) {
+		return nil, nil // a group above it is visible, so it would be too: gone
+	}
+	return nil, notVisible("neither the group nor any group above it is visible to the provisioner identity, so whether it is gone cannot be told: " +
+		"the provisioner identity needs the owner role on the group or a group above it (if the group and everything above it were deleted by hand, retain this resource when you delete the stack again)")
+}
+
 // deleteEmptyGroup deletes the group id unless it holds anything.
 func (p *Provisioner) deleteEmptyGroup(ctx context.Context, id string) error {
 	filter := &v1.UIDPFilter{ChildrenOf: id}
-	groups, err := call(ctx, p, "list groups in group "+id, func(ctx context.Context) (*iam.GroupList, error) {
-		return p.clients.Groups().List(ctx, &iam.GroupFilter{Uidp: filter})
+	groups, err := call(ctx, p, "list groups in group "+id, func(ctx context.Context, c iam.Clients) (*iam.GroupList, error) {
+		return c.Groups().List(ctx, &iam.GroupFilter{Uidp: filter})
 	})
 	if err != nil {
 		return notFoundIsGone(err)
 	}
-	idents, err := call(ctx, p, "list identities in group "+id, func(ctx context.Context) (*iam.IdentityList, error) {
-		return p.clients.Identities().List(ctx, &iam.IdentityFilter{Uidp: filter})
+	idents, err := call(ctx, p, "list identities in group "+id, func(ctx context.Context, c iam.Clients) (*iam.IdentityList, error) {
+		return c.Identities().List(ctx, &iam.IdentityFilter{Uidp: filter})
 	})
 	if err != nil {
 		return notFoundIsGone(err)
 	}
-	bindings, err := call(ctx, p, "list role bindings in group "+id, func(ctx context.Context) (*iam.RoleBindingList, error) {
-		return p.clients.RoleBindings().List(ctx, &iam.RoleBindingFilter{Uidp: filter})
+	bindings, err := call(ctx, p, "list role bindings in group "+id, func(ctx context.Context, c iam.Clients) (*iam.RoleBindingList, error) {
+		return c.RoleBindings().List(ctx, &iam.RoleBindingFilter{Uidp: filter})
 	})
 	if err != nil {
 		return notFoundIsGone(err)
@@ -299,8 +344,8 @@ func (p *Provisioner) deleteEmptyGroup(ctx context.Context, id string) error {
 		return fmt.Errorf("delete group %s: refused: it still holds %s; delete those first (the service may delete a group's contents with it)",
 			id, strings.Join(left, "; "))
 	}
-	_, err = call(ctx, p, "delete group "+id, func(ctx context.Context) (*emptypb.Empty, error) {
-		return p.clients.Groups().Delete(ctx, &iam.DeleteGroupRequest{Id: id})
+	_, err = call(ctx, p, "delete group "+id, func(ctx context.Context, c iam.Clients) (*emptypb.Empty, error) {
+		return c.Groups().Delete(ctx, &iam.DeleteGroupRequest{Id: id})
 	})
 	if status.Code(err) == codes.FailedPrecondition {
 		var se *StepError

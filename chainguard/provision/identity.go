@@ -69,11 +69,14 @@ type Identity struct {
 // EnsureIdentity makes sure an identity named spec.Name exists in spec.Group
 // with spec.Description and spec.Trust, and that its role bindings on the
 // group are exactly spec.Roles. It finds the identity by spec.ID (see
-// IdentitySpec.ID) or else by name (so a replay never makes a duplicate;
-// with spec.ManagedBy, only an identity carrying its marker is adopted),
-// creates it if missing, and updates it in place when the name, description
-// or trust differ. Missing bindings are created and bindings of this identity
-// on the group with other roles are deleted. When a step fails after the
+// IdentitySpec.ID) or else by name (so a replay finds what an earlier
+// delivery made; with spec.ManagedBy, only an identity carrying its marker
+// is adopted), creates it if missing, and updates it in place when the name,
+// description or trust differ. With spec.ManagedBy, several identities of
+// the caller's of that name (two deliveries of one event creating at once)
+// end as one: the oldest is kept and the others deleted with their
+// bindings. Missing bindings are created and bindings of this identity on
+// the group with other roles are deleted. When a step fails after the
 // identity is known (for example a binding after the create), the Identity
 // returned with the error holds its ID and Name, so the caller can clean up.
 func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Identity, error) {
@@ -85,13 +88,9 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 	slices.Sort(roleNames)
 	roleNames = slices.Compact(roleNames)
 	// Resolve roles first: an unknown role name fails before anything changes.
-	wanted := make(map[string]string, len(roleNames)) // role ID -> name
-	for _, name := range roleNames {
-		id, err := p.roleID(ctx, name)
-		if err != nil {
-			return Identity{}, err
-		}
-		wanted[id] = name
+	wanted, err := p.roleIDs(ctx, roleNames)
+	if err != nil {
+		return Identity{}, err
 	}
 
 	want := &iam.Identity{Name: spec.Name, Description: stored, Relationship: spec.Trust.Proto()}
@@ -101,26 +100,13 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 	}
 	created := false
 	if existing == nil {
-		existing, err = call(ctx, p, fmt.Sprintf("create identity %q in group %s", spec.Name, spec.Group),
-			func(ctx context.Context) (*iam.Identity, error) {
-				return p.clients.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: spec.Group, Identity: want})
-			})
-		switch {
-		case status.Code(err) == codes.AlreadyExists:
-			// Created concurrently (a replayed event): adopt it if it is ours.
-			if existing, err = p.findIdentity(ctx, spec); err == nil && existing == nil {
-				err = fmt.Errorf("create identity %q in group %s: the service says it exists but it is not listed", spec.Name, spec.Group)
-			}
-			if err != nil {
-				return Identity{}, err
-			}
-		case err != nil:
-			return Identity{}, err
-		default:
-			created = true
+		// Reports what it settles on to the ID hook itself.
+		if existing, created, err = p.createIdentity(ctx, spec, want); err != nil {
+			return Identity{ID: existing.GetId(), Name: existing.GetName(), Created: created}, err
 		}
+	} else {
+		p.settled(existing.GetId())
 	}
-	p.settled(existing.GetId())
 	partial := Identity{ID: existing.GetId(), Name: existing.GetName(), Created: created}
 	if existing.GetName() != want.GetName() || existing.GetDescription() != want.GetDescription() ||
 		!proto.Equal(existing.GetAwsIdentity(), want.GetAwsIdentity()) {
@@ -128,12 +114,16 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 		if existing.GetName() != want.GetName() {
 			step = fmt.Sprintf("rename identity %s to %q", label(existing), want.GetName())
 		}
-		upd := proto.CloneOf(existing)
-		upd.Name = want.GetName()
-		upd.Description = want.GetDescription()
-		upd.Relationship = want.GetRelationship()
+		// IAM v1 Update stores the object it is sent: send only what this
+		// package writes, never the listed object back (its server-owned
+		// fields, such as created_at, updated_at and last_seen, may be
+		// refused). IAM v2 has update masks; moving to it is a later
+		// decision.
+		upd := &iam.Identity{Id: existing.GetId(), Name: want.GetName(), Description: want.GetDescription(), Relationship: want.GetRelationship()}
 		existing, err = call(ctx, p, step,
-			func(ctx context.Context) (*iam.Identity, error) { return p.clients.Identities().Update(ctx, upd) })
+			func(ctx context.Context, c iam.Clients) (*iam.Identity, error) {
+				return c.Identities().Update(ctx, upd)
+			})
 		if err != nil {
 			return partial, nameTakenHint(err, "identity", spec.Group)
 		}
@@ -144,6 +134,77 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 		return partial, err
 	}
 	return Identity{ID: existing.GetId(), Name: existing.GetName(), Roles: roleNames, Created: created}, nil
+}
+
+// createIdentity creates the identity spec describes (want). A transient
+// failure is retried only when a re-list shows no identity of the caller's
+// of that name (one it shows is adopted). With spec.ManagedBy it then lists
+// the group again: when another delivery of the event created one at the
+// same time, the oldest is kept (see keepOldest) and created is false if it
+// is not this one. A failure after the create returns the identity made.
+func (p *Provisioner) createIdentity(ctx context.Context, spec IdentitySpec, want *iam.Identity) (ident *iam.Identity, created bool, err error) {
+	step := fmt.Sprintf("create identity %q in group %s", spec.Name, spec.Group)
+	made, found, err := create(ctx, p, step,
+		func(ctx context.Context, c iam.Clients) (*iam.Identity, error) {
+			return c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: spec.Group, Identity: want})
+		},
+		func(ctx context.Context) (*iam.Identity, bool, error) {
+			id, err := p.findIdentity(ctx, spec)
+			return id, id != nil, err
+		})
+	p.settled(made.GetId())
+	if err != nil || found {
+		return made, false, err
+	}
+	if spec.ManagedBy == "" {
+		return made, true, nil // nothing tells another caller's identity from a duplicate
+	}
+	items, err := p.listIdentities(ctx, spec.Group, fmt.Sprintf("look up identity %q in group %s for duplicates", spec.Name, spec.Group))
+	if err != nil {
+		return made, true, err
+	}
+	mine := ours(spec, items)
+	if !slices.ContainsFunc(mine, func(i *iam.Identity) bool { return i.GetId() == made.GetId() }) {
+		mine = append(mine, made) // not listed yet
+	}
+	keep, err := p.keepOldest(ctx, mine)
+	if keep.GetId() != made.GetId() {
+		p.settled(keep.GetId())
+	}
+	return keep, keep.GetId() == made.GetId(), err
+}
+
+// ours returns the identities in items named spec.Name that carry
+// spec.ManagedBy's marker.
+func ours(spec IdentitySpec, items []*iam.Identity) []*iam.Identity {
+	var out []*iam.Identity
+	for _, id := range namedIdentities(items, spec.Name, "") {
+		if owns(id.GetDescription(), spec.ManagedBy) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// keepOldest returns the oldest of idents, the caller's identities of one
+// name, and deletes the others with their role bindings. Oldest is by
+// creation time, then by lowest UIDP: every caller that lists the same
+// identities keeps the same one, and one that created its identity after
+// another was listed keeps the earlier one.
+func (p *Provisioner) keepOldest(ctx context.Context, idents []*iam.Identity) (*iam.Identity, error) {
+	sorted := slices.SortedFunc(slices.Values(idents), func(a, b *iam.Identity) int {
+		if c := a.GetCreatedAt().AsTime().Compare(b.GetCreatedAt().AsTime()); c != 0 {
+			return c
+		}
+		return strings.Compare(a.GetId(), b.GetId())
+	})
+	keep := sorted[0]
+	for _, extra := range sorted[1:] {
+		if err := p.DeleteIdentity(ctx, extra.GetId()); err != nil {
+			return keep, fmt.Errorf("delete identity %s, a duplicate of %s (the oldest, kept): %w", label(extra), keep.GetId(), err)
+		}
+	}
+	return keep, nil
 }
 
 // reconcileBindings makes the bindings of ident on group exactly the roles in
@@ -174,12 +235,21 @@ func (p *Provisioner) reconcileBindings(ctx context.Context, group string, ident
 			continue
 		}
 		step := fmt.Sprintf("bind identity %s to role %q on group %s", label(ident), wanted[roleID], group)
-		_, err := call(ctx, p, step, func(ctx context.Context) (*iam.RoleBinding, error) {
-			return p.clients.RoleBindings().Create(ctx, &iam.CreateRoleBindingRequest{
-				Parent:      group,
-				RoleBinding: &iam.RoleBinding{Identity: ident.GetId(), Role: roleID},
+		_, _, err := create(ctx, p, step,
+			func(ctx context.Context, c iam.Clients) (*iam.RoleBinding, error) {
+				return c.RoleBindings().Create(ctx, &iam.CreateRoleBindingRequest{
+					Parent:      group,
+					RoleBinding: &iam.RoleBinding{Identity: ident.GetId(), Role: roleID},
+				})
+			},
+			func(ctx context.Context) (*iam.RoleBinding, bool, error) {
+				have, err := p.bindingsOf(ctx, group, ident)
+				i := slices.IndexFunc(have, func(b *iam.RoleBindingList_Binding) bool { return b.GetRole().GetId() == roleID })
+				if err != nil || i < 0 {
+					return nil, false, err
+				}
+				return &iam.RoleBinding{Id: have[i].GetId(), Identity: ident.GetId(), Role: roleID}, true, nil
 			})
-		})
 		if err != nil && status.Code(err) != codes.AlreadyExists {
 			return err
 		}
@@ -190,8 +260,8 @@ func (p *Provisioner) reconcileBindings(ctx context.Context, group string, ident
 // bindingsOf lists the role bindings of ident on group.
 func (p *Provisioner) bindingsOf(ctx context.Context, group string, ident *iam.Identity) ([]*iam.RoleBindingList_Binding, error) {
 	step := fmt.Sprintf("list role bindings of identity %s on group %s", label(ident), group)
-	list, err := call(ctx, p, step, func(ctx context.Context) (*iam.RoleBindingList, error) {
-		return p.clients.RoleBindings().List(ctx, &iam.RoleBindingFilter{Uidp: &v1.UIDPFilter{ChildrenOf: group}})
+	list, err := call(ctx, p, step, func(ctx context.Context, c iam.Clients) (*iam.RoleBindingList, error) {
+		return c.RoleBindings().List(ctx, &iam.RoleBindingFilter{Uidp: &v1.UIDPFilter{ChildrenOf: group}})
 	})
 	if err != nil {
 		return nil, err
@@ -207,8 +277,8 @@ func (p *Provisioner) bindingsOf(ctx context.Context, group string, ident *iam.I
 
 func (p *Provisioner) deleteBinding(ctx context.Context, ident *iam.Identity, b *iam.RoleBindingList_Binding) error {
 	step := fmt.Sprintf("delete role binding %s (role %q) of identity %s", b.GetId(), b.GetRole().GetName(), label(ident))
-	_, err := call(ctx, p, step, func(ctx context.Context) (*emptypb.Empty, error) {
-		return p.clients.RoleBindings().Delete(ctx, &iam.DeleteRoleBindingRequest{Id: b.GetId()})
+	_, err := call(ctx, p, step, func(ctx context.Context, c iam.Clients) (*emptypb.Empty, error) {
+		return c.RoleBindings().Delete(ctx, &iam.DeleteRoleBindingRequest{Id: b.GetId()})
 	})
 	return notFoundIsGone(err)
 }
@@ -216,8 +286,9 @@ func (p *Provisioner) deleteBinding(ctx context.Context, ident *iam.Identity, b 
 // locateIdentity returns the identity spec describes, or nil when it has to
 // be created: the identity spec.ID when that is directly in spec.Group and
 // still exists (refusing a rename onto a name another identity there has),
-// else the one named spec.Name (refused unless it carries spec.ManagedBy's
-// marker). One RPC lists the group's identities for both.
+// else the caller's one named spec.Name (see findIdentity). One RPC lists
+// the group's identities for both. Duplicates of the caller's of the name
+// spec.Name (made by two deliveries of a Create at once) are deleted.
 func (p *Provisioner) locateIdentity(ctx context.Context, spec IdentitySpec) (*iam.Identity, error) {
 	if !directlyIn(spec.ID, spec.Group) {
 		return p.findIdentity(ctx, spec)
@@ -230,49 +301,70 @@ func (p *Provisioner) locateIdentity(ctx context.Context, spec IdentitySpec) (*i
 	i := slices.IndexFunc(items, func(id *iam.Identity) bool { return id.GetId() == spec.ID })
 	if i < 0 {
 		// Deleted behind the stack's back: ensure by name.
-		return ownIdentity(spec, fmt.Sprintf("identity %s is gone; look up identity %q in group %s instead", spec.ID, spec.Name, spec.Group),
-			namedIdentities(items, spec.Name, ""))
+		return p.pickIdentity(ctx, spec, fmt.Sprintf("identity %s is gone; look up identity %q in group %s instead", spec.ID, spec.Name, spec.Group), items)
 	}
 	cur := items[i]
-	if taken := namedIdentities(items, spec.Name, cur.GetId()); len(taken) > 0 {
+	var taken, duplicates []*iam.Identity
+	for _, id := range namedIdentities(items, spec.Name, cur.GetId()) {
+		if spec.ManagedBy != "" && owns(id.GetDescription(), spec.ManagedBy) {
+			duplicates = append(duplicates, id)
+		} else {
+			taken = append(taken, id)
+		}
+	}
+	if len(taken) > 0 && cur.GetName() != spec.Name {
 		return nil, fmt.Errorf("rename identity %s to %q in group %s: refused: another identity there already has that name (%s): choose another name, or delete or rename that identity first",
 			label(cur), spec.Name, spec.Group, identityIDs(taken))
+	}
+	for _, extra := range duplicates {
+		// The same stack's same resource: the identity spec.ID names is it.
+		if err := p.DeleteIdentity(ctx, extra.GetId()); err != nil {
+			return nil, fmt.Errorf("delete identity %s, a duplicate of %s: %w", label(extra), cur.GetId(), err)
+		}
 	}
 	return cur, nil
 }
 
-// findIdentity returns the identity named spec.Name directly in spec.Group,
-// or nil; one that is not the caller's is refused.
+// findIdentity returns the caller's identity named spec.Name directly in
+// spec.Group, or nil (see pickIdentity).
 func (p *Provisioner) findIdentity(ctx context.Context, spec IdentitySpec) (*iam.Identity, error) {
 	step := fmt.Sprintf("look up identity %q in group %s", spec.Name, spec.Group)
 	items, err := p.listIdentities(ctx, spec.Group, step)
 	if err != nil {
 		return nil, err
 	}
-	return ownIdentity(spec, step, namedIdentities(items, spec.Name, ""))
+	return p.pickIdentity(ctx, spec, step, items)
 }
 
-// ownIdentity returns the only identity found, nil for none, and an error
-// for several or for one that does not carry spec.ManagedBy's marker: an
-// identity the caller did not create is never taken over.
-func ownIdentity(spec IdentitySpec, step string, found []*iam.Identity) (*iam.Identity, error) {
-	switch len(found) {
-	case 0:
+// pickIdentity returns the caller's identity among the identities in items
+// named spec.Name, or nil for none. With spec.ManagedBy, those carrying its
+// marker are the caller's (several: the oldest is kept and the others
+// deleted, see keepOldest), and when there are none, an identity of that
+// name is refused: one the caller did not create is never taken over.
+// Without it, the only identity of that name is adopted, and several are
+// refused.
+func (p *Provisioner) pickIdentity(ctx context.Context, spec IdentitySpec, step string, items []*iam.Identity) (*iam.Identity, error) {
+	found := namedIdentities(items, spec.Name, "")
+	if len(found) == 0 {
 		return nil, nil
-	case 1:
-		if !owns(found[0].GetDescription(), spec.ManagedBy) {
-			return nil, fmt.Errorf("identity %q already exists in group %s and was not created by this stack (%s): choose another Name, or delete or rename that identity",
-				spec.Name, spec.Group, spec.ManagedBy)
+	}
+	if spec.ManagedBy == "" {
+		if len(found) > 1 {
+			return nil, fmt.Errorf("%s: %d identities have that name (%s): delete all but one", step, len(found), identityIDs(found))
 		}
 		return found[0], nil
 	}
-	return nil, fmt.Errorf("%s: %d identities have that name (%s): delete all but one", step, len(found), identityIDs(found))
+	if ours := ours(spec, found); len(ours) > 0 {
+		return p.keepOldest(ctx, ours)
+	}
+	return nil, fmt.Errorf("identity %q already exists in group %s and was not created by this stack (%s): choose another Name, or delete or rename that identity",
+		spec.Name, spec.Group, spec.ManagedBy)
 }
 
 // listIdentities lists the identities directly in group.
 func (p *Provisioner) listIdentities(ctx context.Context, group, step string) ([]*iam.Identity, error) {
-	list, err := call(ctx, p, step, func(ctx context.Context) (*iam.IdentityList, error) {
-		return p.clients.Identities().List(ctx, &iam.IdentityFilter{Uidp: &v1.UIDPFilter{ChildrenOf: group}})
+	list, err := call(ctx, p, step, func(ctx context.Context, c iam.Clients) (*iam.IdentityList, error) {
+		return c.Identities().List(ctx, &iam.IdentityFilter{Uidp: &v1.UIDPFilter{ChildrenOf: group}})
 	})
 	if err != nil {
 		return nil, err
@@ -307,48 +399,6 @@ func identityIDs(ids []*iam.Identity) string {
 	return strings.Join(out, ", ")
 }
 
-// roleID resolves a role name to its ID, once per Provisioner. When several
-// roles share the name, the built-in one (an ID outside any group) wins.
-func (p *Provisioner) roleID(ctx context.Context, name string) (string, error) {
-	p.mu.Lock()
-	id, ok := p.roles[name]
-	p.mu.Unlock()
-	if ok {
-		return id, nil
-	}
-	step := fmt.Sprintf("look up role %q", name)
-	list, err := call(ctx, p, step, func(ctx context.Context) (*iam.RoleList, error) {
-		return p.clients.Roles().List(ctx, &iam.RoleFilter{Name: name})
-	})
-	if err != nil {
-		return "", err
-	}
-	var all, builtin []string
-	for _, r := range list.GetItems() {
-		if r.GetName() != name {
-			continue
-		}
-		all = append(all, r.GetId())
-		if uidp.InRoot(r.GetId()) {
-			builtin = append(builtin, r.GetId())
-		}
-	}
-	switch {
-	case len(builtin) == 1:
-		id = builtin[0]
-	case len(all) == 1:
-		id = all[0]
-	case len(all) == 0:
-		return "", fmt.Errorf("%s: no role has that name: use a built-in role such as viewer, editor, owner, registry.pull or registry.push, or a custom role visible to the provisioner", step)
-	default:
-		return "", fmt.Errorf("%s: %d roles have that name (%s): it is ambiguous", step, len(all), strings.Join(all, ", "))
-	}
-	p.mu.Lock()
-	p.roles[name] = id
-	p.mu.Unlock()
-	return id, nil
-}
-
 // DeleteIdentity deletes the identity id after its role bindings on its
 // group. An identity that no longer exists counts as deleted; an id that is
 // not the UIDP of an object inside a group is a no-op without any RPC
@@ -368,8 +418,8 @@ func (p *Provisioner) DeleteIdentity(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	_, err = call(ctx, p, "delete identity "+id, func(ctx context.Context) (*emptypb.Empty, error) {
-		return p.clients.Identities().Delete(ctx, &iam.DeleteIdentityRequest{Id: id})
+	_, err = call(ctx, p, "delete identity "+id, func(ctx context.Context, c iam.Clients) (*emptypb.Empty, error) {
+		return c.Identities().Delete(ctx, &iam.DeleteIdentityRequest{Id: id})
 	})
 	return notFoundIsGone(err)
 }

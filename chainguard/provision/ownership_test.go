@@ -292,26 +292,3 @@ func TestPartialResultOnFailure(t *testing.T) {
 		})
 	}
 }
-
-// The PermissionDenied budget belongs to the Provisioner: once spent, a later
-// step is not retried again.
-func TestPermissionDeniedBudgetIsPerProvisioner(t *testing.T) {
-	env := newEnv(t, "owner", append(slices.Clone(fastOpts), provision.WithPermissionDeniedBudget(100*time.Millisecond))...)
-	ctx := ctxT(t, 30*time.Second)
-	group := env.e.SeedGroup(env.root, "example-group", "")
-	env.e.FailNext(identitiesCreate, 1000, codes.PermissionDenied)
-	spec := provision.IdentitySpec{Group: group, Name: "aws-auth-identity", Trust: workloadTrust()}
-	if _, err := env.p.EnsureIdentity(ctx, spec); err == nil || !strings.Contains(err.Error(), "(retried ") {
-		t.Fatalf("first EnsureIdentity error = %v, want PermissionDenied retried", err)
-	}
-	time.Sleep(120 * time.Millisecond)
-	calls := env.e.Calls(identitiesCreate)
-	_, err := env.p.EnsureIdentity(ctx, spec)
-	t.Logf("error: %v", err)
-	if want := "(not retried: this event already used its 100ms of retries for permission denied)"; err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("second EnsureIdentity error = %v, want it to contain %q", err, want)
-	}
-	if n := env.e.Calls(identitiesCreate) - calls; n != 1 {
-		t.Fatalf("second EnsureIdentity made %d create attempts, want 1", n)
-	}
-}

@@ -4,12 +4,21 @@
 //
 // Every operation is idempotent and safe to replay: objects are looked up by
 // name under their parent before anything is created, so a CloudFormation
-// event delivered twice never makes a duplicate, and deleting something that
-// is already gone (or whose ID is not a UIDP at all) succeeds without touching
-// anything. An object whose current ID is known (the spec's ID field, from a
-// CloudFormation physical ID) is updated in place instead, renamed if its
-// name changed, and keeps its UIDP; a rename onto a name another object under
-// the same parent already has is refused.
+// event delivered twice finds what the first delivery made, and deleting
+// something that is already gone (or whose ID is not a UIDP at all) succeeds
+// without touching anything. An object whose current ID is known (the spec's
+// ID field, from a CloudFormation physical ID) is updated in place instead,
+// renamed if its name changed, and keeps its UIDP; a rename onto a name
+// another object under the same parent already has is refused. Updates send
+// only the fields this package writes (ID, name, description, and an
+// identity's trust), never an object read back from the service.
+//
+// Identity names are not unique in a group (the service allows several
+// identities of one name), so two deliveries of one event running at once
+// can each create one. With ManagedBy set, an Ensure that finds several of
+// the caller's identities of its name, before or right after creating one,
+// keeps the oldest (by creation time, then lowest UIDP) and deletes the
+// others with their role bindings.
 //
 // # Ownership
 //
@@ -25,22 +34,45 @@
 // DeleteGroup deletes only a group that carries the caller's marker. Without
 // ManagedBy, any same-named object is adopted.
 //
+// # Connection
+//
+// A Provisioner reaches the API through a Connector, which returns IAM
+// clients acting with a token obtained then. A token carries its identity's
+// rights as of its exchange, so after PermissionDenied the Provisioner
+// connects again before each retry: only a fresh token can carry a role
+// binding made since (such as the provisioner's own owner binding from the
+// trust step). A refused connect (NotFound or PermissionDenied: the
+// provisioner identity was just made and the STS does not know it yet) is
+// retried the same way.
+//
 // # Retries
 //
-// Each RPC runs under its own timeout inside the caller's context, and
-// transient failures (Unavailable, ResourceExhausted, a per-RPC
-// DeadlineExceeded) are retried with bounded exponential backoff that never
-// waits past the caller's deadline (200ms doubling to at most 4s, ±10%,
-// within 5 tries by default). PermissionDenied is retried only within a
-// per-Provisioner time budget (WithPermissionDeniedBudget; exactly 2s, 4s,
-// 8s, 16s by default, so 30s allows 4 retries): a role binding
-// made moments before, such as the provisioner's own owner binding from the
-// trust step, takes a few seconds to apply. Errors name the object and the
-// step that failed, and say how long a PermissionDenied was retried.
+// Each RPC runs under its own timeout inside the caller's context. Two
+// loops, on the schedules of github.com/cenkalti/backoff/v5:
+//
+//   - Transient failures (Unavailable, Unknown, Internal, Aborted,
+//     ResourceExhausted, and a DeadlineExceeded of one RPC, not of the
+//     caller) are retried on idempotent calls (List, Delete, an Update to
+//     given values) with bounded exponential backoff that never waits past
+//     the caller's deadline (200ms doubling to at most 4s, ±10%, within 5
+//     tries by default: WithBackoff). A Create is not idempotent: after a
+//     transient failure it is tried again only when a re-list proves that
+//     nothing was made; an object the re-list finds is the result.
+//   - PermissionDenied, a refused connect, and a list that shows nothing
+//     where the provisioner must see something (its own group on delete, any
+//     role at all) are retried within a time budget per step, a context
+//     deadline that starts at the first refusal (WithPermissionDeniedBudget;
+//     none by default), after waits of exactly 2s, 4s, 8s, 16s by default
+//     (WithPropagationBackoff), each retry with a fresh connection: a 30s
+//     budget allows 4 retries, the last wait shortened to end with it.
+//
+// Errors name the object and the step that failed, and say how long a
+// PermissionDenied was retried.
 package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -49,15 +81,17 @@ import (
 
 	iam "chainguard.dev/sdk/proto/platform/iam/v1"
 	"chainguard.dev/sdk/uidp"
+	"github.com/cenkalti/backoff/v5"
 )
 
 // Defaults for the options.
 const (
 	DefaultRPCTimeout = 10 * time.Second
 
-	// Transient failures: Unavailable, ResourceExhausted, DeadlineExceeded.
-	// The waits double from 200ms up to 4s (200ms, 400ms, 800ms, 1.6s
-	// within 5 tries), each varied by up to ±10% (transientJitter).
+	// Transient failures: Unavailable, Unknown, Internal, Aborted,
+	// ResourceExhausted, DeadlineExceeded of one RPC. The waits double
+	// from 200ms up to 4s (200ms, 400ms, 800ms, 1.6s within 5 tries),
+	// each varied by up to ±10% (transientJitter).
 	DefaultInitialBackoff = 200 * time.Millisecond
 	DefaultMaxBackoff     = 4 * time.Second
 	DefaultMaxTries       = 5
@@ -77,38 +111,56 @@ const (
 // PermissionDenied waits have none, so that a budget's arithmetic is exact.
 const transientJitter = 0.1
 
+// backoffMultiplier is how much each wait grows over the one before (up to
+// the schedule's maximum).
+const backoffMultiplier = 2
+
 // Option configures a Provisioner.
 type Option func(*config)
 
-type backoffPolicy struct {
+// schedule is a retry schedule: waits from initial doubling up to max,
+// varied by jitter (backoff's RandomizationFactor), at most maxTries
+// attempts (where a count bounds it).
+type schedule struct {
 	initial, max time.Duration
 	maxTries     int
-	jitter       float64 // backoff's RandomizationFactor
+	jitter       float64
+}
+
+// backOff returns the schedule's waits, from the first.
+func (s schedule) backOff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = s.initial
+	b.MaxInterval = s.max
+	b.Multiplier = backoffMultiplier
+	b.RandomizationFactor = s.jitter
+	b.Reset()
+	return b
 }
 
 type config struct {
-	rpcTimeout       time.Duration
-	transient        backoffPolicy
-	permissionDenied backoffPolicy // maxTries unused: pdBudget bounds it
-	pdBudget         time.Duration
-	idHook           func(id string)
+	rpcTimeout  time.Duration
+	transient   schedule
+	propagation schedule // maxTries unused: pdBudget bounds it
+	pdBudget    time.Duration
+	idHook      func(id string)
 }
 
-// WithBackoff sets the retry schedule for transient failures (Unavailable,
-// ResourceExhausted, DeadlineExceeded of one RPC): waits start at initial
-// and double up to max, each varied by up to ±10%, and at most
-// maxTries attempts are made in all. Non-positive values keep the defaults.
+// WithBackoff sets the retry schedule for transient failures (see the
+// package doc): waits start at initial and double up to max, each varied by
+// up to ±10%, and at most maxTries attempts are made in all. Non-positive
+// values keep the defaults.
 func WithBackoff(initial, max time.Duration, maxTries int) Option {
 	return func(c *config) { c.transient.set(initial, max, maxTries) }
 }
 
-// WithPermissionDeniedBudget lets the Provisioner retry PermissionDenied for
-// up to d in all, counted from the first PermissionDenied it meets, on the
-// propagation schedule (WithPropagationBackoff; by default exactly 2s, 4s,
-// 8s, 16s, 16s...: a 30s budget allows 4 retries, the fourth wait shortened
-// by the time the attempts took). The last wait is shortened to fit the
-// budget, and no wait passes the caller's deadline. Zero (the default)
-// makes PermissionDenied final.
+// WithPermissionDeniedBudget lets each step retry PermissionDenied (and a
+// refused connect, and a list that shows nothing yet; see the package doc)
+// for up to d, counted from its first refusal, on the propagation schedule
+// (WithPropagationBackoff; by default exactly 2s, 4s, 8s, 16s, 16s...: a
+// 30s budget allows 4 retries), each retry with a fresh connection. The
+// last wait is shortened to end with the budget, and no wait passes the
+// caller's deadline. Zero (the default) makes PermissionDenied final.
 func WithPermissionDeniedBudget(d time.Duration) Option {
 	return func(c *config) { c.pdBudget = max(d, 0) }
 }
@@ -118,7 +170,7 @@ func WithPermissionDeniedBudget(d time.Duration) Option {
 // 16s); the budget bounds how many are made.
 // Non-positive values keep the defaults.
 func WithPropagationBackoff(initial, max time.Duration) Option {
-	return func(c *config) { c.permissionDenied.set(initial, max, 0) }
+	return func(c *config) { c.propagation.set(initial, max, 0) }
 }
 
 // WithIDHook sets a function called with the UIDP of the group or identity an
@@ -140,62 +192,76 @@ func WithRPCTimeout(d time.Duration) Option {
 	}
 }
 
-func (b *backoffPolicy) set(initial, max time.Duration, maxTries int) {
+func (s *schedule) set(initial, max time.Duration, maxTries int) {
 	if initial > 0 {
-		b.initial = initial
+		s.initial = initial
 	}
 	if max > 0 {
-		b.max = max
+		s.max = max
 	}
 	if maxTries > 0 {
-		b.maxTries = maxTries
+		s.maxTries = maxTries
 	}
-	if b.max < b.initial {
-		b.max = b.initial
+	if s.max < s.initial {
+		s.max = s.initial
 	}
 }
 
 // Provisioner ensures and deletes Chainguard groups, identities and role
-// bindings through the SDK's IAM clients. It is safe for concurrent use. Role
-// names are resolved to IDs once per Provisioner and cached.
+// bindings through the SDK's IAM clients, which it gets from a Connector. It
+// is safe for concurrent use. The roles visible to it are listed once and
+// cached. Close it when done.
 type Provisioner struct {
-	clients iam.Clients
-	cfg     config
-	rpcs    atomic.Int64
+	conn Connector
+	cfg  config
+	rpcs atomic.Int64
 
 	mu      sync.Mutex
-	roles   map[string]string // role name -> role ID
-	pdStart time.Time         // the first PermissionDenied: the budget's clock
+	current iam.Clients   // the clients calls go through; nil until connected
+	opened  []iam.Clients // every connection made, closed by Close
+	roles   []*iam.Role   // every role visible, once listed
 }
 
-// New returns a Provisioner that issues its RPCs through clients. The caller
-// keeps ownership of clients (and closes them).
-func New(clients iam.Clients, opts ...Option) *Provisioner {
+// New returns a Provisioner that reaches the API through conn. It connects
+// on its first call, or on Connect.
+func New(conn Connector, opts ...Option) *Provisioner {
 	cfg := config{
-		rpcTimeout:       DefaultRPCTimeout,
-		transient:        backoffPolicy{DefaultInitialBackoff, DefaultMaxBackoff, DefaultMaxTries, transientJitter},
-		permissionDenied: backoffPolicy{initial: DefaultPropagationInitialBackoff, max: DefaultPropagationMaxBackoff},
+		rpcTimeout:  DefaultRPCTimeout,
+		transient:   schedule{DefaultInitialBackoff, DefaultMaxBackoff, DefaultMaxTries, transientJitter},
+		propagation: schedule{initial: DefaultPropagationInitialBackoff, max: DefaultPropagationMaxBackoff},
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return &Provisioner{
-		clients: clients,
-		cfg:     cfg,
-		roles:   map[string]string{},
-	}
+	return &Provisioner{conn: conn, cfg: cfg}
 }
 
-// Dial connects the SDK's IAM clients to apiURL (for example
-// https://console-api.enforce.dev, or http://127.0.0.1:PORT for the local
-// emulator) with accessToken, and returns a Provisioner over them plus the
-// function that closes the connection. No RPC is made here.
+// Dial returns a Provisioner that calls the SDK's IAM clients at apiURL (for
+// example https://console-api.enforce.dev, or http://127.0.0.1:PORT for the
+// local emulator) with accessToken, already connected, plus the function that
+// closes it. No RPC is made here. A fixed token cannot be refreshed: after
+// PermissionDenied it only reconnects with the same token (see Static).
 func Dial(ctx context.Context, apiURL, accessToken string, opts ...Option) (*Provisioner, func() error, error) {
-	clients, err := iam.NewClients(ctx, apiURL, accessToken)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to the Chainguard IAM API at %s: %w", apiURL, err)
+	p := New(Static(apiURL, accessToken), opts...)
+	if err := p.Connect(ctx); err != nil {
+		return nil, nil, err
 	}
-	return New(clients, opts...), clients.Close, nil
+	return p, p.Close, nil
+}
+
+// Close closes every connection the Provisioner made.
+func (p *Provisioner) Close() error {
+	p.mu.Lock()
+	opened := p.opened
+	p.opened, p.current = nil, nil
+	p.mu.Unlock()
+	var errs []error
+	for _, c := range opened {
+		if err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close a Chainguard IAM connection: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // settled reports the UIDP an Ensure call settled on to the ID hook.

@@ -11,16 +11,16 @@ import (
 	"testing"
 	"time"
 
-	awsauth "chainguard.dev/sdk/auth/aws"
 	common "chainguard.dev/sdk/proto/platform/common/v1"
+	iam "chainguard.dev/sdk/proto/platform/iam/v1"
 	registry "chainguard.dev/sdk/proto/platform/registry/v1"
-	"chainguard.dev/sdk/sts"
 	"chainguard.dev/sdk/uidp"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator/emulatortest"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/provision"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/trust"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
@@ -60,51 +60,81 @@ type env struct {
 	root string
 	prov string // provisioner identity UIDP
 	p    *provision.Provisioner
-	// workload are the AWS credentials of the workload principal.
-	workload aws.Credentials
+	// provisioner and workload are the AWS credentials of the two principals.
+	provisioner, workload aws.Credentials
 }
 
+// newEnv starts an emulator, seeds it and returns a Provisioner that
+// exchanges the provisioner principal's credentials for a fresh token on
+// every connect (as the handler does). An empty provisionerRole binds none.
 func newEnv(t testing.TB, provisionerRole string, opts ...provision.Option) *env {
 	t.Helper()
-	e, err := emulator.Start(emulator.Options{})
-	if err != nil {
-		t.Fatalf("start emulator: %v", err)
-	}
-	t.Cleanup(func() { e.Close() })
-	root := e.SeedGroup("", "acme", "the test organization")
-	provCreds := e.RegisterAWSPrincipal(emulator.AWSPrincipal{Account: account, ARN: provisionerARN, UserID: provisionerUserID})
-	workload := e.RegisterAWSPrincipal(emulator.AWSPrincipal{Account: account, ARN: workloadARN, UserID: workloadUserID})
-	prov := e.SeedIdentity(root, "provisioner", "the provisioner",
-		trust.AWS{Account: account, ARN: provisionerARN, UserID: provisionerUserID}.Proto().AwsIdentity,
-		map[string][]string{root: {provisionerRole}})
+	return newEnvWith(t, emulator.Options{}, provisionerRole, opts...)
+}
 
-	tok := exchange(t, e, provCreds, prov)
+// newEnvWith is newEnv with an emulator started with emuOpts.
+func newEnvWith(t testing.TB, emuOpts emulator.Options, provisionerRole string, opts ...provision.Option) *env {
+	t.Helper()
+	e := emulatortest.Start(t, emuOpts)
+	root := e.SeedGroup("", "acme", "the test organization")
+	env := &env{
+		e:           e,
+		root:        root,
+		provisioner: e.RegisterAWSPrincipal(emulator.AWSPrincipal{Account: account, ARN: provisionerARN, UserID: provisionerUserID}),
+		workload:    e.RegisterAWSPrincipal(emulator.AWSPrincipal{Account: account, ARN: workloadARN, UserID: workloadUserID}),
+	}
+	var bindings map[string][]string
+	if provisionerRole != "" {
+		bindings = map[string][]string{root: {provisionerRole}}
+	}
+	env.prov = e.SeedIdentity(root, "provisioner", "the provisioner",
+		trust.AWS{Account: account, ARN: provisionerARN, UserID: provisionerUserID}.Proto().AwsIdentity, bindings)
 	if opts == nil {
 		opts = fastOpts
 	}
-	p, closeFn, err := provision.Dial(context.Background(), e.APIURL(), tok, opts...)
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
+	env.p = env.newProvisioner(t, env.connector(), opts...)
+	if provisionerRole != "" {
+		// Connected before the test looks at the state: an exchange
+		// records when the identity was last seen.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := env.p.Connect(ctx); err != nil {
+			t.Fatalf("connect as the provisioner: %v", err)
+		}
 	}
-	t.Cleanup(func() { closeFn() })
-	return &env{e: e, root: root, prov: prov, p: p, workload: workload}
+	return env
 }
 
-// exchange returns a Chainguard access token for identity, proving the AWS
-// principal of creds, with the SDK's own token generation and STS client.
-func exchange(t testing.TB, e *emulator.Emulator, creds aws.Credentials, identity string) string {
+// connector exchanges the provisioner principal's AWS credentials for a
+// fresh token of the provisioner identity on every connect.
+func (env *env) connector() provision.ConnectFunc {
+	return func(ctx context.Context) (iam.Clients, error) {
+		pair, err := emulatortest.Exchange(ctx, env.e, env.provisioner, env.prov)
+		if err != nil {
+			return nil, err
+		}
+		return iam.NewClients(ctx, env.e.APIURL(), pair.AccessToken)
+	}
+}
+
+// newProvisioner returns a Provisioner through conn, closed when t ends.
+func (env *env) newProvisioner(t testing.TB, conn provision.Connector, opts ...provision.Option) *provision.Provisioner {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	awsTok, err := awsauth.GenerateToken(ctx, creds, e.IssuerURL(), identity)
-	if err != nil {
-		t.Fatalf("generate AWS token: %v", err)
-	}
-	pair, err := sts.New(e.IssuerURL(), e.APIURL(), sts.WithIdentity(identity)).Exchange(ctx, awsTok)
-	if err != nil {
-		t.Fatalf("exchange as %s: %v", identity, err)
-	}
-	return pair.AccessToken
+	p := provision.New(conn, opts...)
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("close the provisioner: %v", err)
+		}
+	})
+	return p
+}
+
+// workloadToken returns a token of identity for the workload principal,
+// once everything made so far has propagated to the STS.
+func (env *env) workloadToken(t testing.TB, identity string) string {
+	t.Helper()
+	time.Sleep(env.e.PropagationDelay())
+	return emulatortest.Token(t, env.e, env.workload, identity)
 }
 
 func listRepos(ctx context.Context, apiURL, tok, group string) ([]string, error) {
@@ -191,7 +221,7 @@ func TestFullCycle(t *testing.T) {
 	}
 
 	// The workload can now act as the identity and list the group's repos.
-	tok := exchange(t, env.e, env.workload, id.ID)
+	tok := env.workloadToken(t, id.ID)
 	repos, err := listRepos(ctx, env.e.APIURL(), tok, g.ID)
 	if err != nil {
 		t.Fatalf("list repos as the new identity: %v", err)
@@ -223,7 +253,7 @@ func TestFullCycle(t *testing.T) {
 		t.Fatalf("stored identity = %+v, want description %q and trust %+v", stored, spec.Description, spec.Trust)
 	}
 	// The new trust still admits the workload, and the new roles still list repos.
-	tok = exchange(t, env.e, env.workload, id.ID)
+	tok = env.workloadToken(t, id.ID)
 	if _, err := listRepos(ctx, env.e.APIURL(), tok, g.ID); err != nil {
 		t.Fatalf("list repos after the update: %v", err)
 	}
@@ -269,7 +299,7 @@ func TestFullCycleLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("EnsureIdentity: %v", err)
 	}
-	tok := exchange(t, env.e, env.workload, id.ID)
+	tok := env.workloadToken(t, id.ID)
 	if _, err := listRepos(ctx, env.e.APIURL(), tok, g.ID); err != nil {
 		t.Fatalf("list repos as the new identity: %v", err)
 	}
@@ -331,30 +361,25 @@ func TestEnsureIdentityReplay(t *testing.T) {
 
 // Concurrent deliveries of the same event (each with its own provisioner,
 // like two Lambda invocations) converge on one group, one identity and one
-// binding per role.
+// binding per role, though identity names are not unique in a group.
 func TestConcurrentEnsure(t *testing.T) {
 	env := newEnv(t, "owner")
 	ctx := ctxT(t, 30*time.Second)
 	const n = 4
 	provisioners := []*provision.Provisioner{env.p}
 	for range n - 1 {
-		p, closeFn, err := provision.Dial(ctx, env.e.APIURL(), env.e.MintToken(env.prov), fastOpts...)
-		if err != nil {
-			t.Fatalf("Dial: %v", err)
-		}
-		t.Cleanup(func() { closeFn() })
-		provisioners = append(provisioners, p)
+		provisioners = append(provisioners, env.newProvisioner(t, env.connector(), fastOpts...))
 	}
 	var wg sync.WaitGroup
 	groups, idents, errs := make([]string, n), make([]string, n), make([]error, n)
 	for i, p := range provisioners {
 		wg.Go(func() {
-			g, err := p.EnsureGroup(ctx, provision.GroupSpec{Parent: env.root, Name: "example-group"})
+			g, err := p.EnsureGroup(ctx, provision.GroupSpec{Parent: env.root, Name: "example-group", ManagedBy: managedBy})
 			if err != nil {
 				errs[i] = err
 				return
 			}
-			id, err := p.EnsureIdentity(ctx, provision.IdentitySpec{Group: g.ID, Name: "aws-auth-identity", Trust: workloadTrust(), Roles: []string{"viewer", "registry.pull"}})
+			id, err := p.EnsureIdentity(ctx, provision.IdentitySpec{Group: g.ID, Name: "aws-auth-identity", Trust: workloadTrust(), Roles: []string{"viewer", "registry.pull"}, ManagedBy: managedBy})
 			groups[i], idents[i], errs[i] = g.ID, id.ID, err
 		})
 	}
@@ -561,7 +586,7 @@ func TestEnsureIdentityInPlace(t *testing.T) {
 				t.Errorf("EnsureIdentity made %d RPCs, want %d", n, tt.wantRPCs)
 			}
 			// The identity still works for the workload under its (new) name.
-			exchange(t, env.e, env.workload, got.ID)
+			env.workloadToken(t, got.ID)
 
 			// A replay changes nothing and makes no duplicate.
 			rpcs = env.p.RPCs()

@@ -80,7 +80,10 @@
 // The physical resource ID is the object's UIDP. Data holds Id and Name, and
 // for identities Roles (comma-separated role names actually bound). Create
 // looks the object up by Name under its parent before creating it, so a
-// replayed Create never makes a duplicate. Update changes the object the
+// replayed Create finds what an earlier delivery made; identity names are
+// not unique in a group, so when two deliveries created one each at the same
+// time, the oldest is kept and the other deleted, and the event still
+// succeeds. Update changes the object the
 // physical ID names in place (Name, Description, trust, Roles) and answers
 // the same physical ID; a new Name that another object under the same parent
 // already has fails the event. Only a change of Parent or Group is a
@@ -88,7 +91,9 @@
 // UIDP is answered, and CloudFormation then deletes the old object. An Update
 // whose object is gone ensures it by Name (creating it). Delete of an
 // identity deletes it (after its role bindings) by its physical ID; Delete of
-// a group deletes it only as described under Owned and Ownership. Delete of
+// a group deletes it only as described under Owned and Ownership; a group
+// the provisioner cannot see at all (neither it nor a group above it is
+// listed) fails the Delete rather than count as gone. Delete of
 // an ID that is not a UIDP (left by a Create that failed before making
 // anything) succeeds without any call, not even the token exchange, and so
 // does Delete of a resource type this provisioner does not serve (for
@@ -122,9 +127,12 @@
 // left behind (and the log too), for a person to delete.
 //
 // PermissionDenied is retried for up to DefaultPermissionDeniedBudget per
-// event (within the event's deadline): the provisioner's own owner binding,
-// made by the trust step just before the first deployment, takes a few
-// seconds to apply.
+// step (within the event's deadline), each retry with a freshly exchanged
+// token: the provisioner identity and its own owner binding, made by the
+// trust step just before the first deployment, take a few seconds to reach
+// the STS, and a token carries the rights its identity had when it was
+// exchanged. A refused exchange (the identity not known yet) is retried the
+// same way. See package chainguard/provision for the whole retry policy.
 //
 // The handler always answers: the work runs under a deadline a margin
 // (PROVISIONER_DEADLINE_MARGIN, a Go duration, default 10s) before the
@@ -141,6 +149,7 @@ import (
 	"sync"
 	"time"
 
+	iam "chainguard.dev/sdk/proto/platform/iam/v1"
 	"chainguard.dev/sdk/uidp"
 	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -157,7 +166,7 @@ const EnvDeadlineMargin = "PROVISIONER_DEADLINE_MARGIN"
 // up and answers FAILED.
 const DefaultMargin = 10 * time.Second
 
-// DefaultPermissionDeniedBudget is how long, in all, one event retries
+// DefaultPermissionDeniedBudget is how long one step retries
 // PermissionDenied (provision.WithPermissionDeniedBudget): 4 retries after
 // waits of exactly 2s, 4s, 8s and what is left of the 30s (about 16s less
 // the attempts' time). Config.Options can override it.
@@ -176,9 +185,37 @@ type Config struct {
 	Margin time.Duration
 	// Logger receives JSON logs; nil discards them.
 	Logger *slog.Logger
-	// Options are passed to provision.Dial (retry schedules, RPC timeout,
+	// Options are passed to provision.New (retry schedules, RPC timeout,
 	// PermissionDenied budget), after the handler's own.
 	Options []provision.Option
+	// Connect returns IAM clients that act as the event's provisioner
+	// identity (Target) with a token obtained now; the provisioner calls it
+	// again for a fresh token after PermissionDenied (see
+	// provision.Connector). Nil means ExchangeConnect(Credentials): exchange
+	// the function's AWS credentials at the event's Issuer.
+	Connect func(ctx context.Context, t Target) (iam.Clients, error)
+}
+
+// ExchangeConnect returns the default Config.Connect: it exchanges creds
+// for a fresh Chainguard token of the target's provisioner identity
+// (chainguard/token) and dials the target's API with it.
+func ExchangeConnect(creds aws.CredentialsProvider) func(context.Context, Target) (iam.Clients, error) {
+	return func(ctx context.Context, t Target) (iam.Clients, error) {
+		tok, err := token.Exchange(ctx, token.Config{
+			Issuer:      t.Issuer,
+			APIURL:      t.APIURL,
+			Identity:    t.Provisioner,
+			Credentials: creds,
+		})
+		if err != nil {
+			return nil, err
+		}
+		c, err := iam.NewClients(ctx, t.APIURL, tok.AccessToken)
+		if err != nil {
+			return nil, fmt.Errorf("connect to the Chainguard API at %s: %w", t.APIURL, err)
+		}
+		return c, nil
+	}
 }
 
 // MarginFromEnv reads EnvDeadlineMargin through lookup (os.LookupEnv in the
@@ -212,6 +249,9 @@ func New(cfg Config, setupErr error) *Handler {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Connect == nil {
+		cfg.Connect = ExchangeConnect(cfg.Credentials)
 	}
 	return &Handler{cfg: cfg, setupErr: setupErr}
 }
@@ -530,36 +570,29 @@ func (h *Handler) connect(ctx context.Context, ev cfn.Event, props properties, s
 	return p, closeFn, owner, nil
 }
 
-// dial mints a fresh token for the event and connects the provisioner. The
-// UIDP an Ensure settles on is recorded in obj (when not nil) as soon as it
-// is known.
-func (h *Handler) dial(ctx context.Context, tgt target, st *steps, obj *object) (*provision.Provisioner, func(), error) {
-	st.begin(fmt.Sprintf("token exchange for provisioner identity %s at %s", tgt.Provisioner, tgt.Issuer))
-	tok, err := token.Exchange(ctx, token.Config{
-		Issuer:      tgt.Issuer,
-		APIURL:      tgt.APIURL,
-		Identity:    tgt.Provisioner,
-		Credentials: h.cfg.Credentials,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	st.end()
-	st.begin("connect to " + tgt.APIURL)
+// dial connects a provisioner for the event's target (a token exchange),
+// which reconnects for a fresh token when it needs one. The UIDP an Ensure
+// settles on is recorded in obj (when not nil) as soon as it is known.
+func (h *Handler) dial(ctx context.Context, tgt Target, st *steps, obj *object) (*provision.Provisioner, func(), error) {
 	opts := []provision.Option{provision.WithPermissionDeniedBudget(DefaultPermissionDeniedBudget)}
 	if obj != nil {
 		opts = append(opts, provision.WithIDHook(obj.set))
 	}
-	p, closeFn, err := provision.Dial(ctx, tgt.APIURL, tok.AccessToken, append(opts, h.cfg.Options...)...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to the Chainguard API at %s: %w", tgt.APIURL, err)
-	}
-	st.end()
-	return p, func() {
-		if err := closeFn(); err != nil {
+	p := provision.New(provision.ConnectFunc(func(ctx context.Context) (iam.Clients, error) {
+		return h.cfg.Connect(ctx, tgt)
+	}), append(opts, h.cfg.Options...)...)
+	closeFn := func() {
+		if err := p.Close(); err != nil {
 			st.log.Warn("close the Chainguard API connection", "error", err.Error())
 		}
-	}, nil
+	}
+	st.begin(fmt.Sprintf("token exchange for provisioner identity %s at %s", tgt.Provisioner, tgt.Issuer))
+	if err := p.Connect(ctx); err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	st.end()
+	return p, closeFn, nil
 }
 
 // managedBy names the stack's ownership of the event's object:

@@ -243,6 +243,7 @@ func TestHandleWithoutCalls(t *testing.T) {
 		wantErr string
 	}{
 		{name: "delete after failed create", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: TypeIdentity, PhysicalResourceID: "req-123", ResourceProperties: validIdentity()}, wantID: "req-123"},
+		{name: "delete after failed create of a group", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: TypeGroup, StackID: testStackID, LogicalResourceID: "Res", PhysicalResourceID: "req-123", ResourceProperties: validGroup()}, wantID: "req-123"},
 		{name: "delete after failed create of unknown type", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: "Custom::Nope", PhysicalResourceID: "req-123"}, wantID: "req-123"},
 		{name: "delete of a group not owned", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: TypeGroup, PhysicalResourceID: group, ResourceProperties: with(validGroup(), PropOwned, "false")}, wantID: group},
 		{name: "delete of a group with a bad Owned", ev: cfn.Event{RequestType: cfn.RequestDelete, ResourceType: TypeGroup, PhysicalResourceID: group, ResourceProperties: with(validGroup(), PropOwned, "yes", "Extra", 1.0)}, wantID: group},

@@ -128,33 +128,34 @@ func (p properties) list(name string) ([]string, error) {
 	return out, nil
 }
 
-// target says where and as whom the provisioner works for one event.
-type target struct {
+// Target says where and as whom the provisioner works for one event: the
+// event's ProvisionerIdentity, Issuer and ApiUrl.
+type Target struct {
 	Provisioner string // UIDP of the provisioner's own assumable identity
 	Issuer      string
 	APIURL      string
 }
 
-func parseTarget(p properties) (target, error) {
-	var t target
+func parseTarget(p properties) (Target, error) {
+	var t Target
 	var err error
 	if t.Provisioner, err = p.required(PropProvisionerIdentity, "the UIDP printed by the provisioner stack's one-time trust step"); err != nil {
-		return target{}, err
+		return Target{}, err
 	}
 	if err := validate.UIDP(PropProvisionerIdentity, t.Provisioner); err != nil {
-		return target{}, fmt.Errorf("property %w", err)
+		return Target{}, fmt.Errorf("property %w", err)
 	}
 	if t.Issuer, err = p.required(PropIssuer, "https://issuer.enforce.dev"); err != nil {
-		return target{}, err
+		return Target{}, err
 	}
 	if err := validate.ServiceURL(PropIssuer, t.Issuer); err != nil {
-		return target{}, fmt.Errorf("property %w", err)
+		return Target{}, fmt.Errorf("property %w", err)
 	}
 	if t.APIURL, err = p.required(PropAPIURL, "https://console-api.enforce.dev"); err != nil {
-		return target{}, err
+		return Target{}, err
 	}
 	if err := validate.ServiceURL(PropAPIURL, t.APIURL); err != nil {
-		return target{}, fmt.Errorf("property %w", err)
+		return Target{}, fmt.Errorf("property %w", err)
 	}
 	return t, nil
 }
