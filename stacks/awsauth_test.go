@@ -98,13 +98,14 @@ func TestAwsAuthStackCreatesGroup(t *testing.T) {
 	env := fn["Environment"].(map[string]interface{})["Variables"].(map[string]interface{})
 	for k, want := range map[string]string{
 		EnvIdentity: "{" + identityID + "}", EnvGroup: "{" + groupID + "}", EnvIssuer: DefaultIssuer, EnvAPI: DefaultAPIURL,
+		EnvRoles: "{" + identityID + ".Roles}",
 	} {
 		if got := render(env[k]); got != want {
 			t.Errorf("environment %s = %q, want %q", k, got, want)
 		}
 	}
-	if len(env) != 4 {
-		t.Errorf("environment = %v, want exactly the 4 CHAINGUARD_ variables", env)
+	if len(env) != 5 {
+		t.Errorf("environment = %v, want exactly the 5 CHAINGUARD_ variables", env)
 	}
 	// and the outputs say what was created and how to invoke it
 	fnID, _ := d.one(t, "AWS::Lambda::Function")

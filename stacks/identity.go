@@ -30,6 +30,14 @@ const (
 	EnvGroup    = "CHAINGUARD_GROUP"
 	EnvIssuer   = "CHAINGUARD_ISSUER"
 	EnvAPI      = "CHAINGUARD_API"
+	// EnvRoles holds the roles actually bound (the identity's Roles
+	// attribute, comma-separated). Workloads need not read it: it is there
+	// so that a change of roles changes the workload's configuration. A
+	// Chainguard token carries the bindings in effect when it was
+	// exchanged, and a workload caches its token for most of an hour; a
+	// changed configuration makes Lambda (or ECS, for a task definition)
+	// start new environments, which exchange a token with the new roles.
+	EnvRoles = "CHAINGUARD_ROLES"
 )
 
 // Trust says which principal may assume the identity. Build one with
@@ -181,7 +189,8 @@ type AssumableIdentity interface {
 	GroupId() *string
 	// Environment is what a workload needs to exchange its AWS credentials
 	// for a Chainguard token: CHAINGUARD_IDENTITY, CHAINGUARD_GROUP,
-	// CHAINGUARD_ISSUER, CHAINGUARD_API (e.g. for an ECS container).
+	// CHAINGUARD_ISSUER, CHAINGUARD_API (e.g. for an ECS container), and
+	// CHAINGUARD_ROLES, which changes when the roles do (see EnvRoles).
 	Environment() *map[string]*string
 	// ConfigureFunction adds Environment to a Lambda function.
 	ConfigureFunction(fn awslambda.Function)
@@ -189,8 +198,8 @@ type AssumableIdentity interface {
 
 type assumableIdentity struct {
 	constructs.Construct
-	id, group      *string
-	issuer, apiURL string
+	id, group, roles *string
+	issuer, apiURL   string
 }
 
 func (a *assumableIdentity) IdentityId() *string { return a.id }
@@ -202,6 +211,7 @@ func (a *assumableIdentity) Environment() *map[string]*string {
 		EnvGroup:    a.group,
 		EnvIssuer:   jsii.String(a.issuer),
 		EnvAPI:      jsii.String(a.apiURL),
+		EnvRoles:    a.roles,
 	}
 }
 
@@ -274,7 +284,10 @@ func NewAssumableIdentity(scope constructs.Construct, id string, props *Assumabl
 	}
 	res := newChainguardResource(this, "Resource", IdentityResourceType, w, crProps)
 	checkDescriptionFits(this, res, description)
-	return &assumableIdentity{Construct: this, id: res.Ref(), group: jsii.String(ip.Group), issuer: w.settings.Issuer, apiURL: w.settings.APIURL}
+	return &assumableIdentity{
+		Construct: this, id: res.Ref(), group: jsii.String(ip.Group), roles: res.GetAttString(jsii.String("Roles")),
+		issuer: w.settings.Issuer, apiURL: w.settings.APIURL,
+	}
 }
 
 // roleNameForPattern tells how role's name can go into a trust pattern. It
