@@ -108,9 +108,72 @@ func (e *Emulator) roleByName(name string) *role {
 
 // methodRules is the chainguard.annotations.iam option of a method.
 type methodRules struct {
-	caps       []capabilities.Capability
-	unscoped   bool
-	scopeField protoreflect.FieldDescriptor // the request field annotated iam_scope
+	caps     []capabilities.Capability
+	unscoped bool
+	// scopePath leads from the request to the string field holding the
+	// scope: one field when the request carries the UIDP itself (v1, and v2
+	// Get, Delete and Create), two when the request's annotated field is a
+	// message whose own annotated field holds it (v2 Update: identity.uid,
+	// group.uid, role_binding.uid).
+	scopePath []protoreflect.FieldDescriptor
+}
+
+// scopeName is the dotted name of the scope field, e.g. "identity.uid".
+func (r methodRules) scopeName() string {
+	names := make([]string, len(r.scopePath))
+	for i, f := range r.scopePath {
+		names[i] = string(f.Name())
+	}
+	return strings.Join(names, ".")
+}
+
+// scope reads the scope UIDP of msg ("" when a message on the path is
+// unset).
+func (r methodRules) scope(msg protoreflect.Message) string {
+	for _, f := range r.scopePath[:len(r.scopePath)-1] {
+		if !msg.Has(f) {
+			return ""
+		}
+		msg = msg.Get(f).Message()
+	}
+	return msg.Get(r.scopePath[len(r.scopePath)-1]).String()
+}
+
+// scopeField returns the field of fields annotated
+// chainguard.annotations.iam_scope, or nil.
+func scopeField(fields protoreflect.FieldDescriptors) protoreflect.FieldDescriptor {
+	for j := range fields.Len() {
+		f := fields.Get(j)
+		if fo, ok := f.Options().(*descriptorpb.FieldOptions); ok && fo != nil {
+			if scoped, ok := proto.GetExtension(fo, annotations.E_IamScope).(bool); ok && scoped {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+// scopePathOf follows iam_scope annotations from the request message md
+// down to a string field: SDK v0.1.212's v2 Update requests annotate the
+// resource field (UpdateIdentityRequest.identity) and the resource its uid
+// (Identity.uid), proto/chainguard/platform/iam/v2/*.proto. It returns nil
+// when md has no annotated field, and an error when the chain does not end
+// in a string.
+func scopePathOf(md protoreflect.MessageDescriptor) ([]protoreflect.FieldDescriptor, error) {
+	var path []protoreflect.FieldDescriptor
+	for f := scopeField(md.Fields()); f != nil; f = scopeField(f.Message().Fields()) {
+		path = append(path, f)
+		switch {
+		case f.Kind() == protoreflect.StringKind && !f.IsList():
+			return path, nil
+		case f.Kind() != protoreflect.MessageKind || f.IsList() || f.IsMap():
+			return nil, fmt.Errorf("emulator: iam_scope field %s of %s is neither a string nor a message", f.FullName(), md.FullName())
+		}
+	}
+	if len(path) > 0 {
+		return nil, fmt.Errorf("emulator: iam_scope message field %s of %s has no iam_scope string field", path[len(path)-1].FullName(), md.FullName())
+	}
+	return nil, nil
 }
 
 // loadRules reads the IAM annotations of every method served by srv from the
@@ -137,14 +200,8 @@ func loadRules(srv *grpc.Server) (map[string]methodRules, error) {
 				continue
 			}
 			r := methodRules{caps: ann.GetEnabled().GetCapabilities(), unscoped: ann.GetEnabled().GetUnscoped()}
-			fields := m.Input().Fields()
-			for j := range fields.Len() {
-				f := fields.Get(j)
-				if fo, ok := f.Options().(*descriptorpb.FieldOptions); ok && fo != nil {
-					if scoped, ok := proto.GetExtension(fo, annotations.E_IamScope).(bool); ok && scoped {
-						r.scopeField = f
-					}
-				}
+			if r.scopePath, err = scopePathOf(m.Input()); err != nil {
+				return nil, err
 			}
 			out["/"+svc+"/"+string(m.Name())] = r
 		}
@@ -189,15 +246,15 @@ func (e *Emulator) handle(ctx context.Context, req any, info *grpc.UnaryServerIn
 	}
 	ctx = context.WithValue(ctx, callerKey{}, caller)
 	if r, ok := e.rules[info.FullMethod]; ok && !r.unscoped {
-		if r.scopeField == nil {
+		if len(r.scopePath) == 0 {
 			return nil, status.Errorf(codes.Internal, "emulator: %s has no iam_scope field", info.FullMethod)
 		}
 		msg, ok := req.(proto.Message)
 		if !ok {
 			return nil, status.Errorf(codes.Internal, "emulator: request of %s is not a proto message", info.FullMethod)
 		}
-		scope := msg.ProtoReflect().Get(r.scopeField).String()
-		if err := checkUIDP(string(r.scopeField.Name()), scope); err != nil {
+		scope := r.scope(msg.ProtoReflect())
+		if err := checkUIDP(r.scopeName(), scope); err != nil {
 			return nil, err
 		}
 		if err := e.authorize(caller, scope, r.caps...); err != nil {

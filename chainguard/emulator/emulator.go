@@ -7,10 +7,14 @@
 //     which verifies AWS tokens with the SDK's own auth/aws.VerifyToken against
 //     a local AWS STS stand-in (SigV4 recomputed with registered test
 //     credentials) and matches the identity's aws_identity trust;
-//   - an API serving IAM v1 Groups, Identities, Roles and RoleBindings and
-//     Registry v1 ListRepos (every other method answers Unimplemented), with
-//     UIDP hierarchy, the service's status codes, and authorization by the
-//     capabilities named in each method's chainguard.annotations.iam option;
+//   - an API serving, over one set of objects, IAM v1 (Groups, Identities,
+//     Roles, RoleBindings), IAM v2 (GroupsService, IdentitiesService,
+//     RolesService, RoleBindingsService: Get, List, Create, Update and Delete
+//     of groups and identities, Get and List of roles, Get, List, Create,
+//     Update and Delete of role bindings) and Registry v1 ListRepos (every
+//     other method answers Unimplemented), with UIDP hierarchy, the
+//     service's status codes, and authorization by the capabilities named
+//     in each method's chainguard.annotations.iam option;
 //   - seeding, state inspection, call counting and fault injection for tests.
 //
 // It is test infrastructure held to production standards: it rejects what the
@@ -48,19 +52,56 @@
 // fewer items). Built-in roles: every role the service documents whose
 // capability set the SDK defines (see builtinRoleDefs).
 //
+// IAM v1 and v2. Both versions serve the same objects: what one creates,
+// changes or deletes, the other reads at once, and State reports. The
+// authorization of v2 methods comes from their own annotations, like v1's,
+// including the nested scope of v2 Updates (identity.uid, group.uid,
+// role_binding.uid); propagation, token snapshots, validation and status
+// codes are the same in both. v2 adds, with the evidence in iamv2*.go:
+//   - Get methods (NotFound for a missing object; PermissionDenied first if
+//     the token lacks the method's capability on the scope); GetRole, which
+//     is unscoped, needs roles.list somewhere.
+//   - Update masks: explicit paths (top-level fields only), an empty mask
+//     meaning the populated fields, "*" meaning full replacement. A path
+//     that is not a field, or that names an OUTPUT_ONLY field, is
+//     InvalidArgument; an OUTPUT_ONLY value carried in the body that differs
+//     from the stored one is InvalidArgument (under "*", unset counts as
+//     different), as is a kind or verified that differs from the stored
+//     value. Create refuses OUTPUT_ONLY fields too, except CreateRoleBinding,
+//     whose proto says they are ignored. Options.IgnoreOutputOnly switches
+//     to the reading under which OUTPUT_ONLY fields and paths are dropped.
+//   - UpdateRoleBinding may move a binding to another identity (v1 refuses);
+//     DeleteRoleBinding of a missing binding is success (its proto says so);
+//     role bindings return identity, group and role hydrated and leave the
+//     input fields identity_uid and role_uid unset.
+//   - Pagination: page_size default 50, maximum 200 (larger is coerced),
+//     negative InvalidArgument; Options.PageSize caps every page further;
+//     page tokens are opaque signed cursors, refused (InvalidArgument) from
+//     another emulator, method, filter or order_by, or after 3 days;
+//     order_by "field [asc|desc]" on uid (default) and per-list fields;
+//     skip; total_count unset. Lists stay filtered by the token's rights.
+//   - Timestamps: groups carry create_time and update_time (v1 Group has
+//     neither), identities map created_at, updated_at and last_seen to
+//     create_time, update_time and last_seen_time; identity company is
+//     stored (v1 keeps it across its own updates).
+//
 // Validation. Group and identity names follow validation.ValidateName and
 // are 3-63 characters; descriptions follow validation.ValidateDescription;
 // group sibling names are unique (AlreadyExists); identity names may repeat
-// within a group unless Options.UniqueIdentityNames. Updates replace the
+// within a group unless Options.UniqueIdentityNames. v1 updates replace the
 // writable fields (name, description, and an identity's relationship; v1
 // has no update mask, so an omitted description clears it) and refuse with
 // InvalidArgument a server-owned field that is set and differs from the
 // stored one: a group's kind, status, verified and resource_limits, an
 // identity's created_at, updated_at and last_seen (stored and returned; an
-// exchange updates last_seen). Deleting a group that still holds objects, or
-// an identity that still has role bindings, fails with FailedPrecondition.
+// exchange updates last_seen); v2 updates follow their masks (above).
+// Deleting a group that still holds objects, or an identity that still has
+// role bindings, fails with FailedPrecondition.
 //
-// Faults. FailNext makes calls fail with any code, including the transient
+// Faults. Calls, FailNext, SetLatency and HangNext take the full gRPC name
+// of any method served, v1 or v2 (e.g.
+// "/chainguard.platform.iam.v2.IdentitiesService/CreateIdentity").
+// FailNext makes calls fail with any code, including the transient
 // Unknown and Internal the service returns; SetLatency delays calls;
 // HangNext blocks them until the caller's deadline; SetIssuerReachable(false)
 // makes the issuer a host that refuses connections (SDK clients then block
@@ -84,6 +125,7 @@ package emulator
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,6 +137,7 @@ import (
 	"sync"
 	"time"
 
+	iamv2 "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 	iam "chainguard.dev/sdk/proto/platform/iam/v1"
 	oidc "chainguard.dev/sdk/proto/platform/oidc/v1"
 	registry "chainguard.dev/sdk/proto/platform/registry/v1"
@@ -153,6 +196,20 @@ type Options struct {
 	// allows several identities of one name in a group (see
 	// identityNameTaken).
 	UniqueIdentityNames bool
+	// IgnoreOutputOnly makes IAM v2 Create and Update methods drop
+	// OUTPUT_ONLY fields carried in the request and OUTPUT_ONLY paths named
+	// in an update mask, as google.api.field_behavior defines OUTPUT_ONLY
+	// ("the server must ignore it and must not throw an error as a result of
+	// the field's presence"). Default off: the stricter reading, backed by
+	// the vendor's Terraform provider, under which the service rejects them
+	// with InvalidArgument (see iamv2_mask.go).
+	IgnoreOutputOnly bool
+	// PageSize caps the number of items of every IAM v2 List page (the
+	// protos' page_size default is 50 and maximum 200; AIP-158 lets a
+	// server return fewer items than asked). Tests set it low (e.g. 2) to
+	// make every listing span several pages. Zero: no cap beyond the
+	// protos'. It must be between 0 and 200.
+	PageSize int
 	// Logger receives the emulator's logs (default: discarded). Secrets
 	// (tokens, AWS credentials) are never logged.
 	Logger *slog.Logger
@@ -193,7 +250,10 @@ type Emulator struct {
 	propagationDelay    time.Duration
 	uniqueIdentityNames bool
 	statelessTokens     bool
+	ignoreOutputOnly    bool
+	pageSize            int
 	signer              *jwtSigner
+	pageKey             []byte // signs IAM v2 page tokens
 
 	issuerURL, apiURL, awsSTSURL string
 	issuerAddr                   string // host:port of the issuer, kept across SetIssuerReachable
@@ -211,15 +271,19 @@ type Emulator struct {
 
 	mu         sync.Mutex
 	groups     map[string]*iam.Group
+	groupTimes map[string]objectTimes // by group: v2 create_time, update_time
 	identities map[string]*iam.Identity
-	visibleAt  map[string]time.Time // by identity: when the STS knows it
-	bindings   map[string]*binding
-	repos      map[string]*repo
-	roles      map[string]*role         // built-in roles by ID
-	tokens     map[string]token         // by jti
-	awsCreds   map[string]awsCredential // by access key ID
-	calls      map[string]int
-	faults     map[string]*fault
+	// identityCompany holds the IAM v2 Identity.company of identities that
+	// have one (v1 Identity has no such field).
+	identityCompany map[string]string
+	visibleAt       map[string]time.Time // by identity: when the STS knows it
+	bindings        map[string]*binding
+	repos           map[string]*repo
+	roles           map[string]*role         // built-in roles by ID
+	tokens          map[string]token         // by jti
+	awsCreds        map[string]awsCredential // by access key ID
+	calls           map[string]int
+	faults          map[string]*fault
 }
 
 type binding struct {
@@ -254,9 +318,16 @@ func Start(opts Options) (*Emulator, error) {
 	if opts.PropagationDelay < 0 {
 		return nil, fmt.Errorf("emulator: PropagationDelay %s is negative", opts.PropagationDelay)
 	}
+	if opts.PageSize < 0 || opts.PageSize > maxPageSize {
+		return nil, fmt.Errorf("emulator: PageSize %d is outside 0-%d (the IAM v2 protos' maximum page_size)", opts.PageSize, maxPageSize)
+	}
 	signer, err := newJWTSigner()
 	if err != nil {
 		return nil, err
+	}
+	pageKey := make([]byte, 32)
+	if _, err := rand.Read(pageKey); err != nil {
+		return nil, fmt.Errorf("emulator: generate the page token key: %w", err)
 	}
 	e := &Emulator{
 		log:                 opts.Logger,
@@ -265,9 +336,14 @@ func Start(opts Options) (*Emulator, error) {
 		propagationDelay:    opts.PropagationDelay,
 		uniqueIdentityNames: opts.UniqueIdentityNames,
 		statelessTokens:     opts.StatelessTokens,
+		ignoreOutputOnly:    opts.IgnoreOutputOnly,
+		pageSize:            opts.PageSize,
 		signer:              signer,
+		pageKey:             pageKey,
 		groups:              map[string]*iam.Group{},
+		groupTimes:          map[string]objectTimes{},
 		identities:          map[string]*iam.Identity{},
+		identityCompany:     map[string]string{},
 		visibleAt:           map[string]time.Time{},
 		bindings:            map[string]*binding{},
 		repos:               map[string]*repo{},
@@ -310,6 +386,10 @@ func Start(opts Options) (*Emulator, error) {
 	iam.RegisterRolesServer(e.apiSrv, &rolesService{e: e})
 	iam.RegisterRoleBindingsServer(e.apiSrv, &roleBindingsService{e: e})
 	registry.RegisterRegistryServer(e.apiSrv, &registryService{e: e})
+	iamv2.RegisterGroupsServiceServer(e.apiSrv, &groupsV2Service{e: e})
+	iamv2.RegisterIdentitiesServiceServer(e.apiSrv, &identitiesV2Service{e: e})
+	iamv2.RegisterRolesServiceServer(e.apiSrv, &rolesV2Service{e: e})
+	iamv2.RegisterRoleBindingsServiceServer(e.apiSrv, &roleBindingsV2Service{e: e})
 
 	e.issuerSrv = e.newIssuerServer()
 	for _, srv := range []*grpc.Server{e.issuerSrv, e.apiSrv} {
@@ -347,7 +427,8 @@ func Start(opts Options) (*Emulator, error) {
 		return nil
 	})
 	e.log.Info("chainguard emulator started", "issuer_url", e.issuerURL, "api_url", e.apiURL, "aws_sts_url", e.awsSTSURL,
-		"token_ttl", e.tokenTTL, "omit_expiry", e.omitExpiry, "propagation_delay", e.propagationDelay, "unique_identity_names", e.uniqueIdentityNames, "stateless_tokens", e.statelessTokens)
+		"token_ttl", e.tokenTTL, "omit_expiry", e.omitExpiry, "propagation_delay", e.propagationDelay, "unique_identity_names", e.uniqueIdentityNames, "stateless_tokens", e.statelessTokens,
+		"ignore_output_only", e.ignoreOutputOnly, "page_size", e.pageSize)
 	return e, nil
 }
 

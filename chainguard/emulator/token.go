@@ -187,7 +187,9 @@ func isAncestorOrSelf(ancestor, id string) bool {
 }
 
 // tokenHas reports whether t grants capability c on scope. A grant counts
-// while its binding still exists on the same group, for the capabilities
+// while its binding still exists on the same group for the same identity
+// (IAM v2 UpdateRoleBinding can move a binding to another identity), for
+// the capabilities
 // both its role at the exchange and its current role grant (with
 // Options.StatelessTokens: as it was at the exchange). Callers hold e.mu.
 func (e *Emulator) tokenHas(t *token, scope string, c capabilities.Capability) bool {
@@ -219,7 +221,7 @@ func (e *Emulator) tokenGrants(t *token, c capabilities.Capability, applies func
 			continue
 		}
 		if !e.statelessTokens {
-			if b, ok := e.bindings[g.binding]; !ok || b.group != g.group || !e.roles[b.role].caps[c] {
+			if b, ok := e.bindings[g.binding]; !ok || b.group != g.group || b.identity != t.identity || !e.roles[b.role].caps[c] {
 				continue
 			}
 		}

@@ -2,8 +2,8 @@
 // starting one for a test, the standard seeded layout, exchanging AWS
 // credentials for a token through the real SDK (waiting out the emulator's
 // propagation delay in Token), reading a token's expiry whether or not the
-// exchange response carries it, and signing AWS tokens at a chosen time (for
-// stale-token tests).
+// exchange response carries it, signing AWS tokens at a chosen time (for
+// stale-token tests), and dialing the SDK's IAM v2 clients (IAMv2).
 package emulatortest
 
 import (
@@ -12,15 +12,19 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	delegate "chainguard.dev/go-grpc-kit/pkg/options"
 	"chainguard.dev/sdk/auth"
 	cgaws "chainguard.dev/sdk/auth/aws"
+	iamv2 "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 	"chainguard.dev/sdk/sts"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -50,6 +54,31 @@ func NewEnv(tb testing.TB, opts emulator.Options) *Env {
 	tb.Helper()
 	e := Start(tb, opts)
 	return &Env{Emulator: e, Standard: e.SeedStandard(emulator.StandardOptions{})}
+}
+
+// IAMv2 returns the SDK's IAM v2 clients (iamv2.NewClientsFromConnection)
+// for e's API, authenticated with token, over a connection dialed as the
+// SDK's iam v1 NewClients and its clients/v2 NewClients dial
+// (proto/platform/iam/v1/clients.go, proto/chainguard/platform/clients/v2/
+// clients.go: target and options from go-grpc-kit's GRPCOptions, per-RPC
+// credentials from auth.NewFromToken). The connection is closed when tb
+// ends.
+func IAMv2(tb testing.TB, e *emulator.Emulator, token string) iamv2.Clients {
+	tb.Helper()
+	u, err := url.Parse(e.APIURL())
+	if err != nil {
+		tb.Fatalf("parse the emulator API URL: %v", err)
+	}
+	target, opts := delegate.GRPCOptions(*u)
+	if cred := auth.NewFromToken(context.Background(), token, false); cred != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(cred))
+	}
+	conn, err := grpc.NewClient(target, opts...)
+	if err != nil {
+		tb.Fatalf("dial the emulator API: %v", err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
+	return iamv2.NewClientsFromConnection(conn)
 }
 
 // Exchange generates an AWS token for identity with creds (as

@@ -12,7 +12,9 @@
 // the STS only after it), -omit-expiry (Exchange leaves the expiry field
 // unset; clients read the token's exp claim) and -unique-identity-names
 // (identity names unique within a group); -stateless-tokens switches to the
-// looser reading of tokens after their bindings change. When a flag is not
+// looser reading of tokens after their bindings change, -ignore-output-only
+// to the looser reading of IAM v2 OUTPUT_ONLY fields (dropped instead of
+// refused); -page-size caps IAM v2 List pages. When a flag is not
 // given, the emulator's environment overrides apply
 // (CHAINGUARD_EMULATOR_PROPAGATION_DELAY, CHAINGUARD_EMULATOR_OMIT_EXPIRY).
 package main
@@ -52,6 +54,8 @@ type Output struct {
 	OmitExpiry          bool              `json:"omit_expiry"`
 	UniqueIdentityNames bool              `json:"unique_identity_names"`
 	StatelessTokens     bool              `json:"stateless_tokens"`
+	IgnoreOutputOnly    bool              `json:"ignore_output_only"`
+	PageSize            int               `json:"page_size"`
 	Roles               map[string]string `json:"roles"`
 }
 
@@ -106,6 +110,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	omitExpiry := fs.Bool("omit-expiry", false, "leave the expiry of exchanged tokens unset: clients read the token's exp claim (false: $"+emulator.EnvOmitExpiry+")")
 	uniqueNames := fs.Bool("unique-identity-names", false, "refuse a second identity of one name in a group (AlreadyExists)")
 	stateless := fs.Bool("stateless-tokens", false, "tokens keep the role bindings of their exchange after those are deleted or changed")
+	ignoreOutputOnly := fs.Bool("ignore-output-only", false, "IAM v2: drop OUTPUT_ONLY fields and update_mask paths instead of refusing them (InvalidArgument)")
+	pageSize := fs.Int("page-size", 0, "IAM v2: at most this many items per List page (0: the protos' page_size default 50, maximum 200)")
 	verbose := fs.Bool("v", false, "log every RPC")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -128,6 +134,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	e, err := emulator.Start(emulator.Options{
 		TokenTTL: *tokenTTL, Logger: log,
 		PropagationDelay: *propagation, OmitExpiry: *omitExpiry, UniqueIdentityNames: *uniqueNames, StatelessTokens: *stateless,
+		IgnoreOutputOnly: *ignoreOutputOnly, PageSize: *pageSize,
 		APIAddr: *listen, IssuerAddr: *issuerListen, AWSSTSAddr: *stsListen,
 	})
 	if err != nil {
@@ -154,6 +161,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		TokenTTL:         tokenTTL.String(),
 		Roles:            map[string]string{},
 		PropagationDelay: e.PropagationDelay().String(), OmitExpiry: e.OmitExpiry(), UniqueIdentityNames: *uniqueNames, StatelessTokens: e.StatelessTokens(),
+		IgnoreOutputOnly: *ignoreOutputOnly, PageSize: *pageSize,
 	}
 	for _, r := range s.Repos {
 		out.Repos = append(out.Repos, Repo{ID: r.ID, Name: r.Name})

@@ -39,7 +39,7 @@ func TestCommand(t *testing.T) {
 	}{
 		{"SIGTERM", []string{"-listen", "127.0.0.1:0", "-repos", "nginx, go", "-group-name", "my-group", "-token-ttl", "10m"}, syscall.SIGTERM},
 		{"SIGINT", nil, syscall.SIGINT},
-		{"strict settings", []string{"-propagation-delay", "200ms", "-omit-expiry", "-unique-identity-names", "-stateless-tokens"}, syscall.SIGTERM},
+		{"strict settings", []string{"-propagation-delay", "200ms", "-omit-expiry", "-unique-identity-names", "-stateless-tokens", "-ignore-output-only", "-page-size", "2"}, syscall.SIGTERM},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,9 +70,9 @@ func TestCommand(t *testing.T) {
 				wantRepos, wantGroup = []string{"nginx", "go"}, "my-group"
 			}
 			strict := slices.Contains(tt.args, "-omit-expiry")
-			if strict && (out.PropagationDelay != "200ms" || !out.OmitExpiry || !out.UniqueIdentityNames || !out.StatelessTokens) {
-				t.Errorf("settings printed: delay %q, omit expiry %v, unique names %v, stateless tokens %v; want the flags'",
-					out.PropagationDelay, out.OmitExpiry, out.UniqueIdentityNames, out.StatelessTokens)
+			if strict && (out.PropagationDelay != "200ms" || !out.OmitExpiry || !out.UniqueIdentityNames || !out.StatelessTokens || !out.IgnoreOutputOnly || out.PageSize != 2) {
+				t.Errorf("settings printed: delay %q, omit expiry %v, unique names %v, stateless tokens %v, ignore output-only %v, page size %d; want the flags'",
+					out.PropagationDelay, out.OmitExpiry, out.UniqueIdentityNames, out.StatelessTokens, out.IgnoreOutputOnly, out.PageSize)
 			}
 			var names []string
 			for _, r := range out.Repos {
