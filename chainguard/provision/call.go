@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 	"github.com/cenkalti/backoff/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -191,20 +191,38 @@ type attemptFunc func(ctx context.Context, c iam.Clients) error
 // result); otherwise nothing was made and the Create may be tried again.
 type verifyFunc func(ctx context.Context) (done bool, err error)
 
-// attempt makes one RPC attempt under the per-RPC timeout, through the
-// current clients (connecting first if need be: a failure to connect ends
-// the step as it is).
+// attempt makes one RPC attempt (for a list, every page) under the per-RPC
+// timeout, through the current clients (connecting first if need be: a
+// failure to connect ends the step as it is), counting its RPCs in RPCs.
 func (p *Provisioner) attempt(ctx context.Context, r *retries, rpc attemptFunc) error {
 	c, err := p.clients(ctx)
 	if err != nil {
 		return backoff.Permanent(err)
 	}
 	r.attempts++
-	p.rpcs.Add(1)
-	actx, cancel := context.WithTimeout(ctx, p.cfg.rpcTimeout)
+	actx, cancel := context.WithTimeout(context.WithValue(ctx, rpcCounter{}, &p.rpcs), p.cfg.rpcTimeout)
 	defer cancel()
 	r.callerBound = rpcerr.CallerDeadlineFirst(ctx, actx)
-	return rpc(actx, c)
+	return statusOf(rpc(actx, c))
+}
+
+// statusOf returns the gRPC status error that err wraps, so that a step's
+// error and retry decision see the service's code and message alone: the
+// SDK's List...All functions wrap a failed page's error in
+// "listing \"<resource>\": ...", and return the context's own error when
+// it ends between two pages (made here the status a single RPC would have
+// answered).
+func statusOf(err error) error {
+	var st interface{ GRPCStatus() *status.Status }
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &st):
+		return st.GRPCStatus().Err()
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return status.FromContextError(err).Err()
+	}
+	return err
 }
 
 // transient reports whether err, from one attempt, is a failure worth

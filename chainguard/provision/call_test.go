@@ -1,9 +1,15 @@
 package provision
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // The schedules' waits themselves, drawn from the backoff a step uses: the
@@ -73,5 +79,43 @@ func TestPropagationWaitsInBudget(t *testing.T) {
 	want := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second}
 	if !slices.Equal(got, want) {
 		t.Fatalf("waits in a 30s budget = %v, want %v", got, want)
+	}
+}
+
+// statusOf hands the retry loops and StepError the service's own status,
+// whatever the SDK's List...All wrapped around it.
+func TestStatusOf(t *testing.T) {
+	denied := status.Error(codes.PermissionDenied, "no")
+	plain := errors.New("plain")
+	tests := []struct {
+		name     string
+		err      error
+		wantCode codes.Code
+		wantMsg  string // the status message, or the error text when not a status
+	}{
+		{name: "nil", err: nil, wantCode: codes.OK},
+		{name: "a status", err: denied, wantCode: codes.PermissionDenied, wantMsg: "no"},
+		{name: "a page's status, wrapped", err: fmt.Errorf("listing %q: %w", "identities", denied), wantCode: codes.PermissionDenied, wantMsg: "no"},
+		{name: "the context's deadline between pages", err: context.DeadlineExceeded, wantCode: codes.DeadlineExceeded, wantMsg: context.DeadlineExceeded.Error()},
+		{name: "cancelled between pages", err: context.Canceled, wantCode: codes.Canceled, wantMsg: context.Canceled.Error()},
+		{name: "another error", err: plain, wantCode: codes.Unknown, wantMsg: "plain"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := statusOf(tt.err)
+			if tt.err == nil {
+				if got != nil {
+					t.Fatalf("statusOf(nil) = %v", got)
+				}
+				return
+			}
+			st, _ := status.FromError(got)
+			if st.Code() != tt.wantCode || st.Message() != tt.wantMsg {
+				t.Fatalf("statusOf(%v) = %v (code %v, message %q), want code %v, message %q", tt.err, got, st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
+			}
+			if tt.err == plain && got != plain {
+				t.Fatalf("statusOf(%v) = %v, want it unchanged", tt.err, got)
+			}
+		})
 	}
 }

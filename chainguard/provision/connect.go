@@ -3,15 +3,20 @@ package provision
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"sync/atomic"
 
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	delegate "chainguard.dev/go-grpc-kit/pkg/options"
+	"chainguard.dev/sdk/auth"
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-// Connector connects a Provisioner to the Chainguard IAM API.
+// Connector connects a Provisioner to the Chainguard IAM API (IAM v2).
 type Connector interface {
-	// Connect returns IAM clients that act with a token obtained now (for
+	// Connect returns IAM v2 clients that act with a token obtained now (for
 	// the provisioner, a fresh exchange of its AWS credentials). The
 	// Provisioner calls it again before each retry after PermissionDenied,
 	// and closes every client it got when it is closed. An error whose
@@ -31,13 +36,57 @@ func (f ConnectFunc) Connect(ctx context.Context) (iam.Clients, error) { return 
 // already obtained token: reconnecting does not refresh it.
 func Static(apiURL, accessToken string) Connector {
 	return ConnectFunc(func(ctx context.Context) (iam.Clients, error) {
-		c, err := iam.NewClients(ctx, apiURL, accessToken)
-		if err != nil {
-			return nil, fmt.Errorf("connect to the Chainguard IAM API at %s: %w", apiURL, err)
-		}
-		return c, nil
+		return NewClients(ctx, apiURL, accessToken)
 	})
 }
+
+// NewClients returns IAM v2 clients that call the Chainguard API at apiURL
+// (https://console-api.enforce.dev, the same URL the v1 clients and the
+// vendor's Terraform provider use for v2; http://127.0.0.1:PORT for the
+// local emulator) with accessToken, over one gRPC connection that their
+// Close closes. The SDK offers IAM v2 clients only over a connection the
+// caller dials, so it is dialed as the SDK's IAM v1 NewClients dials: the
+// target and options of go-grpc-kit's GRPCOptions (TLS for https,
+// plaintext for http, wait for ready) and the token as per-RPC
+// credentials. No RPC is made here.
+func NewClients(ctx context.Context, apiURL, accessToken string) (iam.Clients, error) {
+	u, err := url.Parse(apiURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("connect to the Chainguard IAM API: %q is not an http:// or https:// URL (for example https://console-api.enforce.dev)", apiURL)
+	}
+	target, opts := delegate.GRPCOptions(*u)
+	opts = append(opts,
+		grpc.WithPerRPCCredentials(auth.NewFromToken(ctx, accessToken, false)),
+		grpc.WithChainUnaryInterceptor(countRPC))
+	conn, err := grpc.NewClient(target, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the Chainguard IAM API at %s: %w", apiURL, err)
+	}
+	return ownedConn{Clients: iam.NewClientsFromConnection(conn), conn: conn}, nil
+}
+
+// rpcCounter is the context key under which a Provisioner passes its RPC
+// counter (an *atomic.Int64) to the clients NewClients made, which add one
+// for every RPC they send: each page of a list counts.
+type rpcCounter struct{}
+
+// countRPC counts the RPC in the counter ctx carries, if any.
+func countRPC(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if n, ok := ctx.Value(rpcCounter{}).(*atomic.Int64); ok {
+		n.Add(1)
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// ownedConn is IAM v2 clients that own their connection: the SDK's
+// NewClientsFromConnection leaves closing it to the caller.
+type ownedConn struct {
+	iam.Clients
+	conn *grpc.ClientConn
+}
+
+// Close closes the connection.
+func (c ownedConn) Close() error { return c.conn.Close() }
 
 // refused reports whether a Connect error is a refusal that may be
 // propagation (see Connector).

@@ -7,12 +7,13 @@ import (
 	"slices"
 	"strings"
 
-	"chainguard.dev/sdk/proto/platform/common/v1"
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
+	common "chainguard.dev/sdk/proto/platform/common/v1"
 	"chainguard.dev/sdk/uidp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
 )
@@ -81,7 +82,7 @@ func (p *Provisioner) EnsureGroup(ctx context.Context, spec GroupSpec) (Group, e
 		var found bool
 		existing, found, err = create(ctx, p, step,
 			func(ctx context.Context, c iam.Clients) (*iam.Group, error) {
-				return c.Groups().Create(ctx, &iam.CreateGroupRequest{
+				return c.GroupsService().CreateGroup(ctx, &iam.CreateGroupRequest{
 					Parent: spec.Parent,
 					Group:  &iam.Group{Name: spec.Name, Description: stored},
 				})
@@ -106,24 +107,29 @@ func (p *Provisioner) EnsureGroup(ctx context.Context, spec GroupSpec) (Group, e
 			created = !found
 		}
 	}
-	p.settled(existing.GetId())
+	p.settled(existing.GetUid())
 	got := groupOf(existing, created, spec.ManagedBy)
 	if got.Foreign {
 		return got, nil // not the caller's: used as it is
 	}
 	if existing.GetName() != spec.Name || existing.GetDescription() != stored {
-		step := fmt.Sprintf("update description of group %q (%s)", spec.Name, existing.GetId())
+		step := fmt.Sprintf("update description of group %q (%s)", spec.Name, existing.GetUid())
 		if existing.GetName() != spec.Name {
-			step = fmt.Sprintf("rename group %q (%s) to %q", existing.GetName(), existing.GetId(), spec.Name)
+			step = fmt.Sprintf("rename group %q (%s) to %q", existing.GetName(), existing.GetUid(), spec.Name)
 		}
-		// IAM v1 Update stores the object it is sent: send only what this
-		// package writes, never the listed object back (its server-owned
-		// fields, such as kind, status, resource_limits and verified, may
-		// be refused). IAM v2 has update masks; moving to it is a later
-		// decision.
-		want := &iam.Group{Id: existing.GetId(), Name: spec.Name, Description: stored}
+		// Only what this package writes, under an explicit mask: never the
+		// listed object back (its server-owned fields, such as kind,
+		// status, resource_limits and verified, may be refused), and never
+		// the "*" mask, under which every field counts as sent,
+		// server-owned ones included.
+		req := &iam.UpdateGroupRequest{
+			Group:      &iam.Group{Uid: existing.GetUid(), Name: spec.Name, Description: stored},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: groupUpdatePaths},
+		}
 		updated, err := call(ctx, p, step,
-			func(ctx context.Context, c iam.Clients) (*iam.Group, error) { return c.Groups().Update(ctx, want) })
+			func(ctx context.Context, c iam.Clients) (*iam.Group, error) {
+				return c.GroupsService().UpdateGroup(ctx, req)
+			})
 		if err != nil {
 			return got, nameTakenHint(err, "group", spec.Parent)
 		}
@@ -132,9 +138,13 @@ func (p *Provisioner) EnsureGroup(ctx context.Context, spec GroupSpec) (Group, e
 	return got, nil
 }
 
+// groupUpdatePaths are the fields of a group this package writes: the
+// update mask of every group update.
+var groupUpdatePaths = []string{"name", "description"}
+
 func groupOf(g *iam.Group, created bool, managedBy string) Group {
 	return Group{
-		ID: g.GetId(), Name: g.GetName(), Description: g.GetDescription(), Created: created,
+		ID: g.GetUid(), Name: g.GetName(), Description: g.GetDescription(), Created: created,
 		Foreign: !owns(g.GetDescription(), managedBy),
 	}
 }
@@ -150,11 +160,11 @@ func (p *Provisioner) locateGroup(ctx context.Context, spec GroupSpec) (*iam.Gro
 	}
 	step := fmt.Sprintf("look up group %s and the name %q in group %s", spec.ID, spec.Name, spec.Parent)
 	// No name filter: the same list holds the group and any namesake.
-	items, err := p.listGroups(ctx, &iam.GroupFilter{Uidp: &v1.UIDPFilter{ChildrenOf: spec.Parent}}, spec.Parent, step)
+	items, err := p.listGroups(ctx, &iam.ListGroupsRequest{Uidp: &common.UIDPFilter{ChildrenOf: spec.Parent}}, spec.Parent, step)
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(items, func(g *iam.Group) bool { return g.GetId() == spec.ID })
+	i := slices.IndexFunc(items, func(g *iam.Group) bool { return g.GetUid() == spec.ID })
 	if i < 0 {
 		// Deleted behind the stack's back: ensure by name.
 		return oneGroup(fmt.Sprintf("group %s is gone; look up group %q in group %s instead", spec.ID, spec.Name, spec.Parent),
@@ -165,9 +175,9 @@ func (p *Provisioner) locateGroup(ctx context.Context, spec GroupSpec) (*iam.Gro
 		// Not the caller's: never renamed. Ensure the new name instead.
 		return oneGroup(fmt.Sprintf("look up group %q in group %s", spec.Name, spec.Parent), namedGroups(items, spec.Name, ""))
 	}
-	if taken := namedGroups(items, spec.Name, cur.GetId()); len(taken) > 0 {
+	if taken := namedGroups(items, spec.Name, cur.GetUid()); len(taken) > 0 {
 		return nil, fmt.Errorf("rename group %q (%s) to %q in group %s: refused: another group there already has that name (%s): choose another name, or delete or rename that group first",
-			cur.GetName(), cur.GetId(), spec.Name, spec.Parent, groupIDs(taken))
+			cur.GetName(), cur.GetUid(), spec.Name, spec.Parent, groupIDs(taken))
 	}
 	return cur, nil
 }
@@ -175,24 +185,25 @@ func (p *Provisioner) locateGroup(ctx context.Context, spec GroupSpec) (*iam.Gro
 // findGroup returns the group named name directly under parent, or nil.
 func (p *Provisioner) findGroup(ctx context.Context, parent, name string) (*iam.Group, error) {
 	step := fmt.Sprintf("look up group %q in group %s", name, parent)
-	items, err := p.listGroups(ctx, &iam.GroupFilter{Uidp: &v1.UIDPFilter{ChildrenOf: parent}, Name: name}, parent, step)
+	items, err := p.listGroups(ctx, &iam.ListGroupsRequest{Uidp: &common.UIDPFilter{ChildrenOf: parent}, Name: name}, parent, step)
 	if err != nil {
 		return nil, err
 	}
 	return oneGroup(step, namedGroups(items, name, ""))
 }
 
-// listGroups lists the groups matching filter that are directly under parent.
-func (p *Provisioner) listGroups(ctx context.Context, filter *iam.GroupFilter, parent, step string) ([]*iam.Group, error) {
-	list, err := call(ctx, p, step, func(ctx context.Context, c iam.Clients) (*iam.GroupList, error) {
-		return c.Groups().List(ctx, filter)
+// listGroups lists the groups matching req (every page) that are directly
+// under parent.
+func (p *Provisioner) listGroups(ctx context.Context, req *iam.ListGroupsRequest, parent, step string) ([]*iam.Group, error) {
+	list, err := call(ctx, p, step, func(ctx context.Context, c iam.Clients) ([]*iam.Group, error) {
+		return c.ListGroupsAll(ctx, req)
 	})
 	if err != nil {
 		return nil, err
 	}
 	var out []*iam.Group
-	for _, g := range list.GetItems() {
-		if uidp.Parent(g.GetId()) == parent {
+	for _, g := range list {
+		if uidp.Parent(g.GetUid()) == parent {
 			out = append(out, g)
 		}
 	}
@@ -204,7 +215,7 @@ func (p *Provisioner) listGroups(ctx context.Context, filter *iam.GroupFilter, p
 func namedGroups(items []*iam.Group, name, except string) []*iam.Group {
 	var out []*iam.Group
 	for _, g := range items {
-		if g.GetName() == name && g.GetId() != except {
+		if g.GetName() == name && g.GetUid() != except {
 			out = append(out, g)
 		}
 	}
@@ -226,7 +237,7 @@ func oneGroup(step string, found []*iam.Group) (*iam.Group, error) {
 func groupIDs(gs []*iam.Group) string {
 	ids := make([]string, len(gs))
 	for i, g := range gs {
-		ids[i] = g.GetId()
+		ids[i] = g.GetUid()
 	}
 	return strings.Join(ids, ", ")
 }
@@ -239,10 +250,11 @@ const maxListed = 5
 // holds nothing. With managedBy set, a group that does not carry its marker
 // (see GroupSpec.ManagedBy) is left in place: DeleteGroup returns left true
 // and no error. A group that still holds groups, identities or role bindings
-// is refused with an error listing what is left, because the service may
-// delete a group's contents with it. (Registry repositories cannot be listed
-// through IAM; if the service refuses because of them, its reason is passed
-// on.) A group that no longer exists counts as deleted, and an id that is not
+// is refused with an error listing what is left, before any delete: IAM v2's
+// DeleteGroup refuses such a group too ("Fails if the group has child repos,
+// child groups, or other child IAM resources", groups.proto), but its reason
+// need not name them. (Registry repositories cannot be listed through IAM;
+// if the service refuses because of them, its reason is passed on.) A group that no longer exists counts as deleted, and an id that is not
 // a UIDP is a no-op without any RPC (CloudFormation sends Delete with the
 // request ID after a failed Create).
 //
@@ -278,25 +290,25 @@ func (p *Provisioner) DeleteGroup(ctx context.Context, id, managedBy string) (le
 // neither it nor any group above it is listed (see DeleteGroup). A group
 // in the root has nothing above it: not listed, it counts as gone.
 func (p *Provisioner) lookUpGroup(ctx context.Context, id string) (*iam.Group, error) {
-	found, err := call(ctx, p, "look up group "+id, func(ctx context.Context, c iam.Clients) (*iam.GroupList, error) {
-		return c.Groups().List(ctx, &iam.GroupFilter{Id: id})
+	found, err := call(ctx, p, "look up group "+id, func(ctx context.Context, c iam.Clients) ([]*iam.Group, error) {
+		return c.ListGroupsAll(ctx, &iam.ListGroupsRequest{Uidp: &common.UIDPFilter{Ids: []string{id}}})
 	})
 	if err != nil {
 		return nil, notFoundIsGone(err)
 	}
-	if i := slices.IndexFunc(found.GetItems(), func(g *iam.Group) bool { return g.GetId() == id }); i >= 0 {
-		return found.GetItems()[i], nil
+	if i := slices.IndexFunc(found, func(g *iam.Group) bool { return g.GetUid() == id }); i >= 0 {
+		return found[i], nil
 	}
 	if uidp.InRoot(id) {
 		return nil, nil
 	}
-	above, err := call(ctx, p, "look up the groups above group "+id, func(ctx context.Context, c iam.Clients) (*iam.GroupList, error) {
-		return c.Groups().List(ctx, &iam.GroupFilter{Uidp: &v1.UIDPFilter{AncestorsOf: id}})
+	above, err := call(ctx, p, "look up the groups above group "+id, func(ctx context.Context, c iam.Clients) ([]*iam.Group, error) {
+		return c.ListGroupsAll(ctx, &iam.ListGroupsRequest{Uidp: &common.UIDPFilter{AncestorsOf: id}})
 	})
 	if err != nil {
 		return nil, err
 	}
-	if slices.ContainsFunc(above.GetItems(), func(g *iam.Group) bool { return uidp.IsAncestor(g.GetId(), id) }) {
+	if slices.ContainsFunc(above, func(g *iam.Group) bool { return uidp.IsAncestor(g.GetUid(), id) }) {
 		return nil, nil // a group above it is visible, so it would be too: gone
 	}
 	return nil, notVisible("neither the group nor any group above it is visible to the provisioner identity, so whether it is gone cannot be told: " +
@@ -305,47 +317,47 @@ func (p *Provisioner) lookUpGroup(ctx context.Context, id string) (*iam.Group, e
 
 // deleteEmptyGroup deletes the group id unless it holds anything.
 func (p *Provisioner) deleteEmptyGroup(ctx context.Context, id string) error {
-	filter := &v1.UIDPFilter{ChildrenOf: id}
-	groups, err := call(ctx, p, "list groups in group "+id, func(ctx context.Context, c iam.Clients) (*iam.GroupList, error) {
-		return c.Groups().List(ctx, &iam.GroupFilter{Uidp: filter})
+	filter := &common.UIDPFilter{ChildrenOf: id}
+	groups, err := call(ctx, p, "list groups in group "+id, func(ctx context.Context, c iam.Clients) ([]*iam.Group, error) {
+		return c.ListGroupsAll(ctx, &iam.ListGroupsRequest{Uidp: filter})
 	})
 	if err != nil {
 		return notFoundIsGone(err)
 	}
-	idents, err := call(ctx, p, "list identities in group "+id, func(ctx context.Context, c iam.Clients) (*iam.IdentityList, error) {
-		return c.Identities().List(ctx, &iam.IdentityFilter{Uidp: filter})
+	idents, err := call(ctx, p, "list identities in group "+id, func(ctx context.Context, c iam.Clients) ([]*iam.Identity, error) {
+		return c.ListIdentitiesAll(ctx, &iam.ListIdentitiesRequest{Uidp: filter})
 	})
 	if err != nil {
 		return notFoundIsGone(err)
 	}
-	bindings, err := call(ctx, p, "list role bindings in group "+id, func(ctx context.Context, c iam.Clients) (*iam.RoleBindingList, error) {
-		return c.RoleBindings().List(ctx, &iam.RoleBindingFilter{Uidp: filter})
+	bindings, err := call(ctx, p, "list role bindings in group "+id, func(ctx context.Context, c iam.Clients) ([]*iam.RoleBinding, error) {
+		return c.ListRoleBindingsAll(ctx, &iam.ListRoleBindingsRequest{Uidp: filter})
 	})
 	if err != nil {
 		return notFoundIsGone(err)
 	}
 	var left []string
-	if items := groups.GetItems(); len(items) > 0 {
-		left = append(left, listed(len(items), "group", func(i int) string {
-			return fmt.Sprintf("%q %s", items[i].GetName(), items[i].GetId())
+	if len(groups) > 0 {
+		left = append(left, listed(len(groups), "group", func(i int) string {
+			return fmt.Sprintf("%q %s", groups[i].GetName(), groups[i].GetUid())
 		}))
 	}
-	if items := idents.GetItems(); len(items) > 0 {
-		left = append(left, listed(len(items), "identity", func(i int) string {
-			return fmt.Sprintf("%q %s", items[i].GetName(), items[i].GetId())
+	if len(idents) > 0 {
+		left = append(left, listed(len(idents), "identity", func(i int) string {
+			return fmt.Sprintf("%q %s", idents[i].GetName(), idents[i].GetUid())
 		}))
 	}
-	if items := bindings.GetItems(); len(items) > 0 {
-		left = append(left, listed(len(items), "role binding", func(i int) string {
-			return fmt.Sprintf("%s as %q", items[i].GetIdentity(), items[i].GetRole().GetName())
+	if len(bindings) > 0 {
+		left = append(left, listed(len(bindings), "role binding", func(i int) string {
+			return fmt.Sprintf("%s as %q", boundIdentity(bindings[i]), bindings[i].GetRole().GetName())
 		}))
 	}
 	if len(left) > 0 {
-		return fmt.Errorf("delete group %s: refused: it still holds %s; delete those first (the service may delete a group's contents with it)",
+		return fmt.Errorf("delete group %s: refused: it still holds %s; delete those first (the service deletes only an empty group)",
 			id, strings.Join(left, "; "))
 	}
 	_, err = call(ctx, p, "delete group "+id, func(ctx context.Context, c iam.Clients) (*emptypb.Empty, error) {
-		return c.Groups().Delete(ctx, &iam.DeleteGroupRequest{Id: id})
+		return c.GroupsService().DeleteGroup(ctx, &iam.DeleteGroupRequest{Uid: id})
 	})
 	if status.Code(err) == codes.FailedPrecondition {
 		var se *StepError

@@ -7,13 +7,14 @@ import (
 	"slices"
 	"strings"
 
-	"chainguard.dev/sdk/proto/platform/common/v1"
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
+	common "chainguard.dev/sdk/proto/platform/common/v1"
 	"chainguard.dev/sdk/uidp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/trust"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
@@ -93,7 +94,7 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 		return Identity{}, err
 	}
 
-	want := &iam.Identity{Name: spec.Name, Description: stored, Relationship: spec.Trust.Proto()}
+	want := &iam.Identity{Name: spec.Name, Description: stored, Relationship: &iam.Identity_AwsIdentity{AwsIdentity: awsIdentity(spec.Trust)}}
 	existing, err := p.locateIdentity(ctx, spec)
 	if err != nil {
 		return Identity{}, err
@@ -102,27 +103,30 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 	if existing == nil {
 		// Reports what it settles on to the ID hook itself.
 		if existing, created, err = p.createIdentity(ctx, spec, want); err != nil {
-			return Identity{ID: existing.GetId(), Name: existing.GetName(), Created: created}, err
+			return Identity{ID: existing.GetUid(), Name: existing.GetName(), Created: created}, err
 		}
 	} else {
-		p.settled(existing.GetId())
+		p.settled(existing.GetUid())
 	}
-	partial := Identity{ID: existing.GetId(), Name: existing.GetName(), Created: created}
+	partial := Identity{ID: existing.GetUid(), Name: existing.GetName(), Created: created}
 	if existing.GetName() != want.GetName() || existing.GetDescription() != want.GetDescription() ||
 		!proto.Equal(existing.GetAwsIdentity(), want.GetAwsIdentity()) {
 		step := "update identity " + label(existing)
 		if existing.GetName() != want.GetName() {
 			step = fmt.Sprintf("rename identity %s to %q", label(existing), want.GetName())
 		}
-		// IAM v1 Update stores the object it is sent: send only what this
-		// package writes, never the listed object back (its server-owned
-		// fields, such as created_at, updated_at and last_seen, may be
-		// refused). IAM v2 has update masks; moving to it is a later
-		// decision.
-		upd := &iam.Identity{Id: existing.GetId(), Name: want.GetName(), Description: want.GetDescription(), Relationship: want.GetRelationship()}
+		// Only what this package writes, under an explicit mask: never the
+		// listed object back (its server-owned fields, such as
+		// create_time, update_time and last_seen_time, may be refused),
+		// and never the "*" mask, under which every field counts as sent,
+		// server-owned ones included.
+		req := &iam.UpdateIdentityRequest{
+			Identity:   &iam.Identity{Uid: existing.GetUid(), Name: want.GetName(), Description: want.GetDescription(), Relationship: want.GetRelationship()},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: identityUpdatePaths},
+		}
 		existing, err = call(ctx, p, step,
 			func(ctx context.Context, c iam.Clients) (*iam.Identity, error) {
-				return c.Identities().Update(ctx, upd)
+				return c.IdentitiesService().UpdateIdentity(ctx, req)
 			})
 		if err != nil {
 			return partial, nameTakenHint(err, "identity", spec.Group)
@@ -133,7 +137,32 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 	if err := p.reconcileBindings(ctx, spec.Group, existing, wanted, created); err != nil {
 		return partial, err
 	}
-	return Identity{ID: existing.GetId(), Name: existing.GetName(), Roles: roleNames, Created: created}, nil
+	return Identity{ID: existing.GetUid(), Name: existing.GetName(), Roles: roleNames, Created: created}, nil
+}
+
+// identityUpdatePaths are the fields of an identity this package writes:
+// the update mask of every identity update. The trust is the aws_identity
+// member of the relationship oneof (a mask names fields, not oneofs).
+var identityUpdatePaths = []string{"name", "description", "aws_identity"}
+
+// awsIdentity is t as IAM v2's aws_identity relationship. It does not
+// validate: IdentitySpec.Validate does. Of two alternatives both set (which
+// Validate rejects), the exact one wins.
+func awsIdentity(t trust.AWS) *iam.Identity_AWSIdentity {
+	a := &iam.Identity_AWSIdentity{AwsAccount: t.Account}
+	switch {
+	case t.ARN != "":
+		a.AwsArn = &iam.Identity_AWSIdentity_Arn{Arn: t.ARN}
+	case t.ARNPattern != "":
+		a.AwsArn = &iam.Identity_AWSIdentity_ArnPattern{ArnPattern: t.ARNPattern}
+	}
+	switch {
+	case t.UserID != "":
+		a.AwsUserId = &iam.Identity_AWSIdentity_UserId{UserId: t.UserID}
+	case t.UserIDPattern != "":
+		a.AwsUserId = &iam.Identity_AWSIdentity_UserIdPattern{UserIdPattern: t.UserIDPattern}
+	}
+	return a
 }
 
 // createIdentity creates the identity spec describes (want). A transient
@@ -146,32 +175,32 @@ func (p *Provisioner) createIdentity(ctx context.Context, spec IdentitySpec, wan
 	step := fmt.Sprintf("create identity %q in group %s", spec.Name, spec.Group)
 	made, found, err := create(ctx, p, step,
 		func(ctx context.Context, c iam.Clients) (*iam.Identity, error) {
-			return c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: spec.Group, Identity: want})
+			return c.IdentitiesService().CreateIdentity(ctx, &iam.CreateIdentityRequest{Parent: spec.Group, Identity: want})
 		},
 		func(ctx context.Context) (*iam.Identity, bool, error) {
 			id, err := p.findIdentity(ctx, spec)
 			return id, id != nil, err
 		})
-	p.settled(made.GetId())
+	p.settled(made.GetUid())
 	if err != nil || found {
 		return made, false, err
 	}
 	if spec.ManagedBy == "" {
 		return made, true, nil // nothing tells another caller's identity from a duplicate
 	}
-	items, err := p.listIdentities(ctx, spec.Group, fmt.Sprintf("look up identity %q in group %s for duplicates", spec.Name, spec.Group))
+	items, err := p.listIdentities(ctx, spec.Group, spec.Name, fmt.Sprintf("look up identity %q in group %s for duplicates", spec.Name, spec.Group))
 	if err != nil {
 		return made, true, err
 	}
 	mine := ours(spec, items)
-	if !slices.ContainsFunc(mine, func(i *iam.Identity) bool { return i.GetId() == made.GetId() }) {
+	if !slices.ContainsFunc(mine, func(i *iam.Identity) bool { return i.GetUid() == made.GetUid() }) {
 		mine = append(mine, made) // not listed yet
 	}
 	keep, err := p.keepOldest(ctx, mine)
-	if keep.GetId() != made.GetId() {
-		p.settled(keep.GetId())
+	if keep.GetUid() != made.GetUid() {
+		p.settled(keep.GetUid())
 	}
-	return keep, keep.GetId() == made.GetId(), err
+	return keep, keep.GetUid() == made.GetUid(), err
 }
 
 // ours returns the identities in items named spec.Name that carry
@@ -193,15 +222,15 @@ func ours(spec IdentitySpec, items []*iam.Identity) []*iam.Identity {
 // another was listed keeps the earlier one.
 func (p *Provisioner) keepOldest(ctx context.Context, idents []*iam.Identity) (*iam.Identity, error) {
 	sorted := slices.SortedFunc(slices.Values(idents), func(a, b *iam.Identity) int {
-		if c := a.GetCreatedAt().AsTime().Compare(b.GetCreatedAt().AsTime()); c != 0 {
+		if c := a.GetCreateTime().AsTime().Compare(b.GetCreateTime().AsTime()); c != 0 {
 			return c
 		}
-		return strings.Compare(a.GetId(), b.GetId())
+		return strings.Compare(a.GetUid(), b.GetUid())
 	})
 	keep := sorted[0]
 	for _, extra := range sorted[1:] {
-		if err := p.DeleteIdentity(ctx, extra.GetId()); err != nil {
-			return keep, fmt.Errorf("delete identity %s, a duplicate of %s (the oldest, kept): %w", label(extra), keep.GetId(), err)
+		if err := p.DeleteIdentity(ctx, extra.GetUid()); err != nil {
+			return keep, fmt.Errorf("delete identity %s, a duplicate of %s (the oldest, kept): %w", label(extra), keep.GetUid(), err)
 		}
 	}
 	return keep, nil
@@ -211,7 +240,7 @@ func (p *Provisioner) keepOldest(ctx context.Context, idents []*iam.Identity) (*
 // wanted (role ID -> name). A just-created identity has no bindings, so the
 // list is skipped for it.
 func (p *Provisioner) reconcileBindings(ctx context.Context, group string, ident *iam.Identity, wanted map[string]string, justCreated bool) error {
-	var have []*iam.RoleBindingList_Binding
+	var have []*iam.RoleBinding
 	if !justCreated {
 		var err error
 		if have, err = p.bindingsOf(ctx, group, ident); err != nil {
@@ -220,7 +249,7 @@ func (p *Provisioner) reconcileBindings(ctx context.Context, group string, ident
 	}
 	bound := make(map[string]bool, len(wanted))
 	for _, b := range have {
-		roleID := b.GetRole().GetId()
+		roleID := boundRole(b)
 		if _, ok := wanted[roleID]; ok && !bound[roleID] {
 			bound[roleID] = true
 			continue
@@ -237,18 +266,18 @@ func (p *Provisioner) reconcileBindings(ctx context.Context, group string, ident
 		step := fmt.Sprintf("bind identity %s to role %q on group %s", label(ident), wanted[roleID], group)
 		_, _, err := create(ctx, p, step,
 			func(ctx context.Context, c iam.Clients) (*iam.RoleBinding, error) {
-				return c.RoleBindings().Create(ctx, &iam.CreateRoleBindingRequest{
+				return c.RoleBindingsService().CreateRoleBinding(ctx, &iam.CreateRoleBindingRequest{
 					Parent:      group,
-					RoleBinding: &iam.RoleBinding{Identity: ident.GetId(), Role: roleID},
+					RoleBinding: &iam.RoleBinding{IdentityUid: ident.GetUid(), RoleUid: roleID},
 				})
 			},
 			func(ctx context.Context) (*iam.RoleBinding, bool, error) {
 				have, err := p.bindingsOf(ctx, group, ident)
-				i := slices.IndexFunc(have, func(b *iam.RoleBindingList_Binding) bool { return b.GetRole().GetId() == roleID })
+				i := slices.IndexFunc(have, func(b *iam.RoleBinding) bool { return boundRole(b) == roleID })
 				if err != nil || i < 0 {
 					return nil, false, err
 				}
-				return &iam.RoleBinding{Id: have[i].GetId(), Identity: ident.GetId(), Role: roleID}, true, nil
+				return have[i], true, nil
 			})
 		if err != nil && status.Code(err) != codes.AlreadyExists {
 			return err
@@ -257,28 +286,47 @@ func (p *Provisioner) reconcileBindings(ctx context.Context, group string, ident
 	return nil
 }
 
-// bindingsOf lists the role bindings of ident on group.
-func (p *Provisioner) bindingsOf(ctx context.Context, group string, ident *iam.Identity) ([]*iam.RoleBindingList_Binding, error) {
+// bindingsOf lists the role bindings of ident on group (every page). The
+// list asks for ident's bindings only, and the answer is checked as well.
+func (p *Provisioner) bindingsOf(ctx context.Context, group string, ident *iam.Identity) ([]*iam.RoleBinding, error) {
 	step := fmt.Sprintf("list role bindings of identity %s on group %s", label(ident), group)
-	list, err := call(ctx, p, step, func(ctx context.Context, c iam.Clients) (*iam.RoleBindingList, error) {
-		return c.RoleBindings().List(ctx, &iam.RoleBindingFilter{Uidp: &v1.UIDPFilter{ChildrenOf: group}})
+	list, err := call(ctx, p, step, func(ctx context.Context, c iam.Clients) ([]*iam.RoleBinding, error) {
+		return c.ListRoleBindingsAll(ctx, &iam.ListRoleBindingsRequest{Uidp: &common.UIDPFilter{ChildrenOf: group}, Identity: ident.GetUid()})
 	})
 	if err != nil {
 		return nil, err
 	}
-	var out []*iam.RoleBindingList_Binding
-	for _, b := range list.GetItems() {
-		if b.GetIdentity() == ident.GetId() {
+	var out []*iam.RoleBinding
+	for _, b := range list {
+		if boundIdentity(b) == ident.GetUid() {
 			out = append(out, b)
 		}
 	}
 	return out, nil
 }
 
-func (p *Provisioner) deleteBinding(ctx context.Context, ident *iam.Identity, b *iam.RoleBindingList_Binding) error {
-	step := fmt.Sprintf("delete role binding %s (role %q) of identity %s", b.GetId(), b.GetRole().GetName(), label(ident))
+// boundIdentity is the UIDP of the identity b binds: the hydrated identity
+// a read returns, else identity_uid.
+func boundIdentity(b *iam.RoleBinding) string {
+	if id := b.GetIdentity().GetUid(); id != "" {
+		return id
+	}
+	return b.GetIdentityUid()
+}
+
+// boundRole is the UIDP of the role b binds: the hydrated role a read
+// returns, else role_uid.
+func boundRole(b *iam.RoleBinding) string {
+	if id := b.GetRole().GetUid(); id != "" {
+		return id
+	}
+	return b.GetRoleUid()
+}
+
+func (p *Provisioner) deleteBinding(ctx context.Context, ident *iam.Identity, b *iam.RoleBinding) error {
+	step := fmt.Sprintf("delete role binding %s (role %q) of identity %s", b.GetUid(), b.GetRole().GetName(), label(ident))
 	_, err := call(ctx, p, step, func(ctx context.Context, c iam.Clients) (*emptypb.Empty, error) {
-		return c.RoleBindings().Delete(ctx, &iam.DeleteRoleBindingRequest{Id: b.GetId()})
+		return c.RoleBindingsService().DeleteRoleBinding(ctx, &iam.DeleteRoleBindingRequest{Uid: b.GetUid()})
 	})
 	return notFoundIsGone(err)
 }
@@ -294,18 +342,19 @@ func (p *Provisioner) locateIdentity(ctx context.Context, spec IdentitySpec) (*i
 		return p.findIdentity(ctx, spec)
 	}
 	step := fmt.Sprintf("look up identity %s and the name %q in group %s", spec.ID, spec.Name, spec.Group)
-	items, err := p.listIdentities(ctx, spec.Group, step)
+	// No name filter: the same list holds the identity and any namesake.
+	items, err := p.listIdentities(ctx, spec.Group, "", step)
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(items, func(id *iam.Identity) bool { return id.GetId() == spec.ID })
+	i := slices.IndexFunc(items, func(id *iam.Identity) bool { return id.GetUid() == spec.ID })
 	if i < 0 {
 		// Deleted behind the stack's back: ensure by name.
 		return p.pickIdentity(ctx, spec, fmt.Sprintf("identity %s is gone; look up identity %q in group %s instead", spec.ID, spec.Name, spec.Group), items)
 	}
 	cur := items[i]
 	var taken, duplicates []*iam.Identity
-	for _, id := range namedIdentities(items, spec.Name, cur.GetId()) {
+	for _, id := range namedIdentities(items, spec.Name, cur.GetUid()) {
 		if spec.ManagedBy != "" && owns(id.GetDescription(), spec.ManagedBy) {
 			duplicates = append(duplicates, id)
 		} else {
@@ -318,8 +367,8 @@ func (p *Provisioner) locateIdentity(ctx context.Context, spec IdentitySpec) (*i
 	}
 	for _, extra := range duplicates {
 		// The same stack's same resource: the identity spec.ID names is it.
-		if err := p.DeleteIdentity(ctx, extra.GetId()); err != nil {
-			return nil, fmt.Errorf("delete identity %s, a duplicate of %s: %w", label(extra), cur.GetId(), err)
+		if err := p.DeleteIdentity(ctx, extra.GetUid()); err != nil {
+			return nil, fmt.Errorf("delete identity %s, a duplicate of %s: %w", label(extra), cur.GetUid(), err)
 		}
 	}
 	return cur, nil
@@ -329,7 +378,7 @@ func (p *Provisioner) locateIdentity(ctx context.Context, spec IdentitySpec) (*i
 // spec.Group, or nil (see pickIdentity).
 func (p *Provisioner) findIdentity(ctx context.Context, spec IdentitySpec) (*iam.Identity, error) {
 	step := fmt.Sprintf("look up identity %q in group %s", spec.Name, spec.Group)
-	items, err := p.listIdentities(ctx, spec.Group, step)
+	items, err := p.listIdentities(ctx, spec.Group, spec.Name, step)
 	if err != nil {
 		return nil, err
 	}
@@ -361,17 +410,19 @@ func (p *Provisioner) pickIdentity(ctx context.Context, spec IdentitySpec, step 
 		spec.Name, spec.Group, spec.ManagedBy)
 }
 
-// listIdentities lists the identities directly in group.
-func (p *Provisioner) listIdentities(ctx context.Context, group, step string) ([]*iam.Identity, error) {
-	list, err := call(ctx, p, step, func(ctx context.Context, c iam.Clients) (*iam.IdentityList, error) {
-		return c.Identities().List(ctx, &iam.IdentityFilter{Uidp: &v1.UIDPFilter{ChildrenOf: group}})
+// listIdentities lists the identities directly in group (every page), only
+// those named name unless it is empty. (Callers still pick by name: the
+// filter keeps the list short in a group of many identities.)
+func (p *Provisioner) listIdentities(ctx context.Context, group, name, step string) ([]*iam.Identity, error) {
+	list, err := call(ctx, p, step, func(ctx context.Context, c iam.Clients) ([]*iam.Identity, error) {
+		return c.ListIdentitiesAll(ctx, &iam.ListIdentitiesRequest{Uidp: &common.UIDPFilter{ChildrenOf: group}, Name: name})
 	})
 	if err != nil {
 		return nil, err
 	}
 	var out []*iam.Identity
-	for _, id := range list.GetItems() {
-		if uidp.Parent(id.GetId()) == group {
+	for _, id := range list {
+		if uidp.Parent(id.GetUid()) == group {
 			out = append(out, id)
 		}
 	}
@@ -383,7 +434,7 @@ func (p *Provisioner) listIdentities(ctx context.Context, group, step string) ([
 func namedIdentities(items []*iam.Identity, name, except string) []*iam.Identity {
 	var out []*iam.Identity
 	for _, id := range items {
-		if id.GetName() == name && id.GetId() != except {
+		if id.GetName() == name && id.GetUid() != except {
 			out = append(out, id)
 		}
 	}
@@ -394,7 +445,7 @@ func namedIdentities(items []*iam.Identity, name, except string) []*iam.Identity
 func identityIDs(ids []*iam.Identity) string {
 	out := make([]string, len(ids))
 	for i, id := range ids {
-		out[i] = id.GetId()
+		out[i] = id.GetUid()
 	}
 	return strings.Join(out, ", ")
 }
@@ -408,7 +459,7 @@ func (p *Provisioner) DeleteIdentity(ctx context.Context, id string) error {
 		return nil
 	}
 	group := uidp.Parent(id)
-	ident := &iam.Identity{Id: id}
+	ident := &iam.Identity{Uid: id}
 	bindings, err := p.bindingsOf(ctx, group, ident)
 	if err != nil {
 		return notFoundIsGone(err)
@@ -419,7 +470,7 @@ func (p *Provisioner) DeleteIdentity(ctx context.Context, id string) error {
 		}
 	}
 	_, err = call(ctx, p, "delete identity "+id, func(ctx context.Context, c iam.Clients) (*emptypb.Empty, error) {
-		return c.Identities().Delete(ctx, &iam.DeleteIdentityRequest{Id: id})
+		return c.IdentitiesService().DeleteIdentity(ctx, &iam.DeleteIdentityRequest{Uid: id})
 	})
 	return notFoundIsGone(err)
 }
@@ -427,7 +478,7 @@ func (p *Provisioner) DeleteIdentity(ctx context.Context, id string) error {
 // label names an identity in errors: `"name" (id)`, or just the id.
 func label(ident *iam.Identity) string {
 	if ident.GetName() == "" {
-		return ident.GetId()
+		return ident.GetUid()
 	}
-	return fmt.Sprintf("%q (%s)", ident.GetName(), ident.GetId())
+	return fmt.Sprintf("%q (%s)", ident.GetName(), ident.GetUid())
 }

@@ -17,10 +17,7 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
 )
 
-const (
-	groupsCreate = "/chainguard.platform.iam.Groups/Create"
-	marked       = " [managed by CloudFormation: " + managedBy + "]"
-)
+const marked = " [managed by CloudFormation: " + managedBy + "]"
 
 func TestStoredDescription(t *testing.T) {
 	tests := []struct {

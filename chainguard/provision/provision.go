@@ -34,11 +34,32 @@
 // DeleteGroup deletes only a group that carries the caller's marker. Without
 // ManagedBy, any same-named object is adopted.
 //
+// # API version
+//
+// Every call goes through IAM v2 (the SDK's proto/chainguard/platform/iam/v2),
+// at the same API URL as v1: updates name the fields they
+// write in an explicit update mask, so a server-owned field is never sent
+// back, and lists follow their pages (the SDK's List...All). By step, in
+// the service chainguard.platform.iam.v2:
+//
+//	roles               RolesService/ListRoles
+//	groups              GroupsService/ListGroups (filters uidp.children_of and
+//	                    name, uidp.ids, uidp.ancestors_of), CreateGroup,
+//	                    UpdateGroup (mask name, description), DeleteGroup
+//	identities          IdentitiesService/ListIdentities (uidp.children_of,
+//	                    and name on lookups by name), CreateIdentity,
+//	                    UpdateIdentity (mask name, description, aws_identity),
+//	                    DeleteIdentity
+//	role bindings       RoleBindingsService/ListRoleBindings (uidp.children_of,
+//	                    and identity for one identity's), CreateRoleBinding
+//	                    (identity_uid, role_uid), DeleteRoleBinding
+//
 // # Connection
 //
-// A Provisioner reaches the API through a Connector, which returns IAM
-// clients acting with a token obtained then. A token carries its identity's
-// rights as of its exchange, so after PermissionDenied the Provisioner
+// A Provisioner reaches the API through a Connector, which returns IAM v2
+// clients acting with a token obtained then (NewClients dials them). A
+// token carries its identity's rights as of its exchange, so after
+// PermissionDenied the Provisioner
 // connects again before each retry: only a fresh token can carry a role
 // binding made since (such as the provisioner's own owner binding from the
 // trust step). A refused connect (NotFound or PermissionDenied: the
@@ -47,8 +68,9 @@
 //
 // # Retries
 //
-// Each RPC runs under its own timeout inside the caller's context. Two
-// loops, on the schedules of github.com/cenkalti/backoff/v5:
+// Each RPC attempt (a list's, with all its pages) runs under its own
+// timeout inside the caller's context. Two loops, on the schedules of
+// github.com/cenkalti/backoff/v5:
 //
 //   - Transient failures (Unavailable, Unknown, Internal, Aborted,
 //     ResourceExhausted, and a DeadlineExceeded of one RPC, not of the
@@ -79,7 +101,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 	"chainguard.dev/sdk/uidp"
 	"github.com/cenkalti/backoff/v5"
 )
@@ -182,8 +204,8 @@ func WithIDHook(f func(id string)) Option {
 	return func(c *config) { c.idHook = f }
 }
 
-// WithRPCTimeout bounds each single RPC attempt (default 10s). The caller's
-// context deadline always applies as well.
+// WithRPCTimeout bounds each single RPC attempt, a list with all its pages
+// (default 10s). The caller's context deadline always applies as well.
 func WithRPCTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
@@ -208,9 +230,9 @@ func (s *schedule) set(initial, max time.Duration, maxTries int) {
 }
 
 // Provisioner ensures and deletes Chainguard groups, identities and role
-// bindings through the SDK's IAM clients, which it gets from a Connector. It
-// is safe for concurrent use. The roles visible to it are listed once and
-// cached. Close it when done.
+// bindings through the SDK's IAM v2 clients, which it gets from a
+// Connector. It is safe for concurrent use. The roles visible to it are
+// listed once and cached. Close it when done.
 type Provisioner struct {
 	conn Connector
 	cfg  config
@@ -236,10 +258,10 @@ func New(conn Connector, opts ...Option) *Provisioner {
 	return &Provisioner{conn: conn, cfg: cfg}
 }
 
-// Dial returns a Provisioner that calls the SDK's IAM clients at apiURL (for
-// example https://console-api.enforce.dev, or http://127.0.0.1:PORT for the
-// local emulator) with accessToken, already connected, plus the function that
-// closes it. No RPC is made here. A fixed token cannot be refreshed: after
+// Dial returns a Provisioner that calls the SDK's IAM v2 clients at apiURL
+// (for example https://console-api.enforce.dev, or http://127.0.0.1:PORT for
+// the local emulator) with accessToken, already connected, plus the function
+// that closes it. No RPC is made here. A fixed token cannot be refreshed: after
 // PermissionDenied it only reconnects with the same token (see Static).
 func Dial(ctx context.Context, apiURL, accessToken string, opts ...Option) (*Provisioner, func() error, error) {
 	p := New(Static(apiURL, accessToken), opts...)
@@ -271,8 +293,9 @@ func (p *Provisioner) settled(id string) {
 	}
 }
 
-// RPCs reports how many RPC attempts (retries included) this Provisioner has
-// issued so far.
+// RPCs reports how many RPCs this Provisioner has sent so far, retries and
+// each page of a list included. Only clients made by NewClients (as Static
+// and Dial make them) count them: through other clients it stays 0.
 func (p *Provisioner) RPCs() int { return int(p.rpcs.Load()) }
 
 // directlyIn reports whether id is the UIDP of an object directly under

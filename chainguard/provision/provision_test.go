@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 	common "chainguard.dev/sdk/proto/platform/common/v1"
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
 	registry "chainguard.dev/sdk/proto/platform/registry/v1"
 	"chainguard.dev/sdk/uidp"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,12 +38,13 @@ const (
 
 // Method names for fault injection.
 const (
-	identitiesCreate = "/chainguard.platform.iam.Identities/Create"
-	identitiesList   = "/chainguard.platform.iam.Identities/List"
-	identitiesUpdate = "/chainguard.platform.iam.Identities/Update"
-	groupsUpdate     = "/chainguard.platform.iam.Groups/Update"
-	bindingsCreate   = "/chainguard.platform.iam.RoleBindings/Create"
-	groupsDelete     = "/chainguard.platform.iam.Groups/Delete"
+	groupsCreate     = iam.GroupsService_CreateGroup_FullMethodName
+	identitiesCreate = iam.IdentitiesService_CreateIdentity_FullMethodName
+	identitiesList   = iam.IdentitiesService_ListIdentities_FullMethodName
+	identitiesUpdate = iam.IdentitiesService_UpdateIdentity_FullMethodName
+	groupsUpdate     = iam.GroupsService_UpdateGroup_FullMethodName
+	bindingsCreate   = iam.RoleBindingsService_CreateRoleBinding_FullMethodName
+	groupsDelete     = iam.GroupsService_DeleteGroup_FullMethodName
 )
 
 // fastOpts keeps retries quick in tests while exercising the same paths.
@@ -113,7 +114,7 @@ func (env *env) connector() provision.ConnectFunc {
 		if err != nil {
 			return nil, err
 		}
-		return iam.NewClients(ctx, env.e.APIURL(), pair.AccessToken)
+		return provision.NewClients(ctx, env.e.APIURL(), pair.AccessToken)
 	}
 }
 
@@ -833,7 +834,7 @@ func TestFaults(t *testing.T) {
 		inject: func(t *testing.T, env *env, group string) {
 			env.e.FailNext(identitiesCreate, 10, codes.Unavailable)
 		},
-		wantErr:     `create identity "aws-auth-identity" in group GROUP: unavailable: emulator: injected failure of /chainguard.platform.iam.Identities/Create (after 5 attempts)`,
+		wantErr:     `create identity "aws-auth-identity" in group GROUP: unavailable: emulator: injected failure of /chainguard.platform.iam.v2.IdentitiesService/CreateIdentity (after 5 attempts)`,
 		wantCode:    codes.Unavailable,
 		wantCreates: 5,
 	}, {
@@ -851,7 +852,7 @@ func TestFaults(t *testing.T) {
 			env.e.FailNext(identitiesCreate, 1, codes.Unavailable)
 		},
 		timeout:     time.Second,
-		wantErr:     `create identity "aws-auth-identity" in group GROUP: unavailable: emulator: injected failure of /chainguard.platform.iam.Identities/Create (the next retry would pass the caller's deadline)`,
+		wantErr:     `create identity "aws-auth-identity" in group GROUP: unavailable: emulator: injected failure of /chainguard.platform.iam.v2.IdentitiesService/CreateIdentity (the next retry would pass the caller's deadline)`,
 		wantCode:    codes.Unavailable,
 		wantCreates: 1,
 		maxElapsed:  500 * time.Millisecond,
@@ -886,7 +887,7 @@ func TestFaults(t *testing.T) {
 		inject: func(t *testing.T, env *env, group string) {
 			env.e.FailNext(identitiesCreate, 1000, codes.PermissionDenied)
 		},
-		wantErr:    `create identity "aws-auth-identity" in group GROUP: permission denied: the provisioner identity needs the owner role on this group (service: emulator: injected failure of /chainguard.platform.iam.Identities/Create) (retried `,
+		wantErr:    `create identity "aws-auth-identity" in group GROUP: permission denied: the provisioner identity needs the owner role on this group (service: emulator: injected failure of /chainguard.platform.iam.v2.IdentitiesService/CreateIdentity) (retried `,
 		wantNote:   "; a new role binding can take a few seconds to apply)",
 		wantCode:   codes.PermissionDenied,
 		maxElapsed: time.Second,
@@ -895,7 +896,7 @@ func TestFaults(t *testing.T) {
 		inject: func(t *testing.T, env *env, group string) {
 			env.e.FailNext(identitiesCreate, 1, codes.PermissionDenied)
 		},
-		wantErr:     `create identity "aws-auth-identity" in group GROUP: permission denied: the provisioner identity needs the owner role on this group (service: emulator: injected failure of /chainguard.platform.iam.Identities/Create)`,
+		wantErr:     `create identity "aws-auth-identity" in group GROUP: permission denied: the provisioner identity needs the owner role on this group (service: emulator: injected failure of /chainguard.platform.iam.v2.IdentitiesService/CreateIdentity)`,
 		wantCode:    codes.PermissionDenied,
 		wantCreates: 1,
 	}}

@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
+	iamv1 "chainguard.dev/sdk/proto/platform/iam/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
@@ -24,19 +26,20 @@ import (
 
 const (
 	exchangeMethod = "/chainguard.platform.oidc.SecurityTokenService/Exchange"
-	groupsList     = "/chainguard.platform.iam.Groups/List"
+	groupsList     = iam.GroupsService_ListGroups_FullMethodName
 )
 
 // hooks change what some RPCs do, around the real call (next), to stage
 // what fault injection cannot: an answer lost after the service acted, a
 // concurrent writer, fields the service fills in. A nil hook calls through.
+// List hooks wrap the SDK's List...All (every page).
 type hooks struct {
 	createIdentity func(ctx context.Context, req *iam.CreateIdentityRequest, next func() (*iam.Identity, error)) (*iam.Identity, error)
-	updateIdentity func(ctx context.Context, req *iam.Identity, next func() (*iam.Identity, error)) (*iam.Identity, error)
-	listIdentities func(ctx context.Context, req *iam.IdentityFilter, next func() (*iam.IdentityList, error)) (*iam.IdentityList, error)
+	updateIdentity func(ctx context.Context, req *iam.UpdateIdentityRequest, next func() (*iam.Identity, error)) (*iam.Identity, error)
+	listIdentities func(ctx context.Context, req *iam.ListIdentitiesRequest, next func() ([]*iam.Identity, error)) ([]*iam.Identity, error)
 	createGroup    func(ctx context.Context, req *iam.CreateGroupRequest, next func() (*iam.Group, error)) (*iam.Group, error)
-	updateGroup    func(ctx context.Context, req *iam.Group, next func() (*iam.Group, error)) (*iam.Group, error)
-	listGroups     func(ctx context.Context, req *iam.GroupFilter, next func() (*iam.GroupList, error)) (*iam.GroupList, error)
+	updateGroup    func(ctx context.Context, req *iam.UpdateGroupRequest, next func() (*iam.Group, error)) (*iam.Group, error)
+	listGroups     func(ctx context.Context, req *iam.ListGroupsRequest, next func() ([]*iam.Group, error)) ([]*iam.Group, error)
 	createBinding  func(ctx context.Context, req *iam.CreateRoleBindingRequest, next func() (*iam.RoleBinding, error)) (*iam.RoleBinding, error)
 }
 
@@ -51,88 +54,74 @@ func hooked(conn provision.ConnectFunc, h *hooks) provision.ConnectFunc {
 	}
 }
 
+// through runs hook around next, or next alone when hook is nil.
+func through[Req, Resp any](ctx context.Context, hook func(context.Context, Req, func() (Resp, error)) (Resp, error), req Req, next func() (Resp, error)) (Resp, error) {
+	if hook == nil {
+		return next()
+	}
+	return hook(ctx, req, next)
+}
+
 type hookedClients struct {
 	iam.Clients
 	h *hooks
 }
 
-func (c hookedClients) Identities() iam.IdentitiesClient {
-	return hookedIdentities{c.Clients.Identities(), c.h}
+func (c hookedClients) IdentitiesService() iam.IdentitiesServiceClient {
+	return hookedIdentities{c.Clients.IdentitiesService(), c.h}
 }
-func (c hookedClients) Groups() iam.GroupsClient { return hookedGroups{c.Clients.Groups(), c.h} }
-func (c hookedClients) RoleBindings() iam.RoleBindingsClient {
-	return hookedBindings{c.Clients.RoleBindings(), c.h}
+
+func (c hookedClients) GroupsService() iam.GroupsServiceClient {
+	return hookedGroups{c.Clients.GroupsService(), c.h}
+}
+
+func (c hookedClients) RoleBindingsService() iam.RoleBindingsServiceClient {
+	return hookedBindings{c.Clients.RoleBindingsService(), c.h}
+}
+
+func (c hookedClients) ListIdentitiesAll(ctx context.Context, req *iam.ListIdentitiesRequest) ([]*iam.Identity, error) {
+	return through(ctx, c.h.listIdentities, req, func() ([]*iam.Identity, error) { return c.Clients.ListIdentitiesAll(ctx, req) })
+}
+
+func (c hookedClients) ListGroupsAll(ctx context.Context, req *iam.ListGroupsRequest) ([]*iam.Group, error) {
+	return through(ctx, c.h.listGroups, req, func() ([]*iam.Group, error) { return c.Clients.ListGroupsAll(ctx, req) })
 }
 
 type hookedIdentities struct {
-	iam.IdentitiesClient
+	iam.IdentitiesServiceClient
 	h *hooks
 }
 
-func (c hookedIdentities) Create(ctx context.Context, req *iam.CreateIdentityRequest, opts ...grpc.CallOption) (*iam.Identity, error) {
-	next := func() (*iam.Identity, error) { return c.IdentitiesClient.Create(ctx, req, opts...) }
-	if c.h.createIdentity == nil {
-		return next()
-	}
-	return c.h.createIdentity(ctx, req, next)
+func (c hookedIdentities) CreateIdentity(ctx context.Context, req *iam.CreateIdentityRequest, opts ...grpc.CallOption) (*iam.Identity, error) {
+	return through(ctx, c.h.createIdentity, req, func() (*iam.Identity, error) { return c.IdentitiesServiceClient.CreateIdentity(ctx, req, opts...) })
 }
 
-func (c hookedIdentities) Update(ctx context.Context, req *iam.Identity, opts ...grpc.CallOption) (*iam.Identity, error) {
-	next := func() (*iam.Identity, error) { return c.IdentitiesClient.Update(ctx, req, opts...) }
-	if c.h.updateIdentity == nil {
-		return next()
-	}
-	return c.h.updateIdentity(ctx, req, next)
-}
-
-func (c hookedIdentities) List(ctx context.Context, req *iam.IdentityFilter, opts ...grpc.CallOption) (*iam.IdentityList, error) {
-	next := func() (*iam.IdentityList, error) { return c.IdentitiesClient.List(ctx, req, opts...) }
-	if c.h.listIdentities == nil {
-		return next()
-	}
-	return c.h.listIdentities(ctx, req, next)
+func (c hookedIdentities) UpdateIdentity(ctx context.Context, req *iam.UpdateIdentityRequest, opts ...grpc.CallOption) (*iam.Identity, error) {
+	return through(ctx, c.h.updateIdentity, req, func() (*iam.Identity, error) { return c.IdentitiesServiceClient.UpdateIdentity(ctx, req, opts...) })
 }
 
 type hookedGroups struct {
-	iam.GroupsClient
+	iam.GroupsServiceClient
 	h *hooks
 }
 
-func (c hookedGroups) Create(ctx context.Context, req *iam.CreateGroupRequest, opts ...grpc.CallOption) (*iam.Group, error) {
-	next := func() (*iam.Group, error) { return c.GroupsClient.Create(ctx, req, opts...) }
-	if c.h.createGroup == nil {
-		return next()
-	}
-	return c.h.createGroup(ctx, req, next)
+func (c hookedGroups) CreateGroup(ctx context.Context, req *iam.CreateGroupRequest, opts ...grpc.CallOption) (*iam.Group, error) {
+	return through(ctx, c.h.createGroup, req, func() (*iam.Group, error) { return c.GroupsServiceClient.CreateGroup(ctx, req, opts...) })
 }
 
-func (c hookedGroups) Update(ctx context.Context, req *iam.Group, opts ...grpc.CallOption) (*iam.Group, error) {
-	next := func() (*iam.Group, error) { return c.GroupsClient.Update(ctx, req, opts...) }
-	if c.h.updateGroup == nil {
-		return next()
-	}
-	return c.h.updateGroup(ctx, req, next)
-}
-
-func (c hookedGroups) List(ctx context.Context, req *iam.GroupFilter, opts ...grpc.CallOption) (*iam.GroupList, error) {
-	next := func() (*iam.GroupList, error) { return c.GroupsClient.List(ctx, req, opts...) }
-	if c.h.listGroups == nil {
-		return next()
-	}
-	return c.h.listGroups(ctx, req, next)
+func (c hookedGroups) UpdateGroup(ctx context.Context, req *iam.UpdateGroupRequest, opts ...grpc.CallOption) (*iam.Group, error) {
+	return through(ctx, c.h.updateGroup, req, func() (*iam.Group, error) { return c.GroupsServiceClient.UpdateGroup(ctx, req, opts...) })
 }
 
 type hookedBindings struct {
-	iam.RoleBindingsClient
+	iam.RoleBindingsServiceClient
 	h *hooks
 }
 
-func (c hookedBindings) Create(ctx context.Context, req *iam.CreateRoleBindingRequest, opts ...grpc.CallOption) (*iam.RoleBinding, error) {
-	next := func() (*iam.RoleBinding, error) { return c.RoleBindingsClient.Create(ctx, req, opts...) }
-	if c.h.createBinding == nil {
-		return next()
-	}
-	return c.h.createBinding(ctx, req, next)
+func (c hookedBindings) CreateRoleBinding(ctx context.Context, req *iam.CreateRoleBindingRequest, opts ...grpc.CallOption) (*iam.RoleBinding, error) {
+	return through(ctx, c.h.createBinding, req, func() (*iam.RoleBinding, error) {
+		return c.RoleBindingsServiceClient.CreateRoleBinding(ctx, req, opts...)
+	})
 }
 
 // answerLost makes the service act, then answers code, once.
@@ -363,19 +352,21 @@ func TestFirstDeployRightAfterTheTrustStep(t *testing.T) {
 	creds := e.RegisterAWSPrincipal(emulator.AWSPrincipal{Account: account, ARN: provisionerARN, UserID: provisionerUserID})
 	ctx := ctxT(t, 30*time.Second)
 
-	// The trust step (chainctl iam identities create aws ... --role owner).
-	c, err := iam.NewClients(ctx, e.APIURL(), e.MintToken(admin))
+	// The trust step (chainctl iam identities create aws ... --role owner),
+	// through IAM v1 as the localrun trust step makes it: both versions
+	// serve the same objects.
+	c, err := iamv1.NewClients(ctx, e.APIURL(), e.MintToken(admin))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	prov, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: root, Identity: &iam.Identity{
+	prov, err := c.Identities().Create(ctx, &iamv1.CreateIdentityRequest{ParentId: root, Identity: &iamv1.Identity{
 		Name: "provisioner", Relationship: trust.AWS{Account: account, ARN: provisionerARN, UserID: provisionerUserID}.Proto(),
 	}})
 	if err != nil {
 		t.Fatalf("trust step: create the provisioner identity: %v", err)
 	}
-	if _, err := c.RoleBindings().Create(ctx, &iam.CreateRoleBindingRequest{Parent: root, RoleBinding: &iam.RoleBinding{Identity: prov.GetId(), Role: e.RoleID("owner")}}); err != nil {
+	if _, err := c.RoleBindings().Create(ctx, &iamv1.CreateRoleBindingRequest{Parent: root, RoleBinding: &iamv1.RoleBinding{Identity: prov.GetId(), Role: e.RoleID("owner")}}); err != nil {
 		t.Fatalf("trust step: bind owner: %v", err)
 	}
 
@@ -475,38 +466,40 @@ func findGroup(s emulator.State, id string) (emulator.Group, bool) {
 	return s.Groups[i], true
 }
 
-// Updates send only what the provisioner writes, never the object it listed:
-// the service fills in server-owned fields (here: a last_seen and a verified
-// flag newer than the listing), and sending them back may be refused.
+// Updates send only what the provisioner writes, under an explicit update
+// mask naming just those fields, never the object it listed: the service
+// fills in server-owned fields (here: a last_seen_time, an update_time, a
+// status and a verified flag newer than the listing), and sending them back
+// may be refused.
 func TestUpdateSendsOnlyWritableFields(t *testing.T) {
 	env := newEnv(t, "owner")
 	ctx := ctxT(t, 30*time.Second)
 	later := timestamppb.New(time.Now().Add(time.Hour))
 	var mu sync.Mutex
-	var sentIdentity *iam.Identity
-	var sentGroup *iam.Group
+	var sentIdentity *iam.UpdateIdentityRequest
+	var sentGroup *iam.UpdateGroupRequest
 	h := &hooks{
-		listIdentities: func(_ context.Context, _ *iam.IdentityFilter, next func() (*iam.IdentityList, error)) (*iam.IdentityList, error) {
+		listIdentities: func(_ context.Context, _ *iam.ListIdentitiesRequest, next func() ([]*iam.Identity, error)) ([]*iam.Identity, error) {
 			list, err := next()
-			for _, i := range list.GetItems() {
-				i.LastSeen, i.UpdatedAt = later, later
+			for _, i := range list {
+				i.LastSeenTime, i.UpdateTime = later, later
 			}
 			return list, err
 		},
-		updateIdentity: func(_ context.Context, req *iam.Identity, next func() (*iam.Identity, error)) (*iam.Identity, error) {
+		updateIdentity: func(_ context.Context, req *iam.UpdateIdentityRequest, next func() (*iam.Identity, error)) (*iam.Identity, error) {
 			mu.Lock()
 			sentIdentity = proto.CloneOf(req)
 			mu.Unlock()
 			return next()
 		},
-		listGroups: func(_ context.Context, _ *iam.GroupFilter, next func() (*iam.GroupList, error)) (*iam.GroupList, error) {
+		listGroups: func(_ context.Context, _ *iam.ListGroupsRequest, next func() ([]*iam.Group, error)) ([]*iam.Group, error) {
 			list, err := next()
-			for _, g := range list.GetItems() {
-				g.Verified = true
+			for _, g := range list {
+				g.Verified, g.Status, g.UpdateTime = true, iam.OrgStatus_ORG_STATUS_SUSPENDED, later
 			}
 			return list, err
 		},
-		updateGroup: func(_ context.Context, req *iam.Group, next func() (*iam.Group, error)) (*iam.Group, error) {
+		updateGroup: func(_ context.Context, req *iam.UpdateGroupRequest, next func() (*iam.Group, error)) (*iam.Group, error) {
 			mu.Lock()
 			sentGroup = proto.CloneOf(req)
 			mu.Unlock()
@@ -535,12 +528,23 @@ func TestUpdateSendsOnlyWritableFields(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if want := (&iam.Group{Id: g.ID, Name: "team-b", Description: "second" + marked}); !proto.Equal(sentGroup, want) {
-		t.Errorf("group update sent %v, want only %v", sentGroup, want)
+	wantGroup := &iam.UpdateGroupRequest{
+		Group:      &iam.Group{Uid: g.ID, Name: "team-b", Description: "second" + marked},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "description"}},
 	}
-	want := &iam.Identity{Id: id.ID, Name: "renamed-identity", Description: "second" + marked, Relationship: workloadTrust().Proto()}
-	if !proto.Equal(sentIdentity, want) {
-		t.Errorf("identity update sent %v, want only %v", sentIdentity, want)
+	if !proto.Equal(sentGroup, wantGroup) {
+		t.Errorf("group update sent %v, want only %v", sentGroup, wantGroup)
+	}
+	wantIdentity := &iam.UpdateIdentityRequest{
+		Identity: &iam.Identity{Uid: id.ID, Name: "renamed-identity", Description: "second" + marked, Relationship: &iam.Identity_AwsIdentity{AwsIdentity: &iam.Identity_AWSIdentity{
+			AwsAccount: account,
+			AwsArn:     &iam.Identity_AWSIdentity_Arn{Arn: workloadARN},
+			AwsUserId:  &iam.Identity_AWSIdentity_UserId{UserId: workloadUserID},
+		}}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "description", "aws_identity"}},
+	}
+	if !proto.Equal(sentIdentity, wantIdentity) {
+		t.Errorf("identity update sent %v, want only %v", sentIdentity, wantIdentity)
 	}
 }
 

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 	"chainguard.dev/sdk/uidp"
 )
 
@@ -32,9 +32,9 @@ func (p *Provisioner) roleIDs(ctx context.Context, names []string) (map[string]s
 			if r.GetName() != name {
 				continue
 			}
-			all = append(all, r.GetId())
-			if uidp.InRoot(r.GetId()) {
-				builtin = append(builtin, r.GetId())
+			all = append(all, r.GetUid())
+			if uidp.InRoot(r.GetUid()) {
+				builtin = append(builtin, r.GetUid())
 			}
 		}
 		switch {
@@ -65,16 +65,16 @@ func (p *Provisioner) visibleRoles(ctx context.Context) ([]*iam.Role, error) {
 	}
 	const step = "look up roles"
 	err := p.untilVisible(ctx, step, func() error {
-		list, err := call(ctx, p, "list roles", func(ctx context.Context, c iam.Clients) (*iam.RoleList, error) {
-			return c.Roles().List(ctx, &iam.RoleFilter{})
+		list, err := call(ctx, p, "list roles", func(ctx context.Context, c iam.Clients) ([]*iam.Role, error) {
+			return c.ListRolesAll(ctx, &iam.ListRolesRequest{})
 		})
 		if err != nil {
 			return err
 		}
-		if len(list.GetItems()) == 0 {
+		if len(list) == 0 {
 			return notVisible("no role is visible to the provisioner identity: it needs the owner role on the group or a group above it (the built-in roles include " + builtinRoles + ")")
 		}
-		roles = list.GetItems()
+		roles = list
 		return nil
 	})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 	"chainguard.dev/sdk/uidp"
 	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -42,10 +43,10 @@ func TestMain(m *testing.M) {
 
 const (
 	exchangeMethod       = "/chainguard.platform.oidc.SecurityTokenService/Exchange"
-	identityListMethod   = "/chainguard.platform.iam.Identities/List"
-	identityCreateMethod = "/chainguard.platform.iam.Identities/Create"
-	identityDeleteMethod = "/chainguard.platform.iam.Identities/Delete"
-	bindingCreateMethod  = "/chainguard.platform.iam.RoleBindings/Create"
+	identityListMethod   = iam.IdentitiesService_ListIdentities_FullMethodName
+	identityCreateMethod = iam.IdentitiesService_CreateIdentity_FullMethodName
+	identityDeleteMethod = iam.IdentitiesService_DeleteIdentity_FullMethodName
+	bindingCreateMethod  = iam.RoleBindingsService_CreateRoleBinding_FullMethodName
 	stackID              = "arn:aws:cloudformation:us-east-1:111122223333:stack/aws-auth/5b8e1d30-0000-0000-0000-000000000000"
 	functionTimeout      = 5 * time.Second
 	margin               = 1500 * time.Millisecond

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -290,7 +291,7 @@ func TestForeignObjects(t *testing.T) {
 	if after := e.State(); !maps.Equal(names(after), names(before)) || !reflect.DeepEqual(after.IDs(), before.IDs()) {
 		t.Fatalf("the foreign group or identity was changed:\nbefore %v %v\nafter  %v %v", names(before), before.IDs(), names(after), after.IDs())
 	}
-	for _, m := range []string{"/chainguard.platform.iam.Groups/Update", "/chainguard.platform.iam.Groups/Delete", "/chainguard.platform.iam.Identities/Update", "/chainguard.platform.iam.RoleBindings/Create"} {
+	for _, m := range []string{iam.GroupsService_UpdateGroup_FullMethodName, iam.GroupsService_DeleteGroup_FullMethodName, iam.IdentitiesService_UpdateIdentity_FullMethodName, iam.RoleBindingsService_CreateRoleBinding_FullMethodName} {
 		if n := e.Calls(m); n != 0 {
 			t.Fatalf("%s was called %d times", m, n)
 		}
@@ -337,7 +338,7 @@ func TestOtherStacksOfTheSameNameAreForeign(t *testing.T) {
 			}
 		})
 	}
-	for _, m := range []string{"/chainguard.platform.iam.Groups/Update", "/chainguard.platform.iam.Groups/Delete", "/chainguard.platform.iam.Identities/Update", "/chainguard.platform.iam.Identities/Delete"} {
+	for _, m := range []string{iam.GroupsService_UpdateGroup_FullMethodName, iam.GroupsService_DeleteGroup_FullMethodName, iam.IdentitiesService_UpdateIdentity_FullMethodName, iam.IdentitiesService_DeleteIdentity_FullMethodName} {
 		if n := e.Calls(m); n != 0 {
 			t.Fatalf("%s was called %d times", m, n)
 		}

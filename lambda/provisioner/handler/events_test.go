@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
+	iamv1 "chainguard.dev/sdk/proto/platform/iam/v1"
 	"chainguard.dev/sdk/uidp"
 	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -64,22 +65,24 @@ func TestFirstDeployRightAfterTheTrustStep(t *testing.T) {
 	principal := emulator.AssumedRolePrincipal(e.ProvisionerPrincipal.Account, "new-provisioner", "new-provisioner")
 	creds := e.RegisterAWSPrincipal(principal)
 
-	// The trust step, as the user who runs chainctl.
+	// The trust step, as the user who runs chainctl (through IAM v1, as
+	// the localrun trust step makes it: both versions serve the same
+	// objects).
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	c, err := iam.NewClients(ctx, e.APIURL(), e.MintToken(e.Provisioner))
+	c, err := iamv1.NewClients(ctx, e.APIURL(), e.MintToken(e.Provisioner))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	prov, err := c.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: e.Root, Identity: &iam.Identity{
+	prov, err := c.Identities().Create(ctx, &iamv1.CreateIdentityRequest{ParentId: e.Root, Identity: &iamv1.Identity{
 		Name:         "provisioner",
-		Relationship: &iam.Identity_AwsIdentity{AwsIdentity: principal.ExactTrust()},
+		Relationship: &iamv1.Identity_AwsIdentity{AwsIdentity: principal.ExactTrust()},
 	}})
 	if err != nil {
 		t.Fatalf("trust step: create the identity: %v", err)
 	}
-	if _, err := c.RoleBindings().Create(ctx, &iam.CreateRoleBindingRequest{Parent: e.Root, RoleBinding: &iam.RoleBinding{Identity: prov.GetId(), Role: e.RoleID("owner")}}); err != nil {
+	if _, err := c.RoleBindings().Create(ctx, &iamv1.CreateRoleBindingRequest{Parent: e.Root, RoleBinding: &iamv1.RoleBinding{Identity: prov.GetId(), Role: e.RoleID("owner")}}); err != nil {
 		t.Fatalf("trust step: bind owner: %v", err)
 	}
 
@@ -124,7 +127,7 @@ func TestConnectIsInjected(t *testing.T) {
 		{name: "create", kind: cfn.RequestCreate, wantConnects: 1},
 		{name: "create refused once", kind: cfn.RequestCreate, wantConnects: 2,
 			inject: func(e *emulatortest.Env) {
-				e.FailNext("/chainguard.platform.iam.Identities/Create", 1, codes.PermissionDenied)
+				e.FailNext(iam.IdentitiesService_CreateIdentity_FullMethodName, 1, codes.PermissionDenied)
 			}},
 		{name: "delete", kind: cfn.RequestDelete, wantConnects: 1},
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 	oidc "chainguard.dev/sdk/proto/platform/oidc/v1"
 	"github.com/aws/aws-lambda-go/cfn"
 	"google.golang.org/grpc"
@@ -68,10 +68,10 @@ func faultScenarios() []faultScenario {
 }
 
 // faultMethods are the full names of every method the provisioner could
-// call: the STS exchange and the IAM v1 services.
+// call: the STS exchange and the IAM v2 services.
 func faultMethods() []string {
 	var out []string
-	for _, d := range []grpc.ServiceDesc{oidc.SecurityTokenService_ServiceDesc, iam.Groups_ServiceDesc, iam.Identities_ServiceDesc, iam.Roles_ServiceDesc, iam.RoleBindings_ServiceDesc} {
+	for _, d := range []grpc.ServiceDesc{oidc.SecurityTokenService_ServiceDesc, iam.GroupsService_ServiceDesc, iam.IdentitiesService_ServiceDesc, iam.RolesService_ServiceDesc, iam.RoleBindingsService_ServiceDesc} {
 		for _, m := range d.Methods {
 			out = append(out, "/"+d.ServiceName+"/"+m.MethodName)
 		}
@@ -229,20 +229,24 @@ func TestFaultMatrix(t *testing.T) {
 		}
 	}
 
+	width := len("totals (SUCCESS/FAILED)")
+	for _, row := range rows {
+		width = max(width, len(row))
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-52s", "event / RPC")
+	fmt.Fprintf(&b, "%-*s", width, "event / RPC")
 	for _, c := range columns {
 		fmt.Fprintf(&b, " %-17s", c)
 	}
 	b.WriteString("\n")
 	for _, row := range rows {
-		fmt.Fprintf(&b, "%-52s", row)
+		fmt.Fprintf(&b, "%-*s", width, row)
 		for _, c := range columns {
 			fmt.Fprintf(&b, " %-17s", matrix[row][c])
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "%-52s", "totals (SUCCESS/FAILED)")
+	fmt.Fprintf(&b, "%-*s", width, "totals (SUCCESS/FAILED)")
 	for _, c := range columns {
 		fmt.Fprintf(&b, " %-17s", fmt.Sprintf("%d/%d", totals[c].ok, totals[c].failed))
 	}

@@ -8,7 +8,8 @@
 // The provisioner is itself a Chainguard assumable identity. For every event
 // it exchanges its own AWS role credentials for a fresh Chainguard token
 // (chainguard/token) acting as the event's ProvisionerIdentity, uses it for
-// that event only and stores nothing.
+// that event only and stores nothing. It calls IAM v2 at the event's ApiUrl
+// (see package chainguard/provision, "API version").
 //
 // # Property contract
 //
@@ -149,7 +150,7 @@ import (
 	"sync"
 	"time"
 
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 	"chainguard.dev/sdk/uidp"
 	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -188,7 +189,7 @@ type Config struct {
 	// Options are passed to provision.New (retry schedules, RPC timeout,
 	// PermissionDenied budget), after the handler's own.
 	Options []provision.Option
-	// Connect returns IAM clients that act as the event's provisioner
+	// Connect returns IAM v2 clients that act as the event's provisioner
 	// identity (Target) with a token obtained now; the provisioner calls it
 	// again for a fresh token after PermissionDenied (see
 	// provision.Connector). Nil means ExchangeConnect(Credentials): exchange
@@ -198,7 +199,8 @@ type Config struct {
 
 // ExchangeConnect returns the default Config.Connect: it exchanges creds
 // for a fresh Chainguard token of the target's provisioner identity
-// (chainguard/token) and dials the target's API with it.
+// (chainguard/token) and dials the target's API with it
+// (provision.NewClients).
 func ExchangeConnect(creds aws.CredentialsProvider) func(context.Context, Target) (iam.Clients, error) {
 	return func(ctx context.Context, t Target) (iam.Clients, error) {
 		tok, err := token.Exchange(ctx, token.Config{
@@ -210,11 +212,7 @@ func ExchangeConnect(creds aws.CredentialsProvider) func(context.Context, Target
 		if err != nil {
 			return nil, err
 		}
-		c, err := iam.NewClients(ctx, t.APIURL, tok.AccessToken)
-		if err != nil {
-			return nil, fmt.Errorf("connect to the Chainguard API at %s: %w", t.APIURL, err)
-		}
-		return c, nil
+		return provision.NewClients(ctx, t.APIURL, tok.AccessToken)
 	}
 }
 
