@@ -21,25 +21,32 @@ import (
 const maxServiceWait = 5 * time.Minute
 
 // cloud plays CloudFormation: it deploys, updates and deletes stacks of a
-// cloud assembly, creating built-in resources with deterministic local
-// values and sending custom resource events to the local functions.
+// cloud assembly, checking their rules first, creating built-in resources
+// with deterministic local values (resources.go) and sending custom resource
+// events to the local functions.
 type cloud struct {
-	d         *template.Deployment
+	env       template.Env
 	fns       *functions
 	responses *responseServer
 	out       io.Writer
 
+	ssm      map[string]ssmParameter       // by name
 	roles    map[string]role               // by role ARN
 	deployed map[string]*template.StackRun // by stack name
 	order    []string                      // stack names in deployment order
 }
 
-func newCloud(d *template.Deployment, fns *functions, responses *responseServer, out io.Writer) *cloud {
-	return &cloud{d: d, fns: fns, responses: responses, out: out, roles: map[string]role{}, deployed: map[string]*template.StackRun{}}
+// newCloud returns a CloudFormation of env whose CDK bootstrap is done.
+func newCloud(env template.Env, fns *functions, responses *responseServer, out io.Writer) *cloud {
+	return &cloud{env: env, fns: fns, responses: responses, out: out,
+		ssm:   map[string]ssmParameter{bootstrapVersionParameter: {value: bootstrapVersion}},
+		roles: map[string]role{}, deployed: map[string]*template.StackRun{}}
 }
 
-// deploy creates a stack, or updates it when it was deployed before: custom
-// resources whose resolved properties changed get an Update event (and a
+// deploy creates a stack, or updates it when it was deployed before. Like
+// CloudFormation it first evaluates the template's rules, and refuses the
+// stack with the failing assertion's description before touching anything.
+// Then custom resources whose resolved properties changed get an Update event (and a
 // Delete of the old physical ID when the handler replaced them), resources
 // gone from the template get a Delete. It returns the stack's outputs.
 func (c *cloud) deploy(ctx context.Context, stack *template.Stack) (map[string]string, error) {
@@ -48,7 +55,10 @@ func (c *cloud) deploy(ctx context.Context, stack *template.Stack) (map[string]s
 			stack.Name, strings.Join(stack.Errors, "\n  "))
 	}
 	prev := c.deployed[stack.Name]
-	run := c.d.Stack(stack, nil)
+	run := template.NewStackRun(stack, c.stackEnv(stack), c.ssmValue)
+	if err := run.CheckRules(); err != nil {
+		return nil, err
+	}
 	order, err := run.Order()
 	if err != nil {
 		return nil, err
@@ -87,7 +97,7 @@ func (c *cloud) deploy(ctx context.Context, stack *template.Stack) (map[string]s
 			if err != nil {
 				return nil, err
 			}
-			if err := run.SetCustom(id, resp.PhysicalResourceID, resp.Data); err != nil {
+			if err := recordCustom(run, id, resp); err != nil {
 				return nil, err
 			}
 			continue
@@ -109,7 +119,7 @@ func (c *cloud) deploy(ctx context.Context, stack *template.Stack) (map[string]s
 		if resp.PhysicalResourceID != oldPhysical {
 			cleanup = append(cleanup, oldResource{run: prev, id: id, physical: oldPhysical})
 		}
-		if err := run.SetCustom(id, resp.PhysicalResourceID, resp.Data); err != nil {
+		if err := recordCustom(run, id, resp); err != nil {
 			return nil, err
 		}
 	}
@@ -148,34 +158,11 @@ func (c *cloud) deploy(ctx context.Context, stack *template.Stack) (map[string]s
 	return outputs, nil
 }
 
-// createBuiltin creates a resource that is not a custom resource and keeps
-// what the run needs of roles and functions.
-func (c *cloud) createBuiltin(ctx context.Context, run *template.StackRun, id, typ string) error {
-	phys, err := run.CreateBuiltin(id)
-	if err != nil {
-		return err
-	}
-	switch typ {
-	case "AWS::IAM::Role":
-		arn, err := run.Attribute(id, "Arn")
-		if err != nil {
-			return err
-		}
-		roleID, err := run.Attribute(id, "RoleId")
-		if err != nil {
-			return err
-		}
-		c.roles[arn.(string)] = role{name: phys, id: roleID.(string)}
-	case "AWS::Lambda::Function":
-		props, err := run.Properties(id)
-		if err != nil {
-			return err
-		}
-		if _, err := c.fns.define(ctx, run, id, props, c.roles); err != nil {
-			return err
-		}
-	}
-	return nil
+// recordCustom records a custom resource as created with the physical ID
+// and Data its handler returned: its Ref is the physical ID, its
+// Fn::GetAtt attributes the Data.
+func recordCustom(run *template.StackRun, id string, resp cfn.Response) error {
+	return run.Record(id, template.Created{Physical: resp.PhysicalResourceID, Ref: resp.PhysicalResourceID, Attributes: resp.Data})
 }
 
 // destroy deletes every deployed stack, in reverse deployment order.
@@ -211,7 +198,7 @@ func (c *cloud) deleteStack(ctx context.Context, name string) error {
 			break
 		}
 	}
-	c.d.Forget(name)
+	c.forgetSSM(name)
 	return nil
 }
 
@@ -231,7 +218,7 @@ func (c *cloud) deleteResource(ctx context.Context, run *template.StackRun, id, 
 		_, err = c.send(ctx, run, id, rs.Type, cfn.RequestDelete, physical, props, nil)
 		return err
 	case rs.Type == "AWS::Lambda::Function":
-		c.fns.remove(template.FunctionARN(run.Env(), physical))
+		c.fns.remove(functionARN(run.Env(), physical))
 	}
 	return nil
 }
@@ -270,7 +257,7 @@ func (c *cloud) send(ctx context.Context, run *template.StackRun, id, typ string
 		ResourceType:       typ,
 		PhysicalResourceID: physical,
 		LogicalResourceID:  id,
-		StackID:            run.StackID(),
+		StackID:            stackID(run.Env(), run.Stack().Name),
 		ResourceProperties: stringProperties(props),
 	}
 	if oldProps != nil {

@@ -75,7 +75,7 @@ func (fs *functions) define(ctx context.Context, run *template.StackRun, logical
 	stack := run.Stack()
 	where := fmt.Sprintf("stack %s: function %s", stack.Name, logicalID)
 	name, _ := run.PhysicalID(logicalID)
-	f := &function{stack: stack.Name, logicalID: logicalID, name: name, arn: template.FunctionARN(run.Env(), name)}
+	f := &function{stack: stack.Name, logicalID: logicalID, name: name, arn: functionARN(run.Env(), name)}
 
 	if rt, _ := props["Runtime"].(string); !strings.HasPrefix(rt, "provided.") {
 		return nil, fmt.Errorf("%s: runtime %q: the local run runs Go bootstraps on the provided.al2023 runtime only", where, rt)
@@ -252,6 +252,16 @@ func (fs *functions) remove(arn string) {
 			f.emu.Stop()
 		}
 		delete(fs.byARN, arn)
+	}
+}
+
+// recycle stops the execution environment of a function, as Lambda does
+// with an idle one: the next invoke starts a new one (a cold start, with
+// nothing cached).
+func (fs *functions) recycle(arn string) {
+	if f, ok := fs.byARN[arn]; ok && f.emu != nil {
+		f.emu.Stop()
+		f.emu = nil
 	}
 }
 

@@ -4,37 +4,53 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/assumable-identity/cdk-chainguard/internal/syncbuf"
+	"github.com/assumable-identity/cdk-chainguard/localrun/template"
+	"github.com/assumable-identity/cdk-chainguard/stacks"
 )
 
 // TestRun runs the whole lifecycle once per group mode, with the real app,
-// the real bootstraps and the emulator: the repos function must list the
-// seeded repos of the pre-existing group, or exactly the repo pushed to the
-// group the stack created, and the run must end with the provisioner
-// identity deleted. It takes half a minute or more per mode (three synths
-// each), so -short skips it.
+// the real bootstraps and the emulator with a propagation delay longer than
+// the synth between the trust step and the first deploy: the repos function
+// must list the seeded repos of the pre-existing group, or exactly the repo
+// pushed to the group the stack created, and the run must end with the
+// provisioner identity deleted. The created-group mode synthesizes the app
+// environment-agnostic, so its stacks carry the ChainguardPartition rule,
+// which the deploy must evaluate and pass. It takes a minute or more per
+// mode (three synths, and the waits for propagation), so -short skips it.
 func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the full local run synthesizes the app three times: skipped with -short")
 	}
+	const delay = 10 * time.Second
 	tests := []struct {
-		name        string
-		createGroup bool
-		wantRepos   []string
-		wantSteps   []string // besides the steps of both modes
+		name      string
+		opts      Options
+		wantRepos []string
+		wantSteps []string // besides the steps of both modes
+		wantRules []string // the rules of the provisioner stack as deployed
 	}{
-		{name: "pre-existing group", createGroup: false, wantRepos: []string{"nginx", "python", "static"}},
-		{name: "group created by the stack", createGroup: true, wantRepos: []string{"hello"}, wantSteps: []string{
-			"push an image: repo hello into the created group",
-			"delete the image: repo hello from the created group",
-		}},
+		{
+			name: "pre-existing group", opts: Options{PropagationDelay: delay},
+			wantRepos: []string{"nginx", "python", "static"}, wantRules: []string{"CheckBootstrapVersion"},
+		},
+		{
+			name: "group created by the stack, environment-agnostic", opts: Options{CreateGroup: true, EnvironmentAgnostic: true, PropagationDelay: delay},
+			wantRepos: []string{"hello"}, wantRules: []string{"ChainguardPartition", "CheckBootstrapVersion"},
+			wantSteps: []string{
+				"push an image: repo hello into the created group",
+				"delete the image: repo hello from the created group",
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,7 +59,9 @@ func TestRun(t *testing.T) {
 			defer cancel()
 			start := time.Now()
 			work := t.TempDir()
-			res, err := Run(ctx, Options{CreateGroup: tt.createGroup, Out: &out, FunctionLogs: testWriter{t}, WorkDir: work})
+			opts := tt.opts
+			opts.Out, opts.FunctionLogs, opts.WorkDir = &out, testWriter{t}, work
+			res, err := Run(ctx, opts)
 			t.Logf("run output:\n%s", out.String())
 			if err != nil {
 				t.Fatalf("Run: %v", err)
@@ -69,6 +87,22 @@ func TestRun(t *testing.T) {
 				if !strings.Contains(out.String(), line) {
 					t.Errorf("output lacks %q", line)
 				}
+			}
+			// A first deploy that started before the trust step's identity
+			// propagated met refused exchanges, retried with fresh ones.
+			if fd := res.FirstDeploy; fd.SinceTrustStep < delay && fd.Exchanges < 2 {
+				t.Errorf("the first deploy started %s after the trust step (delay %s) and made %d token exchanges, want a refused one and a retry", fd.SinceTrustStep, delay, fd.Exchanges)
+			}
+			a, err := template.ReadAssembly(filepath.Join(work, "cdk.out.3"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			prov, err := a.Stack(stacks.DefaultProvisionerStackName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := slices.Sorted(maps.Keys(prov.Template.Rules)); !slices.Equal(got, tt.wantRules) {
+				t.Errorf("the provisioner stack deployed with rules %q, want %q", got, tt.wantRules)
 			}
 			assertNoLeftovers(t, work)
 		})

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	"chainguard.dev/sdk/uidp"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
@@ -40,6 +41,7 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/internal/lambdabuild"
 	"github.com/assumable-identity/cdk-chainguard/internal/rie"
 	"github.com/assumable-identity/cdk-chainguard/localrun/template"
+	"github.com/assumable-identity/cdk-chainguard/stacks"
 )
 
 // Options configure Run. The zero value runs the pre-existing group mode
@@ -60,6 +62,22 @@ type Options struct {
 	// WorkDir holds the cloud assemblies and built binaries; default a
 	// temporary directory removed when Run returns.
 	WorkDir string
+	// PropagationDelay is how long the emulator takes to make a new
+	// identity or role binding effective (emulator.Options.PropagationDelay;
+	// zero: the emulator's CHAINGUARD_EMULATOR_PROPAGATION_DELAY, else
+	// none). With a delay longer than the second synth, the first deploy
+	// after the trust step meets a provisioner identity the STS does not
+	// know yet, as it can against the real service. Before it invokes the
+	// repos function after a deploy, the run waits until the deploy's
+	// changes have propagated, as a user would.
+	PropagationDelay time.Duration
+	// EnvironmentAgnostic synthesizes the app as an offline `cdk synth`
+	// does, without CDK_DEFAULT_ACCOUNT and CDK_DEFAULT_REGION: the stacks
+	// then take the account, region and partition from the deployment, and
+	// carry the ChainguardPartition rule that refuses a partition other than
+	// aws. Default: the environment is the local account and region, as the
+	// CDK CLI passes them when it has credentials.
+	EnvironmentAgnostic bool
 }
 
 // Result is what a run did.
@@ -72,6 +90,21 @@ type Result struct {
 	// ProvisionerIdentity, Identity and Group are the UIDPs of the trust
 	// step's identity, the workload identity and its group.
 	ProvisionerIdentity, Identity, Group string
+	// FirstDeploy is how the first deploy of the identity stacks met the
+	// propagation of the trust step's identity.
+	FirstDeploy FirstDeploy
+}
+
+// FirstDeploy describes the first deploy of the identity stacks after the
+// trust step.
+type FirstDeploy struct {
+	// SinceTrustStep is the time from the trust step to the start of the
+	// deploy; when it is shorter than the propagation delay, the provisioner
+	// met an identity the STS did not know yet.
+	SinceTrustStep time.Duration
+	// Exchanges is how many token exchanges the provisioner made during
+	// the deploy (each refused one is retried with a fresh exchange).
+	Exchanges int
 }
 
 // Step is one completed step of a run.
@@ -154,6 +187,8 @@ type runner struct {
 	synths          int
 	provOutputs     map[string]string
 	identityOutputs map[string]string
+	trustedAt       time.Time // when the trust step created the provisioner identity
+	deployedAt      time.Time // when the last deploy of the identity stacks ended
 }
 
 type stepFunc struct {
@@ -171,7 +206,7 @@ func (r *runner) steps() []stepFunc {
 		{"deploy the provisioner stack", r.deployProvisioner},
 		{"trust step from the provisioner stack's output", r.trustStep},
 		{"synthesize (provisioner identity in context)", r.synthSecond},
-		{"deploy the identity stacks", r.deployAll},
+		{"deploy the identity stacks", r.deployFirst},
 		{"check the created objects", r.checkCreated},
 	}
 	if r.opts.CreateGroup {
@@ -263,11 +298,12 @@ func (r *runner) cleanup() {
 }
 
 func (r *runner) startEmulator(ctx context.Context) error {
-	emu, err := emulator.Start(emulator.Options{})
+	emu, err := emulator.Start(emulator.Options{PropagationDelay: r.opts.PropagationDelay})
 	if err != nil {
 		return err
 	}
 	r.emu = emu
+	fmt.Fprintf(r.out, "     propagation delay %s\n", emu.PropagationDelay())
 	root := emu.SeedGroup("", rootGroupName, "root group of the local run")
 	r.group = root
 	if !r.opts.CreateGroup {
@@ -279,9 +315,9 @@ func (r *runner) startEmulator(ctx context.Context) error {
 	// The user who runs the trust step: an owner of the root group, signed
 	// in the way workloads are (as an AWS principal).
 	admin := emulator.AWSPrincipal{
-		Account: template.DefaultAccount,
-		ARN:     "arn:aws:sts::" + template.DefaultAccount + ":assumed-role/local-admin/local-run",
-		UserID:  template.RoleID("local-run", "admin") + ":local-run",
+		Account: localAccount,
+		ARN:     "arn:aws:sts::" + localAccount + ":assumed-role/local-admin/local-run",
+		UserID:  roleID("local-run", "admin") + ":local-run",
 	}
 	creds := emu.RegisterAWSPrincipal(admin)
 	adminID := emu.SeedIdentity(root, adminIdentityName, "the user of the local run", &iam.Identity_AWSIdentity{AwsAccount: admin.Account, AwsArn: &iam.Identity_AWSIdentity_Arn{Arn: admin.ARN}, AwsUserId: &iam.Identity_AWSIdentity_UserId{UserId: admin.UserID}}, map[string][]string{root: {"owner"}})
@@ -303,8 +339,12 @@ func (r *runner) buildApp(ctx context.Context) error {
 		return err
 	}
 	r.fns = newFunctions(r.moduleDir, r.workDir, riePath, r.credentials, r.opts.FunctionLogs)
-	r.cloud = newCloud(template.NewDeployment(template.DefaultEnv()), r.fns, r.responses, r.out)
-	r.synth, err = buildApp(ctx, r.moduleDir, r.workDir, template.DefaultAccount, template.DefaultRegion)
+	r.cloud = newCloud(localEnv(), r.fns, r.responses, r.out)
+	account, region := localAccount, localRegion
+	if r.opts.EnvironmentAgnostic {
+		account, region = "", ""
+	}
+	r.synth, err = buildApp(ctx, r.moduleDir, r.workDir, account, region)
 	return err
 }
 
@@ -313,31 +353,20 @@ func (r *runner) credentials(p Principal) (aws.Credentials, error) {
 	return r.emu.RegisterAWSPrincipal(emulator.AWSPrincipal{Account: p.Account, ARN: p.ARN, UserID: p.UserID}), nil
 }
 
-// CDK context keys of the app (stacks.Ctx*).
-const (
-	ctxGroup               = "group"
-	ctxCreateGroup         = "createGroup"
-	ctxGroupName           = "groupName"
-	ctxIssuer              = "issuer"
-	ctxAPIURL              = "apiUrl"
-	ctxProvisionerIdentity = "provisionerIdentity"
-	ctxIdentityRoles       = "identityRoles"
-)
-
 // appContext is the CDK context that points the app at the emulator.
 func (r *runner) appContext(provisionerIdentity string, roles ...string) map[string]any {
 	c := map[string]any{
-		ctxIssuer:      r.emu.IssuerURL(),
-		ctxAPIURL:      r.emu.APIURL(),
-		ctxGroup:       r.group,
-		ctxCreateGroup: r.opts.CreateGroup,
-		ctxGroupName:   groupName,
+		stacks.CtxIssuer:      r.emu.IssuerURL(),
+		stacks.CtxAPIURL:      r.emu.APIURL(),
+		stacks.CtxGroup:       r.group,
+		stacks.CtxCreateGroup: r.opts.CreateGroup,
+		stacks.CtxGroupName:   groupName,
 	}
 	if provisionerIdentity != "" {
-		c[ctxProvisionerIdentity] = provisionerIdentity
+		c[stacks.CtxProvisionerIdentity] = provisionerIdentity
 	}
 	if len(roles) > 0 {
-		c[ctxIdentityRoles] = roles
+		c[stacks.CtxIdentityRoles] = roles
 	}
 	return c
 }
@@ -402,12 +431,33 @@ func (r *runner) trustStep(ctx context.Context) error {
 		return err
 	}
 	r.res.ProvisionerIdentity = id
+	r.trustedAt = time.Now()
 	fmt.Fprintf(r.out, "     provisioner identity %s (%s on %s)\n", id, req.role, req.parent)
+	return nil
+}
+
+// deployFirst is the first deploy of the identity stacks after the trust
+// step: it records how it met the propagation of the provisioner identity.
+func (r *runner) deployFirst(ctx context.Context) error {
+	const exchange = "/chainguard.platform.oidc.SecurityTokenService/Exchange"
+	r.res.FirstDeploy.SinceTrustStep = time.Since(r.trustedAt)
+	before := r.emu.Calls(exchange)
+	if err := r.deployAll(ctx); err != nil {
+		return err
+	}
+	r.res.FirstDeploy.Exchanges = r.emu.Calls(exchange) - before
+	met := "after"
+	if r.res.FirstDeploy.SinceTrustStep < r.emu.PropagationDelay() {
+		met = "before"
+	}
+	fmt.Fprintf(r.out, "     started %s after the trust step, %s its identity propagated; the provisioner made %d token exchanges\n",
+		r.res.FirstDeploy.SinceTrustStep.Round(time.Millisecond), met, r.res.FirstDeploy.Exchanges)
 	return nil
 }
 
 // deployAll deploys (or updates) every stack of the assembly in order.
 func (r *runner) deployAll(ctx context.Context) error {
+	defer func() { r.deployedAt = time.Now() }()
 	for _, s := range r.assembly.Stacks {
 		out, err := r.cloud.deploy(ctx, s)
 		if err != nil {
@@ -464,8 +514,8 @@ func (r *runner) checkCreated(context.Context) error {
 	switch {
 	case !ok:
 		return fmt.Errorf("group %s (output %s) is not in the emulator", r.res.Group, outputGroupID)
-	case r.opts.CreateGroup && (g.Name != groupName || parentOf(g.ID) != r.group):
-		return fmt.Errorf("created group %s is named %q under %s, want %q under %s", g.ID, g.Name, parentOf(g.ID), groupName, r.group)
+	case r.opts.CreateGroup && (g.Name != groupName || uidp.Parent(g.ID) != r.group):
+		return fmt.Errorf("created group %s is named %q under %s, want %q under %s", g.ID, g.Name, uidp.Parent(g.ID), groupName, r.group)
 	case !r.opts.CreateGroup && g.ID != r.group:
 		return fmt.Errorf("the stack uses group %s, want the pre-existing %s", g.ID, r.group)
 	}
@@ -473,7 +523,7 @@ func (r *runner) checkCreated(context.Context) error {
 	if !ok {
 		return fmt.Errorf("identity %s (output %s) is not in the emulator", r.res.Identity, outputIdentityID)
 	}
-	if parentOf(id.ID) != r.res.Group {
+	if uidp.Parent(id.ID) != r.res.Group {
 		return fmt.Errorf("identity %s is not in group %s", id.ID, r.res.Group)
 	}
 	aws := id.AWS
@@ -505,6 +555,9 @@ func (r *runner) deletePushedRepo(context.Context) error {
 // repos of the group: the seeded ones, or the one pushed to the created
 // group.
 func (r *runner) invokeRepos(ctx context.Context) error {
+	if err := r.awaitPropagation(ctx); err != nil {
+		return err
+	}
 	names, err := r.listRepos(ctx)
 	if err != nil {
 		return err
@@ -555,7 +608,12 @@ func (r *runner) listRepos(ctx context.Context) ([]string, error) {
 }
 
 // checkUpdated checks the update changed the binding in place (same
-// identity) and that the function still lists the repos.
+// identity) and that the function still lists the repos: in its warm
+// execution environment, whose token was exchanged before the update and
+// so carries only what both the old and the new role grant (the emulator's
+// strict reading of a changed binding; a binding deleted and re-created
+// instead would leave that token with nothing until its refresh), and in a
+// new execution environment, with a token of the new binding.
 func (r *runner) checkUpdated(ctx context.Context) error {
 	if got := r.identityOutputs[outputIdentityID]; got != r.res.Identity {
 		return fmt.Errorf("the update replaced identity %s with %s, want an update in place", r.res.Identity, got)
@@ -563,14 +621,48 @@ func (r *runner) checkUpdated(ctx context.Context) error {
 	if err := checkRoles(r.emu.State(), r.res.Identity, r.res.Group, updatedRole); err != nil {
 		return err
 	}
+	if err := r.awaitPropagation(ctx); err != nil {
+		return err
+	}
+	warm, err := r.listRepos(ctx)
+	if err != nil {
+		return fmt.Errorf("after the update, the warm function: %w", err)
+	}
+	if strings.Join(warm, ",") != strings.Join(r.res.Repos, ",") {
+		return fmt.Errorf("after the update the warm function (token exchanged before it) listed %q, before %q", warm, r.res.Repos)
+	}
+	fn, err := r.reposFunction()
+	if err != nil {
+		return err
+	}
+	r.fns.recycle(fn.arn)
 	names, err := r.listRepos(ctx)
 	if err != nil {
-		return fmt.Errorf("after the update: %w", err)
+		return fmt.Errorf("after the update, in a new execution environment: %w", err)
 	}
 	if strings.Join(names, ",") != strings.Join(r.res.Repos, ",") {
-		return fmt.Errorf("after the update the function listed %q, before %q", names, r.res.Repos)
+		return fmt.Errorf("after the update the function (new execution environment) listed %q, before %q", names, r.res.Repos)
 	}
 	return nil
+}
+
+// awaitPropagation waits, as a user would before trying the function, until
+// the changes of the last deploy are effective at the STS: the propagation
+// delay after the deploy ended.
+func (r *runner) awaitPropagation(ctx context.Context) error {
+	wait := time.Until(r.deployedAt.Add(r.emu.PropagationDelay()))
+	if wait <= 0 {
+		return nil
+	}
+	fmt.Fprintf(r.out, "     waiting %s for the deploy's changes to propagate\n", wait.Round(time.Millisecond))
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the deploy's changes to propagate: %w", ctx.Err())
+	}
 }
 
 func (r *runner) destroy(ctx context.Context) error {
@@ -632,15 +724,6 @@ func findIdentity(st emulator.State, id string) (emulator.Identity, bool) {
 		}
 	}
 	return emulator.Identity{}, false
-}
-
-// parentOf returns the parent UIDP of a child UIDP ("" for a root).
-func parentOf(id string) string {
-	i := strings.LastIndex(id, "/")
-	if i < 0 {
-		return ""
-	}
-	return id[:i]
 }
 
 // checkRoles checks identity holds exactly the role named want, on group.

@@ -22,8 +22,11 @@ import (
 type synthesizer struct {
 	moduleDir string // module root: the app's main package and cdk.json
 	binary    string // the built app
-	account   string
-	region    string
+	// account and region are passed as CDK_DEFAULT_ACCOUNT and
+	// CDK_DEFAULT_REGION; empty: neither is set, as in an offline synth
+	// (the stacks are environment-agnostic).
+	account string
+	region  string
 }
 
 // buildApp compiles the CDK app (the main package at the module root) into
@@ -89,11 +92,9 @@ func (s *synthesizer) synth(ctx context.Context, outDir string, extra map[string
 	}
 	cmd := exec.Command(s.binary)
 	cmd.Dir = s.moduleDir
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(s.environ(),
 		"CDK_OUTDIR="+outDir,
 		"CDK_CONTEXT_JSON="+string(ctxJSON),
-		"CDK_DEFAULT_ACCOUNT="+s.account,
-		"CDK_DEFAULT_REGION="+s.region,
 		"CDK_DISABLE_CLI_TELEMETRY=1",
 		"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20",
 	)
@@ -107,6 +108,22 @@ func (s *synthesizer) synth(ctx context.Context, outDir string, extra map[string
 		return nil, fmt.Errorf("synth: %w", err)
 	}
 	return a, nil
+}
+
+// environ is this process's environment for the app, with
+// CDK_DEFAULT_ACCOUNT and CDK_DEFAULT_REGION replaced by the synthesizer's
+// (or removed, for an environment-agnostic synth).
+func (s *synthesizer) environ() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CDK_DEFAULT_ACCOUNT=") && !strings.HasPrefix(kv, "CDK_DEFAULT_REGION=") {
+			env = append(env, kv)
+		}
+	}
+	if s.account != "" && s.region != "" {
+		env = append(env, "CDK_DEFAULT_ACCOUNT="+s.account, "CDK_DEFAULT_REGION="+s.region)
+	}
+	return env
 }
 
 // runGroup runs cmd in its own process group (the CDK app starts node for

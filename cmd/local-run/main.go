@@ -8,11 +8,18 @@
 // what it held before the trust step. With -group create it also plays the
 // user pushing an image to the group the stack created (the repos function
 // must list exactly that repo) and deleting it before the stacks are
-// deleted.
+// deleted; that mode also synthesizes the app environment-agnostic (as an
+// offline `cdk synth`), so the default run covers both template shapes.
 //
 // Usage, from anywhere inside the module:
 //
-//	go run ./cmd/local-run [-group existing|create|both] [-v] [-keep DIR]
+//	go run ./cmd/local-run [-group existing|create|both] [-propagation-delay D] [-v] [-keep DIR]
+//
+// -propagation-delay (default 10s) is how long the emulator takes to make a
+// new identity or role binding effective, as the real service does: longer
+// than the synth between the trust step and the first deploy (on an idle
+// machine), so that the provisioner meets an identity the STS does not know
+// yet and retries.
 //
 // It prints one line per step with its duration and a summary, and exits 1
 // naming the failed step on any failure. Interrupting it (Ctrl-C, SIGTERM)
@@ -28,9 +35,19 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/localrun"
 )
+
+// defaultPropagationDelay is longer than the synth between the trust step
+// and the first deploy (5-8 s measured on an idle 2-core machine), so that
+// the first deploy meets a provisioner identity that is not effective yet.
+// The real service's delay is not documented; the vendor's Terraform
+// provider waits up to about 30 s for a new role binding to propagate
+// (internal/provider/resource_group.go, waitForRoleBindingPropagation).
+const defaultPropagationDelay = 10 * time.Second
 
 func main() {
 	os.Exit(run())
@@ -40,19 +57,22 @@ func run() int {
 	group := flag.String("group", "both", "group mode: existing (the stack uses a pre-existing group), create (the stack creates and deletes its group), or both (one run each)")
 	verbose := flag.Bool("v", false, "show the output of the functions and the RIEs on stderr")
 	keep := flag.String("keep", "", "keep the cloud assemblies and binaries in this directory (default: a temporary directory, removed)")
+	delay := flag.Duration("propagation-delay", defaultPropagationDelay, "how long a new Chainguard identity or role binding takes to become effective (0: the emulator's "+emulator.EnvPropagationDelay+", else none)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "local-run: unexpected arguments %q\n", flag.Args())
 		return 2
 	}
-	var modes []bool // CreateGroup values
+	existing := localrun.Options{}
+	create := localrun.Options{CreateGroup: true, EnvironmentAgnostic: true}
+	var modes []localrun.Options
 	switch *group {
 	case "existing":
-		modes = []bool{false}
+		modes = []localrun.Options{existing}
 	case "create":
-		modes = []bool{true}
+		modes = []localrun.Options{create}
 	case "both":
-		modes = []bool{false, true}
+		modes = []localrun.Options{existing, create}
 	default:
 		fmt.Fprintf(os.Stderr, "local-run: -group %q: use existing, create or both\n", *group)
 		return 2
@@ -63,8 +83,8 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	for i, create := range modes {
-		opts := localrun.Options{CreateGroup: create, Out: os.Stdout, FunctionLogs: logs}
+	for i, opts := range modes {
+		opts.Out, opts.FunctionLogs, opts.PropagationDelay = os.Stdout, logs, *delay
 		if *keep != "" {
 			opts.WorkDir = fmt.Sprintf("%s/run-%d", *keep, i+1)
 		}

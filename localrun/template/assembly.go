@@ -1,8 +1,10 @@
 // Package template reads a synthesized CDK cloud assembly (manifest.json, the
 // stacks' CloudFormation templates and their file assets) and resolves the
-// CloudFormation intrinsic functions those templates use, with deterministic
-// local values instead of what AWS would assign. It is what lets the local
-// run play CloudFormation's part without an AWS account.
+// CloudFormation expressions those templates use: intrinsic functions and
+// rule assertions. It is what lets the local run play CloudFormation's part
+// without an AWS account. What AWS would assign (physical names, ARNs, role
+// IDs) is not decided here: the caller records it for each created resource
+// (StackRun.Record).
 //
 // Resolution is strict: an intrinsic function, a resource attribute or a
 // reference it cannot resolve is an error naming the stack, the resource and

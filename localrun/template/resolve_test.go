@@ -18,46 +18,20 @@ func mustParse(t *testing.T, s string) *Template {
 	return tp
 }
 
-// deployShared deploys a first stack that exports a value and creates an SSM
-// parameter, the way the provisioner stack publishes its service token.
-func deployShared(t *testing.T, d *Deployment) {
-	t.Helper()
-	st := &Stack{ID: "Shared", Name: "Shared", Template: mustParse(t, `{
-	  "Resources": {
-	    "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"FunctionName": "shared-fn"}},
-	    "Param": {"Type": "AWS::SSM::Parameter", "Properties": {"Name": "/cg/token", "Type": "String", "Value": {"Fn::GetAtt": ["Fn", "Arn"]}}}
-	  },
-	  "Outputs": {
-	    "Token": {"Value": {"Fn::GetAtt": ["Fn", "Arn"]}, "Export": {"Name": {"Fn::Sub": "${AWS::StackName}-Token"}}},
-	    "List": {"Value": "a,b,c", "Export": {"Name": "Shared-List"}}
-	  }
-	}`)}
-	run := d.Stack(st, nil)
-	order, err := run.Order()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"Fn", "Param"}; !reflect.DeepEqual(order, want) {
-		t.Fatalf("Order = %v, want %v", order, want)
-	}
-	for _, id := range order {
-		if _, err := run.CreateBuiltin(id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := run.Outputs(); err != nil {
-		t.Fatal(err)
-	}
+// ssm is the SSM parameter store of the tests.
+func ssm(name string) (string, bool) {
+	v, ok := map[string]string{"/cg/token": sharedARN}[name]
+	return v, ok
 }
 
 const sharedARN = "arn:aws:lambda:us-east-1:111122223333:function:shared-fn"
 
+var testEnv = Env{Account: "111122223333", Region: "us-east-1", Partition: "aws"}
+
 func TestResolve(t *testing.T) {
-	roleID := RoleID("App", "Role")
 	tests := []struct {
 		name    string
 		expr    string // JSON value of property V of resource Probe
-		params  map[string]string
 		want    any
 		wantErr string // regexp the error must match
 	}{
@@ -66,98 +40,64 @@ func TestResolve(t *testing.T) {
 		{name: "pseudo account", expr: `{"Ref": "AWS::AccountId"}`, want: "111122223333"},
 		{name: "pseudo region", expr: `{"Ref": "AWS::Region"}`, want: "us-east-1"},
 		{name: "pseudo partition", expr: `{"Ref": "AWS::Partition"}`, want: "aws"},
-		{name: "pseudo stack name", expr: `{"Ref": "AWS::StackName"}`, want: "App"},
-		{name: "pseudo url suffix", expr: `{"Ref": "AWS::URLSuffix"}`, want: "amazonaws.com"},
-		{name: "parameter default", expr: `{"Ref": "Group"}`, want: "default-group"},
-		{name: "parameter given", expr: `{"Ref": "Group"}`, params: map[string]string{"Group": "given"}, want: "given"},
 		{name: "ssm parameter type", expr: `{"Ref": "TokenParam"}`, want: sharedARN},
-		{name: "ssm list parameter type", expr: `{"Ref": "ListParam"}`, want: []any{"x", "y"}},
 		{name: "ref role", expr: `{"Ref": "Role"}`, want: "aws-auth"},
-		{name: "ref function", expr: `{"Ref": "Fn"}`, want: "my-fn"},
-		{name: "ref generated name", expr: `{"Ref": "Unnamed"}`, want: PhysicalName("App", "Unnamed", 64)},
 		{name: "ref custom resource", expr: `{"Ref": "Ident"}`, want: "0123/abcd"},
 		{name: "role arn", expr: `{"Fn::GetAtt": ["Role", "Arn"]}`, want: "arn:aws:iam::111122223333:role/aws-auth"},
-		{name: "role arn string form", expr: `{"Fn::GetAtt": "Role.Arn"}`, want: "arn:aws:iam::111122223333:role/aws-auth"},
-		{name: "role id", expr: `{"Fn::GetAtt": ["Role", "RoleId"]}`, want: roleID},
-		{name: "function arn", expr: `{"Fn::GetAtt": ["Fn", "Arn"]}`, want: "arn:aws:lambda:us-east-1:111122223333:function:my-fn"},
+		{name: "role id", expr: `{"Fn::GetAtt": ["Role", "RoleId"]}`, want: "AROAEXAMPLE"},
 		{name: "custom resource data", expr: `{"Fn::GetAtt": ["Ident", "Id"]}`, want: "0123/abcd"},
-		{name: "join", expr: `{"Fn::Join": [":", ["a", {"Ref": "AWS::Region"}, {"Fn::GetAtt": ["Role", "RoleId"]}]]}`, want: "a:us-east-1:" + roleID},
-		{name: "join of split", expr: `{"Fn::Join": ["-", {"Fn::Split": [",", "a,b"]}]}`, want: "a-b"},
+		{name: "join", expr: `{"Fn::Join": [":", ["a", {"Ref": "AWS::Region"}, {"Fn::GetAtt": ["Role", "RoleId"]}]]}`, want: "a:us-east-1:AROAEXAMPLE"},
 		{
-			name: "sub string form",
-			expr: `{"Fn::Sub": "arn:${AWS::Partition}:sts::${AWS::AccountId}:assumed-role/${Role}/${Fn} ${Role.RoleId}:${Fn} ${!Literal}"}`,
-			want: "arn:aws:sts::111122223333:assumed-role/aws-auth/my-fn " + roleID + ":my-fn ${Literal}",
+			name: "sub",
+			expr: `{"Fn::Sub": "arn:${AWS::Partition}:sts::${AWS::AccountId}:assumed-role/${Role}/x ${Role.RoleId}"}`,
+			want: "arn:aws:sts::111122223333:assumed-role/aws-auth/x AROAEXAMPLE",
 		},
-		{name: "sub list form", expr: `{"Fn::Sub": ["${A}/${Fn}", {"A": {"Fn::GetAtt": ["Ident", "Name"]}}]}`, want: "aws-auth-identity/my-fn"},
-		{name: "select", expr: `{"Fn::Select": [1, {"Fn::Split": ["/", "a/b/c"]}]}`, want: "b"},
-		{name: "select string index", expr: `{"Fn::Select": ["2", ["a", "b", "c"]]}`, want: "c"},
-		{name: "import value", expr: `{"Fn::ImportValue": "Shared-Token"}`, want: sharedARN},
-		{name: "import value list", expr: `{"Fn::Split": [",", {"Fn::ImportValue": "Shared-List"}]}`, want: []any{"a", "b", "c"}},
-		{name: "dynamic ssm reference", expr: `"token={{resolve:ssm:/cg/token}}"`, want: "token=" + sharedARN},
-		{name: "dynamic ssm reference with version", expr: `"{{resolve:ssm:/cg/token:1}}"`, want: sharedARN},
-		{name: "if true", expr: `{"Fn::If": ["IsLocal", "yes", "no"]}`, want: "yes"},
-		{name: "if with no value", expr: `{"A": {"Fn::If": ["IsOther", "x", {"Ref": "AWS::NoValue"}]}, "B": "b"}`, want: map[string]any{"B": "b"}},
-		{name: "find in map", expr: `{"Fn::FindInMap": ["Arch", {"Ref": "AWS::Region"}, "Value"]}`, want: "arm64"},
-		{name: "nested list and map", expr: `[{"K": {"Ref": "Fn"}}]`, want: []any{map[string]any{"K": "my-fn"}}},
+		{name: "nested list and map", expr: `[{"K": {"Ref": "Role"}}]`, want: []any{map[string]any{"K": "aws-auth"}}},
 
-		{name: "unknown function", expr: `{"Fn::GetAZs": ""}`, wantErr: `resource Probe \(Custom::Probe\) at Properties.V: cannot resolve \{"Fn::GetAZs":""\}: intrinsic function Fn::GetAZs is not supported`},
+		{name: "unsupported function", expr: `{"Fn::Select": [0, ["a"]]}`, wantErr: `resource Probe \(Custom::Probe\) at Properties.V: cannot resolve \{"Fn::Select":\[0,\["a"\]\]\}: intrinsic function Fn::Select is not supported`},
+		{name: "condition function outside a rule", expr: `{"Fn::Equals": ["a", "a"]}`, wantErr: `intrinsic function Fn::Equals is not supported`},
+		{name: "sub list form", expr: `{"Fn::Sub": ["${A}", {"A": "x"}]}`, wantErr: `only the string form of Fn::Sub`},
+		{name: "getatt string form", expr: `{"Fn::GetAtt": "Role.Arn"}`, wantErr: `want a list of 2 arguments`},
+		{name: "dynamic reference", expr: `"{{resolve:ssm:/cg/token}}"`, wantErr: `dynamic references are not supported`},
 		{name: "unknown attribute", expr: `{"Fn::GetAtt": ["Role", "Nope"]}`, wantErr: `cannot resolve \{"Fn::GetAtt":\["Role","Nope"\]\}: attribute Nope of a AWS::IAM::Role is not known`},
 		{name: "inner expression named", expr: `{"Fn::Join": ["", ["a", {"Fn::GetAtt": ["Bucket", "Arn"]}]]}`, wantErr: `at Properties.V.Fn::Join\[1\]\[1\]: cannot resolve \{"Fn::GetAtt":\["Bucket","Arn"\]\}: attribute Arn of a AWS::S3::Bucket`},
 		{name: "ref of unknown type", expr: `{"Ref": "Bucket"}`, wantErr: `Ref for a AWS::S3::Bucket is not known`},
 		{name: "ref undefined", expr: `{"Ref": "Nope"}`, wantErr: `defines no parameter or resource Nope`},
 		{name: "ref not yet created", expr: `{"Ref": "Later"}`, wantErr: `resource Later \(AWS::IAM::Role\) is referenced before it was created`},
 		{name: "custom data missing", expr: `{"Fn::GetAtt": ["Ident", "Arn"]}`, wantErr: `custom resource Ident returned no "Arn" in its Data \(it returned Id, Name\)`},
-		{name: "import missing", expr: `{"Fn::ImportValue": "Nope"}`, wantErr: `no stack deployed earlier exports "Nope"`},
-		{name: "ssm reference missing", expr: `"{{resolve:ssm:/nope}}"`, wantErr: `cannot resolve "\{\{resolve:ssm:/nope\}\}": no stack deployed earlier creates SSM parameter /nope`},
-		{name: "ssm parameter type missing", expr: `{"Ref": "MissingParam"}`, wantErr: `names SSM parameter /missing, which no stack deployed earlier creates`},
-		{name: "secret reference", expr: `"{{resolve:secretsmanager:s}}"`, wantErr: `dynamic references to secretsmanager are not supported`},
-		{name: "parameter without value", expr: `{"Ref": "NoDefault"}`, wantErr: `parameter NoDefault has no value and no default`},
+		{name: "ssm parameter missing", expr: `{"Ref": "MissingParam"}`, wantErr: `names SSM parameter /missing, which does not exist in the local environment`},
+		{name: "other parameter type", expr: `{"Ref": "Plain"}`, wantErr: `parameter Plain is of type String: the local run supports AWS::SSM::Parameter::Value<String> parameters only`},
 		{name: "sub unknown variable", expr: `{"Fn::Sub": "${Nope}"}`, wantErr: `\$\{Nope\}: the template defines no parameter or resource Nope`},
-		{name: "sub list to string", expr: `{"Fn::Sub": "${ListParam}"}`, wantErr: `\$\{ListParam\} resolves to \["x","y"\], want a string`},
-		{name: "sub unterminated", expr: `{"Fn::Sub": "${Fn"}`, wantErr: `unterminated`},
-		{name: "select out of range", expr: `{"Fn::Select": [3, ["a"]]}`, wantErr: `index 3 is out of range for a list of 1`},
-		{name: "select bad index", expr: `{"Fn::Select": ["x", ["a"]]}`, wantErr: `index "x" is not an integer`},
+		{name: "sub unterminated", expr: `{"Fn::Sub": "${Role"}`, wantErr: `unterminated`},
 		{name: "join of non-list", expr: `{"Fn::Join": [",", "a"]}`, wantErr: `want a list`},
 		{name: "join bad arity", expr: `{"Fn::Join": [","]}`, wantErr: `want a list of 2 arguments`},
-		{name: "unsupported pseudo parameter", expr: `{"Ref": "AWS::Foo"}`, wantErr: `pseudo parameter AWS::Foo is not supported`},
-		{name: "missing mapping", expr: `{"Fn::FindInMap": ["Nope", "a", "b"]}`, wantErr: `no mapping "Nope"`},
-		{name: "missing condition", expr: `{"Fn::If": ["Nope", "a", "b"]}`, wantErr: `defines no such condition`},
+		{name: "unsupported pseudo parameter", expr: `{"Ref": "AWS::StackName"}`, wantErr: `pseudo parameter AWS::StackName is not supported`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := NewDeployment(Env{})
-			deployShared(t, d)
 			st := &Stack{ID: "App", Name: "App", Template: mustParse(t, `{
 			  "Parameters": {
-			    "Group": {"Type": "String", "Default": "default-group"},
-			    "NoDefault": {"Type": "String"},
+			    "Plain": {"Type": "String", "Default": "x"},
 			    "TokenParam": {"Type": "AWS::SSM::Parameter::Value<String>", "Default": "/cg/token"},
-			    "ListParam": {"Type": "CommaDelimitedList", "Default": "x, y"},
 			    "MissingParam": {"Type": "AWS::SSM::Parameter::Value<String>", "Default": "/missing"}
-			  },
-			  "Mappings": {"Arch": {"us-east-1": {"Value": "arm64"}}},
-			  "Conditions": {
-			    "IsLocal": {"Fn::Equals": [{"Ref": "AWS::AccountId"}, "111122223333"]},
-			    "IsOther": {"Fn::Not": [{"Condition": "IsLocal"}]}
 			  },
 			  "Resources": {
 			    "Role": {"Type": "AWS::IAM::Role", "Properties": {"RoleName": "aws-auth"}},
-			    "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"FunctionName": "my-fn", "Role": {"Fn::GetAtt": ["Role", "Arn"]}}},
-			    "Unnamed": {"Type": "AWS::Lambda::Function", "Properties": {}},
 			    "Bucket": {"Type": "AWS::S3::Bucket"},
-			    "Ident": {"Type": "Custom::ChainguardIdentity", "Properties": {"ServiceToken": {"Fn::ImportValue": "Shared-Token"}}},
+			    "Ident": {"Type": "Custom::ChainguardIdentity", "Properties": {"ServiceToken": {"Ref": "TokenParam"}}},
 			    "Later": {"Type": "AWS::IAM::Role", "DependsOn": "Probe"},
-			    "Probe": {"Type": "Custom::Probe", "DependsOn": ["Ident", "Bucket", "Unnamed"], "Properties": {"V": `+tt.expr+`}}
+			    "Probe": {"Type": "Custom::Probe", "DependsOn": ["Ident", "Bucket"], "Properties": {"V": `+tt.expr+`}}
 			  }
 			}`)}
-			run := d.Stack(st, tt.params)
-			for _, id := range []string{"Role", "Fn", "Unnamed", "Bucket"} {
-				if _, err := run.CreateBuiltin(id); err != nil {
-					t.Fatalf("CreateBuiltin(%s): %v", id, err)
+			run := NewStackRun(st, testEnv, ssm)
+			for id, c := range map[string]Created{
+				"Role":   {Physical: "aws-auth", Ref: "aws-auth", Attributes: map[string]any{"Arn": "arn:aws:iam::111122223333:role/aws-auth", "RoleId": "AROAEXAMPLE"}},
+				"Bucket": {Physical: "bucket"},
+				"Ident":  {Physical: "0123/abcd", Ref: "0123/abcd", Attributes: map[string]any{"Id": "0123/abcd", "Name": "aws-auth-identity"}},
+			} {
+				if err := run.Record(id, c); err != nil {
+					t.Fatal(err)
 				}
-			}
-			if err := run.SetCustom("Ident", "0123/abcd", map[string]any{"Id": "0123/abcd", "Name": "aws-auth-identity"}); err != nil {
-				t.Fatal(err)
 			}
 			props, err := run.Properties("Probe")
 			if tt.wantErr != "" {
@@ -183,21 +123,74 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-func TestRoleIDAndNames(t *testing.T) {
-	re := regexp.MustCompile(`^AROA[A-Z0-9]{17}$`)
-	a, b := RoleID("S", "Role"), RoleID("S", "Role2")
-	if !re.MatchString(a) || !re.MatchString(b) {
-		t.Fatalf("RoleID = %q, %q, want AROA + 17 of [A-Z0-9]", a, b)
+// partitionRule is the rule stacks/partition.go adds to an
+// environment-agnostic stack, and bootstrapRule the one CDK adds to every
+// stack (both as synthesized, descriptions shortened).
+const (
+	partitionRule = `"ChainguardPartition": {"Assertions": [{"Assert": {"Fn::Equals": [{"Ref": "AWS::Partition"}, "aws"]}, "AssertDescription": "only the aws partition"}]}`
+	bootstrapRule = `"CheckBootstrapVersion": {"Assertions": [{"Assert": {"Fn::Not": [{"Fn::Contains": [["1", "2", "3", "4", "5"], {"Ref": "BootstrapVersion"}]}]}, "AssertDescription": "CDK bootstrap stack version 6 required."}]}`
+)
+
+func TestCheckRules(t *testing.T) {
+	tests := []struct {
+		name    string
+		rules   string
+		env     Env
+		ssm     map[string]string
+		wantErr string // regexp; "" means the rules pass
+	}{
+		{name: "both pass", rules: partitionRule + "," + bootstrapRule, env: testEnv, ssm: map[string]string{"/v": "30"}},
+		{name: "no rules", env: testEnv},
+		{
+			name: "other partition", rules: partitionRule + "," + bootstrapRule, env: Env{Account: "111122223333", Region: "cn-north-1", Partition: "aws-cn"}, ssm: map[string]string{"/v": "30"},
+			wantErr: `^stack S: rule ChainguardPartition refuses the deployment: only the aws partition$`,
+		},
+		{
+			name: "old bootstrap", rules: partitionRule + "," + bootstrapRule, env: testEnv, ssm: map[string]string{"/v": "5"},
+			wantErr: `^stack S: rule CheckBootstrapVersion refuses the deployment: CDK bootstrap stack version 6 required.$`,
+		},
+		{
+			name: "not bootstrapped", rules: bootstrapRule, env: testEnv,
+			wantErr: `rule CheckBootstrapVersion at Assertions\[0\].Assert.Fn::Not\[0\].Fn::Contains\[1\]: .*names SSM parameter /v, which does not exist`,
+		},
+		{
+			name: "second assertion fails", env: testEnv,
+			rules:   `"R": {"Assertions": [{"Assert": {"Fn::Equals": ["a", "a"]}, "AssertDescription": "first"}, {"Assert": {"Fn::Not": [{"Fn::Equals": ["a", "a"]}]}, "AssertDescription": "second"}]}`,
+			wantErr: `rule R refuses the deployment: second$`,
+		},
+		{
+			name: "unsupported rule function", env: testEnv,
+			rules:   `"R": {"Assertions": [{"Assert": {"Fn::And": [{"Fn::Equals": ["a", "a"]}, {"Fn::Equals": ["a", "a"]}]}}]}`,
+			wantErr: `rule R at Assertions\[0\].Assert: .*not a rule function the local run supports`,
+		},
+		{
+			name: "equals of a list", env: testEnv,
+			rules:   `"R": {"Assertions": [{"Assert": {"Fn::Equals": [["a"], "a"]}}]}`,
+			wantErr: `it resolves to \["a"\], want a string`,
+		},
 	}
-	if a == b || a != RoleID("S", "Role") || a == RoleID("T", "Role") {
-		t.Fatalf("RoleID must be deterministic and distinct per stack and logical ID")
-	}
-	long := PhysicalName(strings.Repeat("s", 50), strings.Repeat("L", 40), 64)
-	if len(long) != 64 || !regexp.MustCompile(`^s+-?L*-[A-Z0-9]{12}$`).MatchString(long) {
-		t.Fatalf("PhysicalName = %q (%d chars), want 64 chars ending in a 12-char suffix", long, len(long))
-	}
-	if got := PhysicalName("App", "Fn", 64); !regexp.MustCompile(`^App-Fn-[A-Z0-9]{12}$`).MatchString(got) {
-		t.Fatalf("PhysicalName = %q", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &Stack{Name: "S", Template: mustParse(t, `{
+			  "Parameters": {"BootstrapVersion": {"Type": "AWS::SSM::Parameter::Value<String>", "Default": "/v"}},
+			  "Rules": {`+tt.rules+`},
+			  "Resources": {"A": {"Type": "AWS::IAM::Role"}}
+			}`)}
+			lookup := func(name string) (string, bool) {
+				v, ok := tt.ssm[name]
+				return v, ok
+			}
+			err := NewStackRun(st, tt.env, lookup).CheckRules()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("CheckRules: %v", err)
+				}
+				return
+			}
+			if err == nil || !regexp.MustCompile(tt.wantErr).MatchString(err.Error()) {
+				t.Fatalf("CheckRules err = %v, want one matching %q", err, tt.wantErr)
+			}
+		})
 	}
 }
 
@@ -211,20 +204,12 @@ func TestOrder(t *testing.T) {
 		{
 			name: "references and depends on",
 			tmpl: `{"Resources": {
-			  "A": {"Type": "Custom::X", "Properties": {"R": {"Fn::Sub": "${C.Arn}"}, "S": {"Fn::Sub": ["${V}", {"V": "literal"}]}}},
+			  "A": {"Type": "Custom::X", "Properties": {"R": {"Fn::Sub": "x${C.Arn}y${AWS::Region}"}}},
 			  "B": {"Type": "AWS::IAM::Role", "DependsOn": "A"},
-			  "C": {"Type": "AWS::Lambda::Function", "Properties": {"Role": {"Fn::GetAtt": "D.Arn"}}},
+			  "C": {"Type": "AWS::Lambda::Function", "Properties": {"Role": {"Fn::GetAtt": ["D", "Arn"]}}},
 			  "D": {"Type": "AWS::IAM::Role", "Properties": {"X": {"Ref": "AWS::Region"}, "Y": {"Ref": "P"}}}
 			}, "Parameters": {"P": {"Type": "String", "Default": "p"}}}`,
 			want: []string{"D", "C", "A", "B"},
-		},
-		{
-			name: "false condition leaves a resource out",
-			tmpl: `{"Conditions": {"No": {"Fn::Equals": ["a", "b"]}}, "Resources": {
-			  "A": {"Type": "AWS::CDK::Metadata", "Condition": "No"},
-			  "B": {"Type": "AWS::IAM::Role"}
-			}}`,
-			want: []string{"B"},
 		},
 		{
 			name: "cycle",
@@ -239,18 +224,10 @@ func TestOrder(t *testing.T) {
 			tmpl:    `{"Resources": {"A": {"Type": "AWS::IAM::Role", "DependsOn": "Z"}}}`,
 			wantErr: `resource A depends on Z, which the template does not define`,
 		},
-		{
-			name: "reference to a resource whose condition is false",
-			tmpl: `{"Conditions": {"No": {"Fn::Equals": ["a", "b"]}}, "Resources": {
-			  "A": {"Type": "AWS::IAM::Role", "Condition": "No"},
-			  "B": {"Type": "AWS::IAM::Role", "Properties": {"X": {"Ref": "A"}}}
-			}}`,
-			wantErr: `resource B references A, whose Condition is false`,
-		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			run := NewDeployment(Env{}).Stack(&Stack{Name: "S", Template: mustParse(t, tt.tmpl)}, nil)
+			run := NewStackRun(&Stack{Name: "S", Template: mustParse(t, tt.tmpl)}, testEnv, ssm)
 			got, err := run.Order()
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -268,34 +245,32 @@ func TestOrder(t *testing.T) {
 	}
 }
 
-func TestOutputsAndForget(t *testing.T) {
-	d := NewDeployment(Env{Region: "eu-west-1"})
-	deployShared(t, d)
-	if v, ok := d.Export("Shared-Token"); !ok || v != "arn:aws:lambda:eu-west-1:111122223333:function:shared-fn" {
-		t.Fatalf("Export = %q, %v", v, ok)
+func TestOutputs(t *testing.T) {
+	st := &Stack{Name: "S", Template: mustParse(t, `{"Resources": {"R": {"Type": "AWS::IAM::Role"}},
+	  "Outputs": {"Name": {"Value": {"Ref": "R"}}, "Arn": {"Value": {"Fn::Join": ["/", [{"Ref": "AWS::Partition"}, {"Ref": "R"}]]}}}}`)}
+	run := NewStackRun(st, testEnv, ssm)
+	if _, err := run.Outputs(); err == nil || !strings.Contains(err.Error(), "referenced before it was created") {
+		t.Fatalf("Outputs before the role exists: err = %v", err)
 	}
-	// A second stack may not export the same name.
-	dup := &Stack{Name: "Dup", Template: mustParse(t, `{"Resources": {}, "Outputs": {"X": {"Value": "v", "Export": {"Name": "Shared-List"}}}}`)}
-	if _, err := d.Stack(dup, nil).Outputs(); err == nil || !strings.Contains(err.Error(), `exports "Shared-List", which stack Shared already exports`) {
-		t.Fatalf("duplicate export: err = %v", err)
+	if err := run.Record("R", Created{Physical: "role", Ref: "role"}); err != nil {
+		t.Fatal(err)
 	}
-	d.Forget("Shared")
-	if _, ok := d.Export("Shared-Token"); ok {
-		t.Fatal("export survived Forget")
+	out, err := run.Outputs()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, ok := d.SSMParameter("/cg/token"); ok {
-		t.Fatal("SSM parameter survived Forget")
+	if want := map[string]string{"Name": "role", "Arn": "aws/role"}; !reflect.DeepEqual(out, want) {
+		t.Fatalf("Outputs = %v, want %v", out, want)
 	}
 }
 
 func TestAdopt(t *testing.T) {
-	d := NewDeployment(Env{})
 	st := &Stack{Name: "S", Template: mustParse(t, `{"Resources": {"C": {"Type": "Custom::X"}, "R": {"Type": "AWS::IAM::Role"}}}`)}
-	prev := d.Stack(st, nil)
-	if err := prev.SetCustom("C", "phys", map[string]any{"Id": "phys"}); err != nil {
+	prev := NewStackRun(st, testEnv, ssm)
+	if err := prev.Record("C", Created{Physical: "phys", Ref: "phys"}); err != nil {
 		t.Fatal(err)
 	}
-	next := d.Stack(st, nil)
+	next := NewStackRun(st, testEnv, ssm)
 	if err := next.Adopt(prev, "C"); err != nil {
 		t.Fatal(err)
 	}
@@ -305,11 +280,8 @@ func TestAdopt(t *testing.T) {
 	if err := next.Adopt(prev, "R"); err == nil {
 		t.Fatal("Adopt of a resource never created: want error")
 	}
-	if err := next.SetCustom("R", "x", nil); err == nil {
-		t.Fatal("SetCustom on a role: want error")
-	}
-	if _, err := next.CreateBuiltin("C"); err == nil {
-		t.Fatal("CreateBuiltin on a custom resource: want error")
+	if err := next.Record("Nope", Created{}); err == nil {
+		t.Fatal("Record of a resource the template lacks: want error")
 	}
 }
 
@@ -324,6 +296,9 @@ func TestParseTemplate(t *testing.T) {
 		{name: "transform", tmpl: `{"Transform": "AWS::Serverless-2016-10-31", "Resources": {}}`, wantErr: "only CloudFormation can expand"},
 		{name: "no type", tmpl: `{"Resources": {"A": {}}}`, wantErr: "resource A has no Type"},
 		{name: "bad depends on", tmpl: `{"Resources": {"A": {"Type": "X", "DependsOn": 3}}}`, wantErr: "DependsOn is 3"},
+		{name: "resource condition", tmpl: `{"Resources": {"A": {"Type": "X", "Condition": "C"}}}`, wantErr: "resource A has Condition C: conditions are not supported"},
+		{name: "output condition", tmpl: `{"Resources": {}, "Outputs": {"O": {"Value": "v", "Condition": "C"}}}`, wantErr: "output O has Condition C"},
+		{name: "rule condition", tmpl: `{"Rules": {"R": {"RuleCondition": {"Fn::Equals": ["a", "b"]}, "Assertions": []}}, "Resources": {}}`, wantErr: "rule R has a RuleCondition"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
