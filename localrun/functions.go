@@ -255,16 +255,6 @@ func (fs *functions) remove(arn string) {
 	}
 }
 
-// recycle stops the execution environment of a function, as Lambda does
-// with an idle one: the next invoke starts a new one (a cold start, with
-// nothing cached).
-func (fs *functions) recycle(arn string) {
-	if f, ok := fs.byARN[arn]; ok && f.emu != nil {
-		f.emu.Stop()
-		f.emu = nil
-	}
-}
-
 // stopAll stops every RIE.
 func (fs *functions) stopAll() {
 	for _, f := range fs.byARN {

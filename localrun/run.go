@@ -607,13 +607,15 @@ func (r *runner) listRepos(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// checkUpdated checks the update changed the binding in place (same
-// identity) and that the function still lists the repos: in its warm
-// execution environment, whose token was exchanged before the update and
-// so carries only what both the old and the new role grant (the emulator's
-// strict reading of a changed binding; a binding deleted and re-created
-// instead would leave that token with nothing until its refresh), and in a
-// new execution environment, with a token of the new binding.
+// checkUpdated checks the update changed the binding on the same identity
+// and that the function still lists the repos. The update also changed the
+// function's configuration (CHAINGUARD_ROLES carries the identity's Roles
+// attribute), so, as on Lambda, its next invocation runs in a new execution
+// environment, which exchanges a token carrying the new binding. A token
+// exchanged before the update would list nothing here: it carries the
+// bindings of its exchange, and the emulator no longer counts the deleted
+// viewer binding (its strict reading), so a pass also shows the function
+// was recycled.
 func (r *runner) checkUpdated(ctx context.Context) error {
 	if got := r.identityOutputs[outputIdentityID]; got != r.res.Identity {
 		return fmt.Errorf("the update replaced identity %s with %s, want an update in place", r.res.Identity, got)
@@ -624,24 +626,12 @@ func (r *runner) checkUpdated(ctx context.Context) error {
 	if err := r.awaitPropagation(ctx); err != nil {
 		return err
 	}
-	warm, err := r.listRepos(ctx)
-	if err != nil {
-		return fmt.Errorf("after the update, the warm function: %w", err)
-	}
-	if strings.Join(warm, ",") != strings.Join(r.res.Repos, ",") {
-		return fmt.Errorf("after the update the warm function (token exchanged before it) listed %q, before %q", warm, r.res.Repos)
-	}
-	fn, err := r.reposFunction()
-	if err != nil {
-		return err
-	}
-	r.fns.recycle(fn.arn)
 	names, err := r.listRepos(ctx)
 	if err != nil {
-		return fmt.Errorf("after the update, in a new execution environment: %w", err)
+		return fmt.Errorf("after the update: %w", err)
 	}
 	if strings.Join(names, ",") != strings.Join(r.res.Repos, ",") {
-		return fmt.Errorf("after the update the function (new execution environment) listed %q, before %q", names, r.res.Repos)
+		return fmt.Errorf("after the update the function listed %q, before %q (a function whose configuration did not change keeps the token of its last exchange, without the new binding)", names, r.res.Repos)
 	}
 	return nil
 }
