@@ -30,7 +30,6 @@ import (
 	"strings"
 	"time"
 
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
 	"chainguard.dev/sdk/uidp"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -320,7 +319,7 @@ func (r *runner) startEmulator(ctx context.Context) error {
 		UserID:  roleID("local-run", "admin") + ":local-run",
 	}
 	creds := emu.RegisterAWSPrincipal(admin)
-	adminID := emu.SeedIdentity(root, adminIdentityName, "the user of the local run", &iam.Identity_AWSIdentity{AwsAccount: admin.Account, AwsArn: &iam.Identity_AWSIdentity_Arn{Arn: admin.ARN}, AwsUserId: &iam.Identity_AWSIdentity_UserId{UserId: admin.UserID}}, map[string][]string{root: {"owner"}})
+	adminID := emu.SeedIdentity(root, adminIdentityName, "the user of the local run", admin.ExactTrust(), map[string][]string{root: {"owner"}})
 	tok, err := token.Exchange(ctx, token.Config{
 		Issuer: emu.IssuerURL(), APIURL: emu.APIURL(), Identity: adminID,
 		Credentials: credentials.StaticCredentialsProvider{Value: creds},

@@ -41,23 +41,22 @@ func TestAwsAuthStackCreatesGroup(t *testing.T) {
 	// and the identity trusts exactly the function's assumed-role principal, pinned to the role's unique ID
 	identityID, identity := d.one(t, IdentityResourceType)
 	wantIdentity := map[string]string{
-		"Name":                DefaultIdentityName,
-		"Group":               "{" + groupID + "}",
-		"Roles":               "viewer",
-		"AwsAccount":          "{AWS::AccountId}",
-		"AwsArn":              "arn:{AWS::Partition}:sts::{AWS::AccountId}:assumed-role/{" + roleID + "}/Auth",
-		"AwsUserId":           "{" + roleID + ".RoleId}:Auth",
-		"AllowUnpinnedUserId": "false",
+		"Name":         DefaultIdentityName,
+		"Group":        "{" + groupID + "}",
+		"Roles":        "viewer",
+		"AwsAccount":   "{AWS::AccountId}",
+		"AwsPartition": "{AWS::Partition}",
+		"AwsRoleName":  "{" + roleID + "}",
+		"AwsRoleId":    "{" + roleID + ".RoleId}",
+		"AwsSession":   "Auth",
 	}
 	for k, want := range wantIdentity {
 		if got := render(identity[k]); got != want {
 			t.Errorf("identity %s = %q, want %q", k, got, want)
 		}
 	}
-	for _, k := range []string{"AwsArnPattern", "AwsUserIdPattern"} {
-		if v, ok := identity[k]; ok {
-			t.Errorf("identity has %s = %v; want only exact matches", k, v)
-		}
+	if v, ok := identity["AwsSessionPattern"]; ok {
+		t.Errorf("identity has AwsSessionPattern = %v; want only the exact session", v)
 	}
 	// and both custom resources reach the provisioner through the SSM parameter, with a short ServiceTimeout
 	params, _ := d["Parameters"].(map[string]interface{})
@@ -147,11 +146,12 @@ func TestAwsAuthStackExistingGroup(t *testing.T) {
 	}
 	_, identity := d.one(t, IdentityResourceType)
 	for k, want := range map[string]string{
-		"Group":      testGroup,
-		"Roles":      "viewer,registry.pull",
-		"AwsAccount": testAccount,
-		"AwsArn":     "arn:{AWS::Partition}:sts::" + testAccount + ":assumed-role/{" + roleID + "}/aws-auth-fn", // Ref of the role named aws-auth
-		"AwsUserId":  "{" + roleID + ".RoleId}:aws-auth-fn",
+		"Group":       testGroup,
+		"Roles":       "viewer,registry.pull",
+		"AwsAccount":  testAccount,
+		"AwsRoleName": "{" + roleID + "}", // Ref of the role named aws-auth
+		"AwsRoleId":   "{" + roleID + ".RoleId}",
+		"AwsSession":  "aws-auth-fn",
 	} {
 		if got := render(identity[k]); got != want {
 			t.Errorf("identity %s = %q, want %q", k, got, want)

@@ -18,9 +18,10 @@
 // Custom-resource property contract (the handler in lambda/provisioner reads
 // it): PascalCase names, every value a string, lists comma-separated.
 // Custom::ChainguardGroup: Name, Description, Parent, Owned ("true"/"false").
-// Custom::ChainguardIdentity: Name, Description, Group, Roles, AwsAccount,
-// AwsArn or AwsArnPattern, AwsUserId or AwsUserIdPattern,
-// AllowUnpinnedUserId. Both carry ProvisionerIdentity, Issuer and ApiUrl.
+// Custom::ChainguardIdentity: Name, Description, Group, Roles, and the
+// trusted role as AwsAccount, AwsPartition, AwsRoleName, AwsRoleId and
+// AwsSession or AwsSessionPattern (the provisioner builds the anchored ARN
+// and user ID from them). Both carry ProvisionerIdentity, Issuer and ApiUrl.
 // The physical ID of each resource is the Chainguard UIDP.
 //
 // Bad values fail `cdk synth` through CDK validation: the message names the

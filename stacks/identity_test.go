@@ -25,9 +25,10 @@ func TestAssumableIdentitySessionPattern(t *testing.T) {
 		// roleName is the role's name at deploy time; otherRole another
 		// role's, which the patterns must not admit.
 		roleName, otherRole string
-		// wantARN and wantUserID are the rendered patterns; LOGICAL stands
-		// for the role's logical ID.
-		wantARN, wantUserID string
+		// wantRoleName and wantRoleID are the rendered AwsRoleName and
+		// AwsRoleId; LOGICAL stands for the role's logical ID. wantARN is
+		// the arn_pattern the provisioner builds once they are deployed.
+		wantRoleName, wantRoleID, wantARN string
 	}{
 		{
 			name:    "imported role with its unique ID",
@@ -36,10 +37,11 @@ func TestAssumableIdentitySessionPattern(t *testing.T) {
 			role: func(stack awscdk.Stack) (awsiam.IRole, string, string) {
 				return awsiam.Role_FromRoleArn(stack, jsii.String("TaskRole"), jsii.String("arn:aws:iam::"+testAccount+":role/ecs.task"), nil), testRoleID, ""
 			},
-			roleName:   "ecs.task",
-			otherRole:  "ecsXtask",
-			wantARN:    `^arn:{AWS::Partition}:sts::` + testAccount + `:assumed-role/ecs\.task/(?:[0-9a-f]{32})$`,
-			wantUserID: `^` + testRoleID + `:(?:[0-9a-f]{32})$`,
+			roleName:     "ecs.task",
+			otherRole:    "ecsXtask",
+			wantRoleName: "ecs.task",
+			wantRoleID:   testRoleID,
+			wantARN:      `^arn:aws:sts::` + testAccount + `:assumed-role/ecs\.task/(?:[0-9a-f]{32})$`,
 		},
 		{
 			name:    "role of the app (generated name, unique ID from Fn::GetAtt)",
@@ -49,14 +51,15 @@ func TestAssumableIdentitySessionPattern(t *testing.T) {
 				r := awsiam.NewRole(stack, jsii.String("TaskRole"), &awsiam.RoleProps{AssumedBy: awsiam.NewServicePrincipal(jsii.String("ecs-tasks.amazonaws.com"), nil)})
 				return r, "", *stack.GetLogicalId(r.Node().DefaultChild().(awsiam.CfnRole))
 			},
-			roleName:   "Ecs-TaskRole-1A2B3C4D5E6F",
-			otherRole:  "Ecs-OtherRole-1A2B3C4D5E6F",
-			wantARN:    `^arn:{AWS::Partition}:sts::` + testAccount + `:assumed-role/{LOGICAL}/(?:[0-9a-f]{32})$`,
-			wantUserID: `^{LOGICAL.RoleId}:(?:[0-9a-f]{32})$`,
+			roleName:     "Ecs-TaskRole-1A2B3C4D5E6F",
+			otherRole:    "Ecs-OtherRole-1A2B3C4D5E6F",
+			wantRoleName: "{LOGICAL}",
+			wantRoleID:   "{LOGICAL.RoleId}",
+			wantARN:      `^arn:aws:sts::` + testAccount + `:assumed-role/Ecs-TaskRole-1A2B3C4D5E6F/(?:[0-9a-f]{32})$`,
 		},
 		{
-			// an explicit name is written into the pattern literally and
-			// regexp-quoted: "." is no wildcard
+			// the provisioner regexp-quotes the deployed name: "." is no
+			// wildcard
 			name:    "role of the app with an explicit name",
 			pattern: ecsTask,
 			session: "0123456789abcdef0123456789abcdef",
@@ -64,10 +67,11 @@ func TestAssumableIdentitySessionPattern(t *testing.T) {
 				r := awsiam.NewRole(stack, jsii.String("TaskRole"), &awsiam.RoleProps{RoleName: jsii.String("ecs.task"), AssumedBy: awsiam.NewServicePrincipal(jsii.String("ecs-tasks.amazonaws.com"), nil)})
 				return r, "", *stack.GetLogicalId(r.Node().DefaultChild().(awsiam.CfnRole))
 			},
-			roleName:   "ecs.task",
-			otherRole:  "ecsXtask",
-			wantARN:    `^arn:{AWS::Partition}:sts::` + testAccount + `:assumed-role/ecs\.task/(?:[0-9a-f]{32})$`,
-			wantUserID: `^{LOGICAL.RoleId}:(?:[0-9a-f]{32})$`,
+			roleName:     "ecs.task",
+			otherRole:    "ecsXtask",
+			wantRoleName: "{LOGICAL}",
+			wantRoleID:   "{LOGICAL.RoleId}",
+			wantARN:      `^arn:aws:sts::` + testAccount + `:assumed-role/ecs\.task/(?:[0-9a-f]{32})$`,
 		},
 		{
 			// an alternation stays inside the anchors: its last branch
@@ -78,10 +82,11 @@ func TestAssumableIdentitySessionPattern(t *testing.T) {
 			role: func(stack awscdk.Stack) (awsiam.IRole, string, string) {
 				return awsiam.Role_FromRoleArn(stack, jsii.String("TaskRole"), jsii.String("arn:aws:iam::"+testAccount+":role/ecs.task"), nil), testRoleID, ""
 			},
-			roleName:   "ecs.task",
-			otherRole:  "ecsXtask",
-			wantARN:    `^arn:{AWS::Partition}:sts::` + testAccount + `:assumed-role/ecs\.task/(?:[0-9a-f]{32}|i-[0-9a-f]{17})$`,
-			wantUserID: `^` + testRoleID + `:(?:[0-9a-f]{32}|i-[0-9a-f]{17})$`,
+			roleName:     "ecs.task",
+			otherRole:    "ecsXtask",
+			wantRoleName: "ecs.task",
+			wantRoleID:   testRoleID,
+			wantARN:      `^arn:aws:sts::` + testAccount + `:assumed-role/ecs\.task/(?:[0-9a-f]{32}|i-[0-9a-f]{17})$`,
 		},
 	}
 	for _, tt := range tests {
@@ -103,27 +108,35 @@ func TestAssumableIdentitySessionPattern(t *testing.T) {
 			// when it is synthesized
 			d := docOf(t, templateOf(t, stack))
 
-			// then the trust is two anchored patterns pinning account, role name (quoted) and unique ID
+			// then the trust is structured: account, partition, role name and unique ID, and the session pattern as given
 			_, identity := d.one(t, IdentityResourceType)
-			wantARN := strings.ReplaceAll(tt.wantARN, "LOGICAL", logical)
-			wantUserID := strings.ReplaceAll(tt.wantUserID, "LOGICAL", logical)
-			for k, want := range map[string]string{"AwsArnPattern": wantARN, "AwsUserIdPattern": wantUserID, "AwsAccount": testAccount, "Roles": "registry.pull"} {
+			for k, want := range map[string]string{
+				"AwsAccount": testAccount, "AwsPartition": "{AWS::Partition}", "AwsSessionPattern": tt.pattern, "Roles": "registry.pull",
+				"AwsRoleName": strings.ReplaceAll(tt.wantRoleName, "LOGICAL", logical), "AwsRoleId": strings.ReplaceAll(tt.wantRoleID, "LOGICAL", logical),
+			} {
 				if got := render(identity[k]); got != want {
 					t.Errorf("%s = %q, want %q", k, got, want)
 				}
 			}
-			for _, k := range []string{"AwsArn", "AwsUserId"} {
-				if _, ok := identity[k]; ok {
-					t.Errorf("identity has %s next to the pattern", k)
-				}
+			if _, ok := identity["AwsSession"]; ok {
+				t.Errorf("identity has AwsSession next to the pattern")
 			}
 
-			// and the patterns, as deployed, pass the provisioner's validation and admit a task of this role and nothing else
+			// and the trust, as deployed, passes the provisioner's validation and admits a task of this role and nothing else
 			deployed := map[string]string{"AWS::Partition": "aws", logical: tt.roleName, logical + ".RoleId": testRoleID}
-			arnPattern := resolve(t, identity["AwsArnPattern"], deployed)
-			userIDPattern := resolve(t, identity["AwsUserIdPattern"], deployed)
-			if err := (trust.AWS{Account: testAccount, ARNPattern: arnPattern, UserIDPattern: userIDPattern}).Validate(); err != nil {
-				t.Errorf("the deployed trust would be refused by the provisioner: %v", err)
+			tr := trust.AWS{SessionPattern: tt.pattern}
+			for _, f := range []struct {
+				dst  *string
+				prop string
+			}{{&tr.Account, "AwsAccount"}, {&tr.Partition, "AwsPartition"}, {&tr.RoleName, "AwsRoleName"}, {&tr.RoleID, "AwsRoleId"}} {
+				*f.dst = resolve(t, identity[f.prop], deployed)
+			}
+			if err := tr.Validate(); err != nil {
+				t.Fatalf("the deployed trust would be refused by the provisioner: %v", err)
+			}
+			arnPattern, userIDPattern := tr.AWSIdentity().GetArnPattern(), tr.AWSIdentity().GetUserIdPattern()
+			if arnPattern != tt.wantARN {
+				t.Errorf("built arn_pattern = %q, want %q", arnPattern, tt.wantARN)
 			}
 			arnRE := regexp.MustCompile(arnPattern)
 			userRE := regexp.MustCompile(userIDPattern)

@@ -123,10 +123,15 @@ type provisionerWiring struct {
 	serviceToken *string
 }
 
-// ToString overrides Construct.ToString (returning the same value). It exists
-// because jsii registers a Go struct as the construct's own object only when
-// the struct overrides at least one method; that registration is what lets
-// wiringFor find this struct again with Node().TryFindChild.
+// ToString only returns Construct's own value. Why a Go construct type at
+// all: the stack's later Chainguard constructs inherit these settings (a nil
+// Provisioner) and are checked against them, so they must be found again as
+// Go data. CDK's per-stack dedup of StringParameter_ValueForStringParameter
+// shares the service token but keeps no settings, and TryFindChild on a
+// plain construct returns a jsii proxy that holds none either. Only a
+// struct made with NewConstruct_Override comes back as itself, and jsii
+// refuses (panics on) such a struct without an overriding method: hence
+// this one.
 func (w *provisionerWiring) ToString() *string {
 	return w.Construct.ToString()
 }

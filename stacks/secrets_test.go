@@ -40,13 +40,13 @@ func TestScanTemplate(t *testing.T) {
 				"Parameters": map[string]interface{}{"BootstrapVersion": map[string]interface{}{"Type": "AWS::SSM::Parameter::Value<String>", "Default": "/cdk-bootstrap/hnb659fds/version"}},
 				"Resources": map[string]interface{}{
 					"Identity": map[string]interface{}{"Type": IdentityResourceType, "Properties": map[string]interface{}{
-						"ServiceToken":     map[string]interface{}{"Fn::GetAtt": []interface{}{"Provisioner", "Arn"}},
-						"ServiceTimeout":   "300",
-						"AwsUserIdPattern": "^" + testRoleID + ":(?:[0-9a-f]{32})$",
-						"Issuer":           DefaultIssuer,
-						"Group":            testProvisioner,
-						"GroupKey":         testGroup,
-						"Description":      "parent key: " + testGroup,
+						"ServiceToken":   map[string]interface{}{"Fn::GetAtt": []interface{}{"Provisioner", "Arn"}},
+						"ServiceTimeout": "300",
+						"AwsRoleId":      testRoleID,
+						"Issuer":         DefaultIssuer,
+						"Group":          testProvisioner,
+						"GroupKey":       testGroup,
+						"Description":    "parent key: " + testGroup,
 					}},
 					"ServiceToken3500ADD0": map[string]interface{}{"Type": "AWS::SSM::Parameter", "Properties": map[string]interface{}{"Name": DefaultServiceTokenParameter, "Type": "String"}},
 					"Fn": map[string]interface{}{"Type": "AWS::Lambda::Function", "Properties": map[string]interface{}{

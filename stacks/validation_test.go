@@ -90,6 +90,7 @@ func TestSynthValidation(t *testing.T) {
 			},
 		},
 		{
+			// the provisioner regexp-quotes the deployed name
 			name: "session pattern with a role named by a parameter",
 			build: func(_ awscdk.App, s awscdk.Stack) {
 				name := awscdk.NewCfnParameter(s, jsii.String("TaskRoleName"), nil).ValueAsString()
@@ -98,7 +99,6 @@ func TestSynthValidation(t *testing.T) {
 				p.Trust = SessionPattern(`[0-9a-f]{32}`)
 				NewAssumableIdentity(s, "Id", p)
 			},
-			wantErr: []string{"[S/Id] Role: the name of role S/Role is a deploy-time value", "SessionPattern", "regexp-quoted"},
 		},
 		{
 			name: "session pattern with an imported role named by a parameter",
@@ -109,7 +109,6 @@ func TestSynthValidation(t *testing.T) {
 				p.Trust = SessionPattern(`[0-9a-f]{32}`)
 				NewAssumableIdentity(s, "Id", p)
 			},
-			wantErr: []string{"[S/Id] Role: the name of role S/Role is a deploy-time value", "SessionPattern"},
 		},
 		{
 			name: "exact session with a role named by a parameter",
@@ -282,7 +281,7 @@ func TestSynthValidation(t *testing.T) {
 				p.RoleUniqueID = "AIDA1234567890ABCDEFG"
 				NewAssumableIdentity(s, "Id", p)
 			},
-			wantErr: []string{"[S/Id] RoleUniqueID: \"AIDA1234567890ABCDEFG\" is not an IAM role unique ID"},
+			wantErr: []string{"[S/Id] RoleUniqueID: role unique ID \"AIDA1234567890ABCDEFG\" is the unique ID of an IAM user (AIDA...): only IAM roles (AROA...) are supported"},
 		},
 		{
 			name: "imported role name invalid",

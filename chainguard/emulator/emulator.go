@@ -7,14 +7,11 @@
 //     which verifies AWS tokens with the SDK's own auth/aws.VerifyToken against
 //     a local AWS STS stand-in (SigV4 recomputed with registered test
 //     credentials) and matches the identity's aws_identity trust;
-//   - an API serving, over one set of objects, IAM v1 (Groups, Identities,
-//     Roles, RoleBindings), IAM v2 (GroupsService, IdentitiesService,
-//     RolesService, RoleBindingsService: Get, List, Create, Update and Delete
-//     of groups and identities, Get and List of roles, Get, List, Create,
-//     Update and Delete of role bindings) and Registry v1 ListRepos (every
-//     other method answers Unimplemented), with UIDP hierarchy, the
-//     service's status codes, and authorization by the capabilities named
-//     in each method's chainguard.annotations.iam option;
+//   - an API serving IAM v1, IAM v2 (the methods are listed under "IAM v1
+//     and v2" below) and Registry v1 ListRepos (every other method answers
+//     Unimplemented), with UIDP hierarchy, the service's status codes, and
+//     authorization by the capabilities named in each method's
+//     chainguard.annotations.iam option;
 //   - seeding, state inspection, call counting and fault injection for tests.
 //
 // It is test infrastructure held to production standards: it rejects what the
@@ -52,12 +49,15 @@
 // fewer items). Built-in roles: every role the service documents whose
 // capability set the SDK defines (see builtinRoleDefs).
 //
-// IAM v1 and v2. Both versions serve the same objects: what one creates,
-// changes or deletes, the other reads at once, and State reports. The
-// authorization of v2 methods comes from their own annotations, like v1's,
-// including the nested scope of v2 Updates (identity.uid, group.uid,
-// role_binding.uid); propagation, token snapshots, validation and status
-// codes are the same in both. v2 adds, with the evidence in iamv2*.go:
+// IAM v1 and v2. Both versions serve one set of objects: what one creates,
+// changes or deletes, the other reads at once, and State reports. v1 serves
+// Create, Update, List and Delete of Groups, Identities and RoleBindings,
+// and Roles.List; v2 the same through GroupsService, IdentitiesService,
+// RoleBindingsService and RolesService. Authorization (with the nested
+// scope of v2 Updates: identity.uid, group.uid, role_binding.uid),
+// propagation, token snapshots, validation and status codes are the same in
+// both. v2 adds, with the evidence in iamv2*.go and in the core of each kind
+// (group.go, identity.go, rolebinding.go):
 //   - Get methods (NotFound for a missing object; PermissionDenied first if
 //     the token lacks the method's capability on the scope); GetRole, which
 //     is unscoped, needs roles.list somewhere.
@@ -284,12 +284,6 @@ type Emulator struct {
 	awsCreds        map[string]awsCredential // by access key ID
 	calls           map[string]int
 	faults          map[string]*fault
-}
-
-type binding struct {
-	id, group, identity, role string
-	created                   time.Time
-	visibleAt                 time.Time // when tokens start to carry it
 }
 
 type repo struct {

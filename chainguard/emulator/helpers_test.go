@@ -33,23 +33,25 @@ func codeOf(err error) codes.Code { return status.Code(err) }
 // iamClients returns real SDK IAM clients for token.
 func iamClients(t *testing.T, e *emulator.Emulator, token string) iam.Clients {
 	t.Helper()
-	c, err := iam.NewClients(testCtx(t), e.APIURL(), token)
-	if err != nil {
-		t.Fatalf("iam.NewClients: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
+	return sdkClients(t, e, token, iam.NewClients)
 }
 
 // registryClient returns a real SDK Registry client for token.
 func registryClient(t *testing.T, e *emulator.Emulator, token string) registry.RegistryClient {
 	t.Helper()
-	c, err := registry.NewClients(testCtx(t), e.APIURL(), token)
+	return sdkClients(t, e, token, registry.NewClients).Registry()
+}
+
+// sdkClients dials e's API with an SDK constructor (iam.NewClients,
+// registry.NewClients) for token and closes the clients when t ends.
+func sdkClients[C interface{ Close() error }](t *testing.T, e *emulator.Emulator, token string, newClients func(context.Context, string, string) (C, error)) C {
+	t.Helper()
+	c, err := newClients(testCtx(t), e.APIURL(), token)
 	if err != nil {
-		t.Fatalf("registry.NewClients: %v", err)
+		t.Fatalf("dial the emulator API with the SDK: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	return c.Registry()
+	return c
 }
 
 // checkErr fails t unless err has code want and its message contains every

@@ -75,10 +75,19 @@ type listRequest interface {
 	GetSkip() int32
 }
 
-// page returns the page of items (already filtered by the caller's rights)
-// that req asks for, the next page token and the skipped count. orderKeys
-// are the fields besides uid that order_by may name.
-func page[T any](e *Emulator, method string, req listRequest, items []pageItem[T], orderKeys ...string) ([]T, string, int32, error) {
+// page returns the page that req asks for of views (already filtered by the
+// caller's rights), as the items that item makes of them, with the next page
+// token and the skipped count. orderKeys are the fields besides uid that
+// order_by may name.
+func page[V, T any](e *Emulator, method string, req listRequest, views []V, item func(V) (pageItem[T], error), orderKeys ...string) ([]T, string, int32, error) {
+	items := make([]pageItem[T], len(views))
+	for i, v := range views {
+		it, err := item(v)
+		if err != nil {
+			return nil, "", 0, err
+		}
+		items[i] = it
+	}
 	size := req.GetPageSize()
 	switch {
 	case size < 0:

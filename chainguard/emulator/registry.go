@@ -2,7 +2,6 @@ package emulator
 
 import (
 	"context"
-	"sort"
 
 	"chainguard.dev/sdk/proto/capabilities"
 	registry "chainguard.dev/sdk/proto/platform/registry/v1"
@@ -20,21 +19,14 @@ type registryService struct {
 // (CAP_REPO_LIST on the repo's group or an ancestor, as of the token's
 // exchange), sorted by ID; others are left out, never PermissionDenied.
 func (s *registryService) ListRepos(ctx context.Context, f *registry.RepoFilter) (*registry.RepoList, error) {
-	e := s.e
-	if err := checkFilter(f.GetUidp()); err != nil {
+	e, caller, q := s.e, callerOf(ctx), listQuery{uidp: f.GetUidp(), id: f.GetId(), name: f.GetName()}
+	items, err := list(e, q, e.repos, func(id string, r *repo) bool {
+		return q.matches(id, r.name) && e.tokenHas(caller, id, capabilities.Capability_CAP_REPO_LIST)
+	}, func(r *repo) *registry.Repo {
+		return &registry.Repo{Id: r.id, Name: r.name, CreateTime: timestamppb.New(r.created)}
+	})
+	if err != nil {
 		return nil, err
 	}
-	caller := callerOf(ctx)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := &registry.RepoList{}
-	for _, r := range e.repos {
-		if (f.GetId() != "" && r.id != f.GetId()) || (f.GetName() != "" && r.name != f.GetName()) ||
-			!matchFilter(f.GetUidp(), r.id) || !e.tokenHas(caller, r.id, capabilities.Capability_CAP_REPO_LIST) {
-			continue
-		}
-		out.Items = append(out.Items, &registry.Repo{Id: r.id, Name: r.name, CreateTime: timestamppb.New(r.created)})
-	}
-	sort.Slice(out.Items, func(i, j int) bool { return out.Items[i].GetId() < out.Items[j].GetId() })
-	return out, nil
+	return &registry.RepoList{Items: items}, nil
 }

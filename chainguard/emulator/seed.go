@@ -23,8 +23,7 @@ func (e *Emulator) SeedGroup(parent, name, description string) string {
 	if parent != "" {
 		must("SeedGroup", checkUIDP("parent", parent))
 	}
-	must("SeedGroup", checkIAMName("group", name))
-	must("SeedGroup", checkDescription("group", description))
+	must("SeedGroup", checkNameAndDescription("group", name, description))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	id, err := e.addGroup(parent, name, description)

@@ -94,7 +94,7 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 		return Identity{}, err
 	}
 
-	want := &iam.Identity{Name: spec.Name, Description: stored, Relationship: &iam.Identity_AwsIdentity{AwsIdentity: awsIdentity(spec.Trust)}}
+	want := &iam.Identity{Name: spec.Name, Description: stored, Relationship: &iam.Identity_AwsIdentity{AwsIdentity: spec.Trust.AWSIdentity()}}
 	existing, err := p.locateIdentity(ctx, spec)
 	if err != nil {
 		return Identity{}, err
@@ -106,7 +106,6 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 			return Identity{ID: existing.GetUid(), Name: existing.GetName(), Created: created}, err
 		}
 	} else {
-		p.settled(existing.GetUid())
 	}
 	partial := Identity{ID: existing.GetUid(), Name: existing.GetName(), Created: created}
 	if existing.GetName() != want.GetName() || existing.GetDescription() != want.GetDescription() ||
@@ -145,26 +144,6 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 // member of the relationship oneof (a mask names fields, not oneofs).
 var identityUpdatePaths = []string{"name", "description", "aws_identity"}
 
-// awsIdentity is t as IAM v2's aws_identity relationship. It does not
-// validate: IdentitySpec.Validate does. Of two alternatives both set (which
-// Validate rejects), the exact one wins.
-func awsIdentity(t trust.AWS) *iam.Identity_AWSIdentity {
-	a := &iam.Identity_AWSIdentity{AwsAccount: t.Account}
-	switch {
-	case t.ARN != "":
-		a.AwsArn = &iam.Identity_AWSIdentity_Arn{Arn: t.ARN}
-	case t.ARNPattern != "":
-		a.AwsArn = &iam.Identity_AWSIdentity_ArnPattern{ArnPattern: t.ARNPattern}
-	}
-	switch {
-	case t.UserID != "":
-		a.AwsUserId = &iam.Identity_AWSIdentity_UserId{UserId: t.UserID}
-	case t.UserIDPattern != "":
-		a.AwsUserId = &iam.Identity_AWSIdentity_UserIdPattern{UserIdPattern: t.UserIDPattern}
-	}
-	return a
-}
-
 // createIdentity creates the identity spec describes (want). A transient
 // failure is retried only when a re-list shows no identity of the caller's
 // of that name (one it shows is adopted). With spec.ManagedBy it then lists
@@ -181,7 +160,6 @@ func (p *Provisioner) createIdentity(ctx context.Context, spec IdentitySpec, wan
 			id, err := p.findIdentity(ctx, spec)
 			return id, id != nil, err
 		})
-	p.settled(made.GetUid())
 	if err != nil || found {
 		return made, false, err
 	}
@@ -198,7 +176,6 @@ func (p *Provisioner) createIdentity(ctx context.Context, spec IdentitySpec, wan
 	}
 	keep, err := p.keepOldest(ctx, mine)
 	if keep.GetUid() != made.GetUid() {
-		p.settled(keep.GetUid())
 	}
 	return keep, keep.GetUid() == made.GetUid(), err
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator/emulatortest"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/provision"
-	"github.com/assumable-identity/cdk-chainguard/chainguard/trust"
 )
 
 const (
@@ -348,7 +347,7 @@ func TestRefusalsRetriedWithAFreshToken(t *testing.T) {
 func TestFirstDeployRightAfterTheTrustStep(t *testing.T) {
 	e := emulatortest.Start(t, emulator.Options{PropagationDelay: time.Second})
 	root := e.SeedGroup("", "acme", "the test organization")
-	admin := e.SeedIdentity(root, "admin", "the user who runs the trust step", trust.AWS{Account: account, ARN: workloadARN, UserID: workloadUserID}.Proto().AwsIdentity, map[string][]string{root: {"owner"}})
+	admin := e.SeedIdentity(root, "admin", "the user who runs the trust step", workloadPrincipal().ExactTrust(), map[string][]string{root: {"owner"}})
 	creds := e.RegisterAWSPrincipal(emulator.AWSPrincipal{Account: account, ARN: provisionerARN, UserID: provisionerUserID})
 	ctx := ctxT(t, 30*time.Second)
 
@@ -361,7 +360,7 @@ func TestFirstDeployRightAfterTheTrustStep(t *testing.T) {
 	}
 	defer c.Close()
 	prov, err := c.Identities().Create(ctx, &iamv1.CreateIdentityRequest{ParentId: root, Identity: &iamv1.Identity{
-		Name: "provisioner", Relationship: trust.AWS{Account: account, ARN: provisionerARN, UserID: provisionerUserID}.Proto(),
+		Name: "provisioner", Relationship: &iamv1.Identity_AwsIdentity{AwsIdentity: provisionerPrincipal().ExactTrust()},
 	}})
 	if err != nil {
 		t.Fatalf("trust step: create the provisioner identity: %v", err)
@@ -563,8 +562,8 @@ func TestDuplicatesEndAsOne(t *testing.T) {
 	}{{
 		name: "a replay finds two of its own", foreign: true,
 		setup: func(env *env, group string) (string, *hooks) {
-			first := env.e.SeedIdentity(group, name, "d"+marked, workloadTrust().Proto().AwsIdentity, map[string][]string{group: {"editor"}})
-			env.e.SeedIdentity(group, name, "d"+marked, workloadTrust().Proto().AwsIdentity, map[string][]string{group: {"viewer"}})
+			first := env.e.SeedIdentity(group, name, "d"+marked, workloadPrincipal().ExactTrust(), map[string][]string{group: {"editor"}})
+			env.e.SeedIdentity(group, name, "d"+marked, workloadPrincipal().ExactTrust(), map[string][]string{group: {"viewer"}})
 			return first, &hooks{}
 		},
 	}, {
@@ -573,7 +572,7 @@ func TestDuplicatesEndAsOne(t *testing.T) {
 			var other atomic.Value
 			return "OTHER", &hooks{createIdentity: func(_ context.Context, _ *iam.CreateIdentityRequest, next func() (*iam.Identity, error)) (*iam.Identity, error) {
 				if other.Load() == nil {
-					other.Store(env.e.SeedIdentity(group, name, "d"+marked, workloadTrust().Proto().AwsIdentity, nil))
+					other.Store(env.e.SeedIdentity(group, name, "d"+marked, workloadPrincipal().ExactTrust(), nil))
 				}
 				return next()
 			}}
@@ -582,8 +581,8 @@ func TestDuplicatesEndAsOne(t *testing.T) {
 		name: "an update by ID finds a duplicate of its own",
 		byID: true, foreign: true,
 		setup: func(env *env, group string) (string, *hooks) {
-			cur := env.e.SeedIdentity(group, name, "d"+marked, workloadTrust().Proto().AwsIdentity, map[string][]string{group: {"viewer"}})
-			env.e.SeedIdentity(group, name, "d"+marked, workloadTrust().Proto().AwsIdentity, nil)
+			cur := env.e.SeedIdentity(group, name, "d"+marked, workloadPrincipal().ExactTrust(), map[string][]string{group: {"viewer"}})
+			env.e.SeedIdentity(group, name, "d"+marked, workloadPrincipal().ExactTrust(), nil)
 			return cur, &hooks{}
 		},
 	}}
@@ -594,7 +593,7 @@ func TestDuplicatesEndAsOne(t *testing.T) {
 			group := env.e.SeedGroup(env.root, "example-group", "")
 			theirs := ""
 			if tt.foreign {
-				theirs = env.e.SeedIdentity(group, name, "theirs", workloadTrust().Proto().AwsIdentity, map[string][]string{group: {"editor"}})
+				theirs = env.e.SeedIdentity(group, name, "theirs", workloadPrincipal().ExactTrust(), map[string][]string{group: {"editor"}})
 			}
 			survivor, h := tt.setup(env, group)
 			p := env.newProvisioner(t, hooked(env.connector(), h), fastOpts...)

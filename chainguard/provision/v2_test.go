@@ -37,7 +37,7 @@ func seedIdentities(env *env, group string, n int, roles []string) []string {
 		if i == 0 && len(roles) > 0 {
 			bindings = map[string][]string{group: roles}
 		}
-		ids[i] = env.e.SeedIdentity(group, fmt.Sprintf("id-%d", i), "d"+marked, workloadTrust().Proto().AwsIdentity, bindings)
+		ids[i] = env.e.SeedIdentity(group, fmt.Sprintf("id-%d", i), "d"+marked, workloadPrincipal().ExactTrust(), bindings)
 	}
 	return ids
 }
@@ -104,7 +104,7 @@ func TestListsFollowPages(t *testing.T) {
 		check: func(t *testing.T, env *env, group string) {
 			var ids []string
 			for range 5 {
-				ids = append(ids, env.e.SeedIdentity(group, "aws-auth-identity", "d"+marked, workloadTrust().Proto().AwsIdentity, nil))
+				ids = append(ids, env.e.SeedIdentity(group, "aws-auth-identity", "d"+marked, workloadPrincipal().ExactTrust(), nil))
 			}
 			spec := provision.IdentitySpec{Group: group, Name: "aws-auth-identity", Description: "d", Trust: workloadTrust(), ManagedBy: managedBy}
 			got, err := env.p.EnsureIdentity(ctxT(t, 30*time.Second), spec)
@@ -220,7 +220,7 @@ func TestUpdatesUnderBothOutputOnlyReadings(t *testing.T) {
 				t.Fatalf("rename the group = %+v, %v; want %s renamed", got, err, g.ID)
 			}
 			ispec.ID, ispec.Name, ispec.Description = id.ID, "renamed-identity", "second"
-			ispec.Trust.ARN, ispec.Trust.ARNPattern = "", `^arn:aws:sts::111122223333:assumed-role/aws-auth/[\w+=,.@-]+$`
+			ispec.Trust.Session, ispec.Trust.SessionPattern = "", `[\w+=,.@-]+`
 			if got, err := env.p.EnsureIdentity(ctx, ispec); err != nil || got.ID != id.ID || got.Name != "renamed-identity" {
 				t.Fatalf("update the identity = %+v, %v; want %s renamed", got, err, id.ID)
 			}
@@ -236,7 +236,7 @@ func TestUpdatesUnderBothOutputOnlyReadings(t *testing.T) {
 				t.Fatalf("identity %s is gone", id.ID)
 			}
 			got := s.Identities[i]
-			if got.Name != "renamed-identity" || got.Description != "second"+marked || got.AWS.GetArnPattern() != ispec.Trust.ARNPattern || got.AWS.GetUserId() != workloadUserID {
+			if got.Name != "renamed-identity" || got.Description != "second"+marked || !sameAWSIdentity(got.AWS, ispec.Trust) {
 				t.Fatalf("identity = %q %q %v, want renamed-identity, second%s, the new trust", got.Name, got.Description, got.AWS, marked)
 			}
 		})

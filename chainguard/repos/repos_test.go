@@ -15,7 +15,6 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/repos"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
-	"github.com/assumable-identity/cdk-chainguard/chainguard/trust"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
 )
 
@@ -51,7 +50,7 @@ func setup(t *testing.T) world {
 		ARN:     "arn:aws:sts::111122223333:assumed-role/aws-auth/my-fn",
 		UserID:  "AROAEXAMPLEEXAMPLE12:my-fn",
 	}
-	id := e.SeedIdentity(w.a, "aws-auth-identity", "lists repos of A", trust.AWS{Account: principal.Account, ARN: principal.ARN, UserID: principal.UserID}.Proto().AwsIdentity, map[string][]string{w.a: {"viewer"}})
+	id := e.SeedIdentity(w.a, "aws-auth-identity", "lists repos of A", principal.ExactTrust(), map[string][]string{w.a: {"viewer"}})
 	tok, err := token.Exchange(t.Context(), token.Config{
 		Issuer:      e.IssuerURL(),
 		APIURL:      e.APIURL(),

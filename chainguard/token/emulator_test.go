@@ -19,7 +19,6 @@ import (
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
-	"github.com/assumable-identity/cdk-chainguard/chainguard/trust"
 )
 
 const exchangeMethod = oidc.SecurityTokenService_Exchange_FullMethodName
@@ -53,7 +52,7 @@ func start(t testing.TB, opts emulator.Options) fixture {
 	t.Cleanup(func() { e.Close() })
 	root := e.SeedGroup("", "acme", "test root")
 	group := e.SeedGroup(root, "example-group", "test group")
-	id := e.SeedIdentity(group, "aws-auth-identity", "trusts the workload role", trust.AWS{Account: workload.Account, ARN: workload.ARN, UserID: workload.UserID}.Proto().AwsIdentity, map[string][]string{group: {"viewer"}})
+	id := e.SeedIdentity(group, "aws-auth-identity", "trusts the workload role", workload.ExactTrust(), map[string][]string{group: {"viewer"}})
 	return fixture{e: e, identity: id, creds: e.RegisterAWSPrincipal(workload)}
 }
 

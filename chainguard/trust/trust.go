@@ -1,146 +1,112 @@
-// Package trust describes whom a Chainguard assumable identity trusts: today an
-// AWS principal (account + ARN or ARN pattern + user ID or user ID pattern).
-// The type is shared by the provisioner (it becomes the identity's
-// aws_identity), the CDK constructs (validated at synth time) and tests.
+// Package trust describes whom a Chainguard assumable identity trusts, as a
+// structure rather than as patterns: one AWS IAM role of one account, and
+// which of its sessions. The anchored aws_identity (arn or arn_pattern,
+// user_id or user_id_pattern) is built here from that structure, with the
+// account, the role name and the role's unique ID written literally and only
+// the session left to a pattern, so a trust wider than one role of one
+// account cannot be expressed. The provisioner's handler reads it from a
+// custom resource's properties and chainguard/provision stores it; the CDK
+// constructs check the same inputs at synth time with package validate.
+//
+// AWS is the caller-identity kind (the workload signs an STS
+// GetCallerIdentity request). The web-identity kind (AWS outbound identity
+// federation, Chainguard's claim_match: issuer = the account's AWS issuer
+// URL, subject = the role's ARN) is meant to be a sibling type naming the
+// same account, partition and role, with its own Validate and conversion.
 package trust
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
 )
 
-// AWS is the trust relationship of an identity assumable by an AWS principal.
-// Exactly one of ARN / ARNPattern and exactly one of UserID / UserIDPattern
-// must be set.
+// AWS trusts the sessions of one IAM role that prove themselves with a
+// signed GetCallerIdentity request, pinned to the role's unique ID: a role
+// deleted and re-created under the same name gets a new ID and can no longer
+// assume the identity. Exactly one of Session and SessionPattern is set.
 type AWS struct {
-	Account       string // 12-digit AWS account ID
-	ARN           string // exact principal ARN, e.g. arn:aws:sts::111122223333:assumed-role/ROLE/SESSION
-	ARNPattern    string // anchored regexp; every match must start with the literal arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/
-	UserID        string // exact user ID, e.g. AROA1234567890ABCDEFG:SESSION
-	UserIDPattern string // anchored regexp; every match must start with one literal role unique ID and ":" unless AllowUnpinnedUserID
-	// AllowUnpinnedUserID opts in to a UserIDPattern that does not pin a role
-	// unique ID (AROA + 17 characters). Off by default. It is a validation
-	// opt-in only: the service does not store it.
-	AllowUnpinnedUserID bool
+	Account   string // 12-digit AWS account ID
+	Partition string // AWS partition; only "aws" works with Chainguard
+	RoleName  string // IAM role name (assumed-role ARNs carry no path)
+	RoleID    string // the role's unique ID, AROA + 17 characters
+	// Session trusts one session, e.g. a Lambda function's name.
+	Session string
+	// SessionPattern trusts the sessions whose name matches it: a regular
+	// expression for the session name alone, without anchors (see
+	// validate.SessionPattern), e.g. `[0-9a-f]{32}` for ECS task IDs.
+	SessionPattern string
 }
 
-const (
-	exampleARN        = "arn:aws:sts::111122223333:assumed-role/my-role/my-function"
-	exampleARNPattern = "^arn:aws:sts::111122223333:assumed-role/my-role/.*$"
-	exampleUserID     = "AROA1234567890ABCDEFG:my-function"
-	exampleUserIDPat  = "^AROA1234567890ABCDEFG:.*$"
-)
+// FieldError is a Validate failure. Fields names the offending fields of
+// AWS (two when they exclude each other), so that a caller can name its own
+// inputs instead, e.g. a custom resource's properties; Err says what is
+// wrong without naming them and matches validate.ErrInvalid.
+type FieldError struct {
+	Fields []string
+	Err    error
+}
 
-// Validate reports the first problem with t, in words that say which field
-// was wrong, why, and what a valid value looks like. The error matches
-// validate.ErrInvalid (errors.Is).
+func (e *FieldError) Error() string { return strings.Join(e.Fields, " or ") + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// partitionReason says why only the aws partition works.
+const partitionReason = "Chainguard verifies AWS callers only in the aws partition: the Chainguard SDK signs the GetCallerIdentity request for sts.amazonaws.com, which does not accept the credentials of another partition (aws-cn, aws-us-gov, ...)"
+
+// Validate reports the first problem with t as a *FieldError.
 func (t AWS) Validate() error {
+	fail := func(err error, fields ...string) error { return &FieldError{Fields: fields, Err: err} }
 	if err := validate.AWSAccount(t.Account); err != nil {
-		return fmt.Errorf("Account: %w", err)
+		return fail(err, "Account")
 	}
-	if err := t.validateARN(); err != nil {
-		return err
+	if t.Partition != "aws" {
+		return fail(fmt.Errorf("partition %q: %s: %w", t.Partition, partitionReason, validate.ErrInvalid), "Partition")
 	}
-	return t.validateUserID()
-}
-
-func (t AWS) validateARN() error {
+	if err := validate.IAMRoleName(t.RoleName); err != nil {
+		return fail(err, "RoleName")
+	}
+	if err := validate.RoleID(t.RoleID); err != nil {
+		return fail(err, "RoleID")
+	}
+	const choose = "set exactly one: a session name to trust one session (for a Lambda function, its name), e.g. \"my-function\", or a regular expression for the names of sessions that vary, e.g. `[0-9a-f]{32}` for ECS task IDs"
 	switch {
-	case t.ARN == "" && t.ARNPattern == "":
-		return exactlyOne("ARN", "ARNPattern", "neither is set", exampleARN, exampleARNPattern)
-	case t.ARN != "" && t.ARNPattern != "":
-		return exactlyOne("ARN", "ARNPattern", "both are set", exampleARN, exampleARNPattern)
-	case t.ARNPattern != "":
-		if _, err := validate.ARNPatternRole(t.ARNPattern, t.Account); err != nil {
-			return fmt.Errorf("ARNPattern: %w", err)
+	case t.Session == "" && t.SessionPattern == "":
+		return fail(fmt.Errorf("neither is set: %s: %w", choose, validate.ErrInvalid), "Session", "SessionPattern")
+	case t.Session != "" && t.SessionPattern != "":
+		return fail(fmt.Errorf("both are set: %s: %w", choose, validate.ErrInvalid), "Session", "SessionPattern")
+	case t.Session != "":
+		if err := validate.SessionName(t.Session); err != nil {
+			return fail(err, "Session")
 		}
-		return nil
-	}
-	a, err := validate.AssumedRoleARN(t.ARN)
-	if err != nil {
-		return fmt.Errorf("ARN: %w", err)
-	}
-	if a.Account != t.Account {
-		return fmt.Errorf("ARN: %q is in account %s but Account is %s: a principal is trusted only in its own account; use the ARN of the role session in account %s, or set Account to %s: %w",
-			t.ARN, a.Account, t.Account, t.Account, a.Account, validate.ErrInvalid)
+	default:
+		if err := validate.SessionPattern(t.SessionPattern); err != nil {
+			return fail(err, "SessionPattern")
+		}
 	}
 	return nil
 }
 
-func (t AWS) validateUserID() error {
-	switch {
-	case t.UserID == "" && t.UserIDPattern == "":
-		return exactlyOne("UserID", "UserIDPattern", "neither is set", exampleUserID, exampleUserIDPat)
-	case t.UserID != "" && t.UserIDPattern != "":
-		return exactlyOne("UserID", "UserIDPattern", "both are set", exampleUserID, exampleUserIDPat)
-	case t.UserIDPattern != "":
-		if err := validate.UserIDPattern(t.UserIDPattern, t.AllowUnpinnedUserID); err != nil {
-			return fmt.Errorf("UserIDPattern: %w", err)
-		}
-		return nil
+// AWSIdentity returns t as IAM v2's aws_identity: for Session, the exact
+// arn arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION and user_id
+// ROLEID:SESSION; for SessionPattern P, arn_pattern
+// ^arn:aws:sts::ACCOUNT:assumed-role/ROLE/(?:P)$ and user_id_pattern
+// ^ROLEID:(?:P)$, with everything but P regexp-quoted. It does not
+// validate: call Validate first.
+func (t AWS) AWSIdentity() *iam.Identity_AWSIdentity {
+	arnPrefix := fmt.Sprintf("arn:%s:sts::%s:assumed-role/%s/", t.Partition, t.Account, t.RoleName)
+	userIDPrefix := t.RoleID + ":"
+	a := &iam.Identity_AWSIdentity{AwsAccount: t.Account}
+	if t.SessionPattern == "" {
+		a.AwsArn = &iam.Identity_AWSIdentity_Arn{Arn: arnPrefix + t.Session}
+		a.AwsUserId = &iam.Identity_AWSIdentity_UserId{UserId: userIDPrefix + t.Session}
+		return a
 	}
-	if err := validate.UserID(t.UserID); err != nil {
-		return fmt.Errorf("UserID: %w", err)
-	}
-	if t.ARN == "" {
-		return nil
-	}
-	// Both exact: AWS reports the same session name in both, so a mismatch
-	// means the identity could never be assumed. (The ARN is valid here.)
-	a, _ := validate.AssumedRoleARN(t.ARN)
-	if _, session, _ := strings.Cut(t.UserID, ":"); session != a.Session {
-		return fmt.Errorf("UserID: %q has session name %q but ARN %q has session name %q: AWS reports the same session in both, so no caller could match; use the same session name in both: %w",
-			t.UserID, session, t.ARN, a.Session, validate.ErrInvalid)
-	}
-	return nil
-}
-
-func exactlyOne(exact, pattern, problem, exampleExact, examplePattern string) error {
-	return fmt.Errorf("%s or %s: %s, set exactly one: %s for one principal, e.g. %q, or %s for an anchored regular expression, e.g. %q: %w",
-		exact, pattern, problem, exact, exampleExact, pattern, examplePattern, validate.ErrInvalid)
-}
-
-// Proto converts t to the SDK's aws_identity relationship, ready for
-// iam.Identity.Relationship. It does not validate: call Validate first. Of
-// two alternatives both set (which Validate rejects), the exact one wins.
-func (t AWS) Proto() *iam.Identity_AwsIdentity {
-	p := &iam.Identity_AWSIdentity{AwsAccount: t.Account}
-	switch {
-	case t.ARN != "":
-		p.AwsArn = &iam.Identity_AWSIdentity_Arn{Arn: t.ARN}
-	case t.ARNPattern != "":
-		p.AwsArn = &iam.Identity_AWSIdentity_ArnPattern{ArnPattern: t.ARNPattern}
-	}
-	switch {
-	case t.UserID != "":
-		p.AwsUserId = &iam.Identity_AWSIdentity_UserId{UserId: t.UserID}
-	case t.UserIDPattern != "":
-		p.AwsUserId = &iam.Identity_AWSIdentity_UserIdPattern{UserIdPattern: t.UserIDPattern}
-	}
-	return &iam.Identity_AwsIdentity{AwsIdentity: p}
-}
-
-// FromProto reads the SDK's aws_identity back (nil-safe: nil gives the zero
-// AWS). AllowUnpinnedUserID is not stored by the service and comes back false.
-func FromProto(p *iam.Identity_AWSIdentity) AWS {
-	return AWS{
-		Account:       p.GetAwsAccount(),
-		ARN:           p.GetArn(),
-		ARNPattern:    p.GetArnPattern(),
-		UserID:        p.GetUserId(),
-		UserIDPattern: p.GetUserIdPattern(),
-	}
-}
-
-// Equal reports whether t and o describe the same trust as the service
-// stores it: AllowUnpinnedUserID, a validation opt-in the service does not
-// keep, is ignored, so Equal(desired, FromProto(stored)) tells whether an
-// identity's trust needs an update.
-func (t AWS) Equal(o AWS) bool {
-	t.AllowUnpinnedUserID, o.AllowUnpinnedUserID = false, false
-	return t == o
+	session := "(?:" + t.SessionPattern + ")$"
+	a.AwsArn = &iam.Identity_AWSIdentity_ArnPattern{ArnPattern: "^" + regexp.QuoteMeta(arnPrefix) + session}
+	a.AwsUserId = &iam.Identity_AWSIdentity_UserIdPattern{UserIdPattern: "^" + regexp.QuoteMeta(userIDPrefix) + session}
+	return a
 }

@@ -2,81 +2,63 @@ package trust
 
 import (
 	"errors"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
-	iam "chainguard.dev/sdk/proto/platform/iam/v1"
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
 )
 
 const (
-	acct    = "111122223333"
-	arn     = "arn:aws:sts::111122223333:assumed-role/aws-auth/my-function"
-	userID  = "AROA1234567890ABCDEFG:my-function"
-	arnPat  = "^arn:aws:sts::111122223333:assumed-role/aws-auth/.*$"
-	userPat = "^AROA1234567890ABCDEFG:.*$"
+	acct   = "111122223333"
+	role   = "aws-auth"
+	roleID = "AROA1234567890ABCDEFG"
 )
 
+func exact() AWS {
+	return AWS{Account: acct, Partition: "aws", RoleName: role, RoleID: roleID, Session: "my-function"}
+}
+
 func TestValidate(t *testing.T) {
-	exact := AWS{Account: acct, ARN: arn, UserID: userID}
 	with := func(f func(*AWS)) AWS {
-		a := exact
+		a := exact()
 		f(&a)
 		return a
 	}
 	tests := []struct {
-		name    string
-		in      AWS
-		wantErr string // substring; "" = valid
+		name       string
+		in         AWS
+		wantFields []string // nil = valid
+		wantErr    string   // substring of the message
 	}{
-		{"exact", exact, ""},
-		{"patterns", AWS{Account: acct, ARNPattern: arnPat, UserIDPattern: userPat}, ""},
-		{"exact arn, user id pattern", with(func(a *AWS) { a.UserID, a.UserIDPattern = "", userPat }), ""},
-		{"reference unpinned with opt-in", with(func(a *AWS) {
-			a.UserID, a.UserIDPattern, a.AllowUnpinnedUserID = "", "^AROA(.*):my-function$", true
-		}), ""},
-		{"gov partition", AWS{Account: acct, ARN: "arn:aws-us-gov:sts::111122223333:assumed-role/r/s1", UserID: "AROA1234567890ABCDEFG:s1"}, ""},
+		{"exact", exact(), nil, ""},
+		{"pattern", with(func(a *AWS) { a.Session, a.SessionPattern = "", `[0-9a-f]{32}` }), nil, ""},
+		{"role name with regexp characters", with(func(a *AWS) { a.RoleName = "ecs.task+x" }), nil, ""},
 
-		{"no account", with(func(a *AWS) { a.Account = "" }), `Account: AWS account ID is empty: expected exactly 12 digits, e.g. "111122223333"`},
-		{"bad account", with(func(a *AWS) { a.Account = "1111-2222-3333" }), `Account: AWS account ID "1111-2222-3333" is not valid: write it without dashes: "111122223333"`},
-		{"no arn", with(func(a *AWS) { a.ARN = "" }), `ARN or ARNPattern: neither is set, set exactly one: ARN for one principal, e.g. "arn:aws:sts::111122223333:assumed-role/my-role/my-function", or ARNPattern for an anchored regular expression, e.g. "^arn:aws:sts::111122223333:assumed-role/my-role/.*$"`},
-		{"both arns", with(func(a *AWS) { a.ARNPattern = arnPat }), `ARN or ARNPattern: both are set, set exactly one`},
-		{"bad arn", with(func(a *AWS) { a.ARN = "aws-auth" }), `ARN: assumed-role ARN "aws-auth" is not an ARN`},
-		{"role arn", with(func(a *AWS) { a.ARN = "arn:aws:iam::111122223333:role/aws-auth" }), `ARN: assumed-role ARN "arn:aws:iam::111122223333:role/aws-auth" is the ARN of the IAM role itself`},
-		{"arn other account", with(func(a *AWS) { a.ARN = "arn:aws:sts::444455556666:assumed-role/aws-auth/my-function" }), `ARN: "arn:aws:sts::444455556666:assumed-role/aws-auth/my-function" is in account 444455556666 but Account is 111122223333`},
-		{"arn pattern any role", with(func(a *AWS) { a.ARN, a.ARNPattern = "", "^arn:aws:sts::111122223333:assumed-role/.*/my-function$" }), `ARNPattern: ARN pattern "^arn:aws:sts::111122223333:assumed-role/.*/my-function$" does not name a role literally: it admits role "x", e.g. "arn:aws:sts::111122223333:assumed-role/x/my-function", and so any role`},
-		{"arn pattern two roles", with(func(a *AWS) {
-			a.ARN, a.ARNPattern = "", "^arn:aws:sts::111122223333:assumed-role/(?:aws-auth|admin)/.*$"
-		}), `ARNPattern: ARN pattern "^arn:aws:sts::111122223333:assumed-role/(?:aws-auth|admin)/.*$" admits role "admin"`},
-		{"arn pattern other account", with(func(a *AWS) { a.ARN, a.ARNPattern = "", "^arn:aws:sts::444455556666:assumed-role/aws-auth/.*$" }), `in account 111122223333`},
-		{"arn pattern unanchored", with(func(a *AWS) { a.ARN, a.ARNPattern = "", "arn:aws:sts::111122223333:assumed-role/aws-auth/" }), `ARNPattern: ARN pattern "arn:aws:sts::111122223333:assumed-role/aws-auth/" is not anchored at both ends`},
-		{"arn pattern alternative hides another account", with(func(a *AWS) {
-			a.ARN, a.ARNPattern = "", `^(?:arn:aws:sts::111122223333:assumed-role/aws-auth/.*|y?y?y?y?y?y?y?y?y?arn:aws:sts::444455556666:assumed-role/evil/.*)$`
-		}), `ARNPattern: ARN pattern "^(?:arn:aws:sts::111122223333:assumed-role/aws-auth/.*|y?y?y?y?y?y?y?y?y?arn:aws:sts::444455556666:assumed-role/evil/.*)$" admits account 444455556666, e.g. "arn:aws:sts::444455556666:assumed-role/evil/": a pattern must match only account 111122223333`},
-		{"arn pattern optional prefix hides another account", with(func(a *AWS) {
-			a.ARN, a.ARNPattern = "", `^x?x?x?x?x?x?x?x?x?arn:aws:sts::(?:111122223333|444455556666):assumed-role/aws-auth/.*$`
-		}), `ARNPattern: ARN pattern "^x?x?x?x?x?x?x?x?x?arn:aws:sts::(?:111122223333|444455556666):assumed-role/aws-auth/.*$" admits account 444455556666`},
-		{"arn pattern fold case", with(func(a *AWS) { a.ARN, a.ARNPattern = "", `(?i)^arn:aws:sts::111122223333:assumed-role/aws-auth/.*$` }), `(drop the (?i) flag: ARNs are matched case-sensitively)`},
-		{"arn pattern of the construct", with(func(a *AWS) {
-			a.ARN, a.ARNPattern = "", `^arn:aws:sts::111122223333:assumed-role/example-role/(?:[0-9a-f]{32}|i-[0-9a-f]{17})$`
-		}), ""},
-		{"user id pattern of the construct", with(func(a *AWS) { a.UserID, a.UserIDPattern = "", `^AROAEXAMPLE0EXAMPLE01:(?:eks-mycluster-.+)$` }), ""},
-		{"user id pattern without colon", with(func(a *AWS) { a.UserID, a.UserIDPattern = "", `^AROA1234567890ABCDEFGZ?.*$` }), `UserIDPattern: user ID pattern "^AROA1234567890ABCDEFGZ?.*$" does not require ":" right after the role unique ID AROA1234567890ABCDEFG`},
-		{"no user id", with(func(a *AWS) { a.UserID = "" }), `UserID or UserIDPattern: neither is set, set exactly one: UserID for one principal, e.g. "AROA1234567890ABCDEFG:my-function"`},
-		{"both user ids", with(func(a *AWS) { a.UserIDPattern = userPat }), `UserID or UserIDPattern: both are set, set exactly one`},
-		{"bad user id", with(func(a *AWS) { a.UserID = "AROAEXAMPLE:my-function" }), `UserID: user ID "AROAEXAMPLE:my-function" does not start with a role unique ID`},
-		{"user id session mismatch", with(func(a *AWS) { a.UserID = "AROA1234567890ABCDEFG:other-fn" }), `UserID: "AROA1234567890ABCDEFG:other-fn" has session name "other-fn" but ARN "arn:aws:sts::111122223333:assumed-role/aws-auth/my-function" has session name "my-function"`},
-		{"reference unpinned without opt-in", with(func(a *AWS) { a.UserID, a.UserIDPattern = "", "^AROA(.*):my-function$" }), `UserIDPattern: user ID pattern "^AROA(.*):my-function$" does not pin a role unique ID`},
-		{"user id pattern top alternation", with(func(a *AWS) {
-			a.UserID, a.UserIDPattern, a.AllowUnpinnedUserID = "", "^AROA1234567890ABCDEFG:a$|.*", true
-		}), `UserIDPattern: user ID pattern "^AROA1234567890ABCDEFG:a$|.*" is not anchored at both ends`},
+		{"no account", with(func(a *AWS) { a.Account = "" }), []string{"Account"}, `Account: AWS account ID is empty: expected exactly 12 digits`},
+		{"bad account", with(func(a *AWS) { a.Account = "1111-2222-3333" }), []string{"Account"}, `write it without dashes: "111122223333"`},
+		{"no partition", with(func(a *AWS) { a.Partition = "" }), []string{"Partition"}, `Partition: partition "": Chainguard verifies AWS callers only in the aws partition`},
+		{"gov partition", with(func(a *AWS) { a.Partition = "aws-us-gov" }), []string{"Partition"}, `partition "aws-us-gov": Chainguard verifies AWS callers only in the aws partition`},
+		{"no role", with(func(a *AWS) { a.RoleName = "" }), []string{"RoleName"}, `RoleName: IAM role name is empty`},
+		{"role with a path", with(func(a *AWS) { a.RoleName = "service-role/x" }), []string{"RoleName"}, `has the character "/"`},
+		{"no role ID", with(func(a *AWS) { a.RoleID = "" }), []string{"RoleID"}, `RoleID: role unique ID is empty`},
+		{"user ID as role ID", with(func(a *AWS) { a.RoleID = "AIDA1234567890ABCDEFG" }), []string{"RoleID"}, `only IAM roles (AROA...) are supported`},
+		{"neither session", with(func(a *AWS) { a.Session = "" }), []string{"Session", "SessionPattern"}, `Session or SessionPattern: neither is set: set exactly one: a session name to trust one session`},
+		{"both sessions", with(func(a *AWS) { a.SessionPattern = ".+" }), []string{"Session", "SessionPattern"}, `both are set: set exactly one`},
+		{"bad session", with(func(a *AWS) { a.Session = "a:b" }), []string{"Session"}, `Session: role session name "a:b" has the character ":"`},
+		{"anchored pattern", with(func(a *AWS) { a.Session, a.SessionPattern = "", `^x+$` }), []string{"SessionPattern"}, `SessionPattern: the session pattern "^x+$" has an anchor`},
+		{"pattern escaping its group", with(func(a *AWS) { a.Session, a.SessionPattern = "", `x)|(.*` }), []string{"SessionPattern"}, `does not compile`},
+		{"pattern with an open quote", with(func(a *AWS) { a.Session, a.SessionPattern = "", `\Q.*` }), []string{"SessionPattern"}, `does not compile once embedded in the trust`},
+		{"pattern matching no session", with(func(a *AWS) { a.Session, a.SessionPattern = "", `[/:]+` }), []string{"SessionPattern"}, `matches no valid role session name`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.in.Validate()
-			if tt.wantErr == "" {
+			if tt.wantFields == nil {
 				if err != nil {
 					t.Fatalf("want valid, got %v", err)
 				}
@@ -85,6 +67,13 @@ func TestValidate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error %v\nwant one containing %q", err, tt.wantErr)
 			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || !slices.Equal(fe.Fields, tt.wantFields) {
+				t.Fatalf("error %#v, want a *FieldError for %v", err, tt.wantFields)
+			}
+			if strings.Contains(fe.Err.Error(), "Session") || strings.Contains(fe.Err.Error(), "RoleID") {
+				t.Errorf("Err %q names a Go field: callers name their own", fe.Err)
+			}
 			if !errors.Is(err, validate.ErrInvalid) {
 				t.Errorf("error %q does not match validate.ErrInvalid", err)
 			}
@@ -92,77 +81,63 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestProtoRoundTrip(t *testing.T) {
+func TestAWSIdentity(t *testing.T) {
 	tests := []struct {
 		name string
 		in   AWS
 		want *iam.Identity_AWSIdentity
 	}{
-		{"exact", AWS{Account: acct, ARN: arn, UserID: userID}, &iam.Identity_AWSIdentity{
+		{"exact", exact(), &iam.Identity_AWSIdentity{
 			AwsAccount: acct,
-			AwsArn:     &iam.Identity_AWSIdentity_Arn{Arn: arn},
-			AwsUserId:  &iam.Identity_AWSIdentity_UserId{UserId: userID},
+			AwsArn:     &iam.Identity_AWSIdentity_Arn{Arn: "arn:aws:sts::111122223333:assumed-role/aws-auth/my-function"},
+			AwsUserId:  &iam.Identity_AWSIdentity_UserId{UserId: "AROA1234567890ABCDEFG:my-function"},
 		}},
-		{"patterns", AWS{Account: acct, ARNPattern: arnPat, UserIDPattern: userPat}, &iam.Identity_AWSIdentity{
-			AwsAccount: acct,
-			AwsArn:     &iam.Identity_AWSIdentity_ArnPattern{ArnPattern: arnPat},
-			AwsUserId:  &iam.Identity_AWSIdentity_UserIdPattern{UserIdPattern: userPat},
-		}},
-		{"mixed", AWS{Account: acct, ARN: arn, UserIDPattern: userPat}, &iam.Identity_AWSIdentity{
-			AwsAccount: acct,
-			AwsArn:     &iam.Identity_AWSIdentity_Arn{Arn: arn},
-			AwsUserId:  &iam.Identity_AWSIdentity_UserIdPattern{UserIdPattern: userPat},
-		}},
+		{"pattern, role name quoted, alternatives kept inside the group",
+			AWS{Account: acct, Partition: "aws", RoleName: "ecs.task", RoleID: roleID, SessionPattern: `[0-9a-f]{32}|i-[0-9a-f]{17}`},
+			&iam.Identity_AWSIdentity{
+				AwsAccount: acct,
+				AwsArn:     &iam.Identity_AWSIdentity_ArnPattern{ArnPattern: `^arn:aws:sts::111122223333:assumed-role/ecs\.task/(?:[0-9a-f]{32}|i-[0-9a-f]{17})$`},
+				AwsUserId:  &iam.Identity_AWSIdentity_UserIdPattern{UserIdPattern: `^AROA1234567890ABCDEFG:(?:[0-9a-f]{32}|i-[0-9a-f]{17})$`},
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := tt.in.Proto()
-			if !proto.Equal(p.AwsIdentity, tt.want) {
-				t.Fatalf("Proto() = %v, want %v", p.AwsIdentity, tt.want)
-			}
-			// Through the wire format, as the provisioner sends it.
-			b, err := proto.Marshal(&iam.Identity{Name: "x", Relationship: p})
-			if err != nil {
+			if err := tt.in.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			var back iam.Identity
-			if err := proto.Unmarshal(b, &back); err != nil {
-				t.Fatal(err)
-			}
-			if got := FromProto(back.GetAwsIdentity()); got != tt.in {
-				t.Fatalf("FromProto(Proto()) = %+v, want %+v", got, tt.in)
+			if got := tt.in.AWSIdentity(); !proto.Equal(got, tt.want) {
+				t.Fatalf("AWSIdentity() = %v\nwant %v", got, tt.want)
 			}
 		})
 	}
 }
 
-func TestFromProtoNil(t *testing.T) {
-	if got := FromProto(nil); got != (AWS{}) {
-		t.Fatalf("FromProto(nil) = %+v, want zero", got)
-	}
-}
-
-func TestEqual(t *testing.T) {
-	a := AWS{Account: acct, ARN: arn, UserIDPattern: "^AROA(.*):my-function$", AllowUnpinnedUserID: true}
-	stored := FromProto(a.Proto().AwsIdentity)
+// TestPatternAdmitsOnlyItsRole checks the built patterns against callers of
+// this role and of others, as the service matches them.
+func TestPatternAdmitsOnlyItsRole(t *testing.T) {
+	a := AWS{Account: acct, Partition: "aws", RoleName: "ecs.task", RoleID: roleID, SessionPattern: `.+`}
+	id := a.AWSIdentity()
+	arnRE, userRE := regexp.MustCompile(id.GetArnPattern()), regexp.MustCompile(id.GetUserIdPattern())
 	tests := []struct {
-		name string
-		b    AWS
-		want bool
+		name, arn, userID string
+		want              bool
 	}{
-		{"same", a, true},
-		{"stored copy loses the opt-in", stored, true},
-		{"other account", func() AWS { b := a; b.Account = "444455556666"; return b }(), false},
-		{"exact vs pattern", func() AWS { b := a; b.ARN, b.ARNPattern = "", arnPat; return b }(), false},
-		{"other user id pattern", func() AWS { b := a; b.UserIDPattern = userPat; return b }(), false},
+		{"a session of the role", "arn:aws:sts::111122223333:assumed-role/ecs.task/0123", roleID + ":0123", true},
+		{"a session whose name holds a slash", "arn:aws:sts::111122223333:assumed-role/ecs.task/a/b", roleID + ":a/b", true}, // no valid session name has one: AWS never reports it
+		{"the role name's dot as a wildcard", "arn:aws:sts::111122223333:assumed-role/ecsXtask/0123", "AROA9999999999ABCDEFG:0123", false},
+		{"another account", "arn:aws:sts::999999999999:assumed-role/ecs.task/0123", "AROA9999999999ABCDEFG:0123", false},
+		{"another partition", "arn:aws-cn:sts::111122223333:assumed-role/ecs.task/0123", "AROA9999999999ABCDEFG:0123", false},
+		{"a role with the name as prefix", "arn:aws:sts::111122223333:assumed-role/ecs.task-admin/0123", "AROA9999999999ABCDEFG:0123", false},
+		{"a prefix before the ARN", "xarn:aws:sts::111122223333:assumed-role/ecs.task/0123", "x" + roleID + ":0123", false},
+		{"a line break after the ARN", "arn:aws:sts::111122223333:assumed-role/ecs.task/0123\n", roleID + ":0123\n", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := a.Equal(tt.b); got != tt.want {
-				t.Errorf("Equal = %v, want %v", got, tt.want)
+			if got := arnRE.MatchString(tt.arn); got != tt.want {
+				t.Errorf("arn_pattern matches %q = %v, want %v", tt.arn, got, tt.want)
 			}
-			if got := tt.b.Equal(a); got != tt.want {
-				t.Errorf("symmetric Equal = %v, want %v", got, tt.want)
+			if got := userRE.MatchString(tt.userID); got != tt.want {
+				t.Errorf("user_id_pattern matches %q = %v, want %v", tt.userID, got, tt.want)
 			}
 		})
 	}

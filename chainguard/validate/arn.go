@@ -25,19 +25,6 @@ func (a AssumedRole) String() string {
 	return fmt.Sprintf("arn:%s:sts::%s:assumed-role/%s/%s", a.Partition, a.Account, a.Role, a.Session)
 }
 
-// Role is the parsed ARN of an IAM role.
-type Role struct {
-	Partition string // aws, aws-cn or aws-us-gov
-	Account   string // 12-digit account ID
-	Path      string // "/" or "/a/b/"
-	Name      string // IAM role name
-}
-
-// String returns the ARN.
-func (r Role) String() string {
-	return fmt.Sprintf("arn:%s:iam::%s:role%s%s", r.Partition, r.Account, r.Path, r.Name)
-}
-
 // arnParts is an ARN split into its six colon-separated fields.
 type arnParts struct {
 	partition, service, region, account, resource string
@@ -107,34 +94,20 @@ func AssumedRoleARN(v string) (AssumedRole, error) {
 	return AssumedRole{Partition: p.partition, Account: p.account, Role: role, Session: session}, nil
 }
 
-// RoleARN parses and checks the ARN of an IAM role:
-// arn:<aws|aws-cn|aws-us-gov>:iam::<12 digits>:role/<optional path/><name>.
-func RoleARN(v string) (Role, error) {
-	const what = "IAM role ARN"
-	const example = "arn:aws:iam::" + exampleAccount + ":role/" + exampleRole
-	p, err := splitARN(what, v, example)
-	if err != nil {
-		return Role{}, err
+// RoleID checks an IAM role's unique ID: AROA followed by 17 uppercase
+// letters or digits, as `aws iam get-role --query Role.RoleId` prints it.
+func RoleID(v string) error {
+	if roleIDRE.MatchString(v) {
+		return nil
 	}
-	if p.service == "sts" && strings.HasPrefix(p.resource, "assumed-role/") {
-		return Role{}, invalidf("%s %q is the ARN of a role session, not of the role: the role's ARN is arn:%s:iam::%s:role/ROLE, e.g. %q", what, v, p.partition, p.account, example)
+	const want = `expected AROA followed by 17 uppercase letters or digits (from "` + exampleGetRoleID + `"), e.g. "` + exampleRoleID + `"`
+	switch {
+	case v == "":
+		return invalidf("role unique ID is empty: %s", want)
+	case strings.HasPrefix(v, "AIDA"):
+		return invalidf("role unique ID %q is the unique ID of an IAM user (AIDA...): only IAM roles (AROA...) are supported, %s", v, want)
 	}
-	if p.service != "iam" {
-		return Role{}, invalidf("%s %q names service %q: role ARNs belong to \"iam\", e.g. %q", what, v, p.service, example)
-	}
-	rest, ok := strings.CutPrefix(p.resource, "role/")
-	if !ok {
-		return Role{}, invalidf("%s %q: the resource %q does not start with \"role/\", e.g. %q", what, v, p.resource, example)
-	}
-	i := strings.LastIndexByte(rest, '/')
-	path, name := "/"+rest[:i+1], rest[i+1:]
-	if err := IAMRoleName(name); err != nil {
-		return Role{}, invalidf("%s %q: %v", what, v, err)
-	}
-	if len(path) > 512 || strings.Contains(path, "//") || strings.ContainsFunc(path, func(r rune) bool { return r < '!' || r > '~' }) {
-		return Role{}, invalidf("%s %q has an invalid role path %q: a path is \"/\" or printable ASCII segments between slashes such as \"/service-role/\", at most 512 characters", what, v, path)
-	}
-	return Role{Partition: p.partition, Account: p.account, Path: path, Name: name}, nil
+	return invalidf("role unique ID %q is not valid: %s", v, want)
 }
 
 // UserID checks the user ID AWS reports for an assumed-role session: the

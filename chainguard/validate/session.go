@@ -12,12 +12,18 @@ const (
 // sessionAlphabet is every character a role session name may hold.
 const sessionAlphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+=,.@-"
 
+// maxInst bounds the size of a session pattern once compiled: real ones need
+// a few dozen instructions; huge ones (e.g. "(.?){1000}" repeated) would make
+// matching, here and in the service, slow.
+const maxInst = 5000
+
 // SessionPattern checks a regular expression for the session name alone, as
 // a trust of "any session of one role whose name matches" embeds it: between
 // the role name and the end of the ARN pattern, and after the role unique ID
 // and ":" in the user ID pattern, grouped and anchored by the caller. It must
 // compile on its own (so that it cannot close the caller's group and escape
-// the anchors), must not anchor itself (^, $, \A, \z or their (?m) forms; a
+// the anchors) and inside that group (a \Q quote left open would swallow
+// the group's end), must not anchor itself (^, $, \A, \z or their (?m) forms; a
 // literal \$ or a negated class like [^/] is fine), and must match at least
 // one valid role session name (2 to 64 characters from letters, digits and
 // "+=,.@_-"), or no caller could ever use the identity.
@@ -29,6 +35,11 @@ func SessionPattern(pattern string) error {
 	tree, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil {
 		return invalidf("the session pattern %q does not compile (%v): %s", pattern, err, want)
+	}
+	if _, err := syntax.Parse("(?:"+pattern+")$", syntax.Perl); err != nil {
+		// Only an unterminated \Q quote parses alone but not embedded: it
+		// would swallow the ")$" the trust closes it with.
+		return invalidf("the session pattern %q does not compile once embedded in the trust (%v): end a \\Q quote with \\E; %s", pattern, err, want)
 	}
 	if hasAnchor(tree) {
 		return invalidf("the session pattern %q has an anchor: leave out ^ and $ (and \\A, \\z, (?m)), the whole pattern is anchored for you, with the account, role and role unique ID pinned; %s", pattern, want)

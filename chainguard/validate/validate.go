@@ -1,7 +1,8 @@
 // Package validate checks every input the product sends to Chainguard or
 // AWS: UIDPs, AWS account IDs, names, descriptions, role and session names,
-// ARNs, user IDs, service URLs and the regular expressions of a trust
-// relationship.
+// role unique IDs, ARNs, user IDs, service URLs and the session pattern of a
+// trust relationship (the only regular expression a user writes: the
+// provisioner builds the anchored trust patterns around it).
 //
 // Each function returns nil or an error whose message says which value was
 // wrong, why, and what a valid value looks like (with an example). Messages

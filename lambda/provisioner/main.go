@@ -41,5 +41,5 @@ func main() {
 	if setupErr != nil {
 		logger.Error("start-up failed: every event will fail", "step", "init", "error", setupErr.Error())
 	}
-	lambda.Start(handler.Wrap(handler.New(cfg, setupErr).Handle, handler.ResponseClient(), logger))
+	lambda.Start(handler.Wrap(handler.New(cfg, setupErr).Handle, handler.ResponseClient(), logger, cfg.Margin))
 }

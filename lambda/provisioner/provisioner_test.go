@@ -144,9 +144,12 @@ func (e *env) identityProps(group, roles string) map[string]any {
 		"Description": "the aws-auth function",
 		"Group":       group,
 		"Roles":       roles,
-		"AwsAccount":  e.WorkloadPrincipal.Account,
-		"AwsArn":      e.WorkloadPrincipal.ARN,
-		"AwsUserId":   e.WorkloadPrincipal.UserID,
+		// The standard workload: role aws-auth, session aws-auth.
+		"AwsAccount":   e.WorkloadPrincipal.Account,
+		"AwsPartition": "aws",
+		"AwsRoleName":  "aws-auth",
+		"AwsRoleId":    emulator.RoleUniqueID(e.WorkloadPrincipal.Account, "aws-auth"),
+		"AwsSession":   "aws-auth",
 	})
 	return p
 }
@@ -446,10 +449,10 @@ func TestFailures(t *testing.T) {
 			name: "bad property",
 			ev: func() cfn.Event {
 				p := e.identityProps(e.Group, "viewer")
-				p["AwsArn"] = "arn:aws:sts::999988887777:assumed-role/aws-auth/aws-auth"
+				p["AwsAccount"] = "9999-8888-7777"
 				return e.event(cfn.RequestCreate, "Custom::ChainguardIdentity", "", p, nil)
 			},
-			reason: []string{"property AwsArn", "999988887777"},
+			reason: []string{"property AwsAccount", "999988887777"},
 		},
 		{
 			name:  "emulator hangs",

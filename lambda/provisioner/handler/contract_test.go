@@ -232,7 +232,8 @@ func TestUpdateRenamesInPlace(t *testing.T) {
 }
 
 // Delete reads only what it needs: properties a later version would reject
-// (a failing AwsUserIdPattern, an unknown property, a too-long Description)
+// (a retired AwsUserIdPattern, a failing AwsSessionPattern, an unknown
+// property, a too-long Description)
 // do not stop the stack from being deleted.
 func TestDeleteIgnoresOtherProperties(t *testing.T) {
 	e := newEmuEnv(t)
@@ -252,8 +253,9 @@ func TestDeleteIgnoresOtherProperties(t *testing.T) {
 	}
 
 	stale := maps.Clone(identityProps)
-	delete(stale, PropAwsUserID)
-	stale[PropAwsUserIDPattern] = `^AROA.*:aws-auth$` // unpinned: today's validation rejects it
+	delete(stale, PropAwsSession)
+	stale[PropAwsSessionPattern] = `^aws-auth$`     // anchored: today's validation rejects it
+	stale["AwsUserIdPattern"] = `^AROA.*:aws-auth$` // retired property
 	stale["FutureProperty"] = "x"
 	staleGroup := maps.Clone(groupProps)
 	staleGroup[PropDescription] = strings.Repeat("x", 600)

@@ -19,6 +19,7 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator/emulatortest"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/provision"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
 )
 
 // These tests run the handler in-process against the emulator (the RIE
@@ -105,13 +106,22 @@ func TestFirstDeployRightAfterTheTrustStep(t *testing.T) {
 }
 
 func identityProps(e *emulatortest.Env, group string) map[string]any {
+	p := trustProps(e.WorkloadPrincipal)
+	maps.Copy(p, map[string]any{PropName: "aws-auth-identity", PropGroup: group, PropRoles: "viewer"})
+	return p
+}
+
+// trustProps are the trust properties that admit exactly principal, an
+// assumed-role session.
+func trustProps(principal emulator.AWSPrincipal) map[string]any {
+	arn, err := validate.AssumedRoleARN(principal.ARN)
+	if err != nil {
+		panic(err) // the emulator's principals are valid
+	}
+	roleID, _, _ := strings.Cut(principal.UserID, ":")
 	return map[string]any{
-		PropName:       "aws-auth-identity",
-		PropGroup:      group,
-		PropRoles:      "viewer",
-		PropAwsAccount: e.WorkloadPrincipal.Account,
-		PropAwsArn:     e.WorkloadPrincipal.ARN,
-		PropAwsUserID:  e.WorkloadPrincipal.UserID,
+		PropAwsAccount: arn.Account, PropAwsPartition: arn.Partition, PropAwsRoleName: arn.Role,
+		PropAwsRoleID: roleID, PropAwsSession: arn.Session,
 	}
 }
 

@@ -46,13 +46,14 @@
 //	Group                UIDP of the group the identity lives in and is bound on
 //	                     (required; a change replaces the identity)
 //	Roles                role names bound on Group, comma-separated, e.g. "viewer"
-//	AwsAccount           12-digit AWS account of the trusted principal (required)
-//	AwsArn               exact principal ARN, or
-//	AwsArnPattern        anchored regular expression (exactly one of the two)
-//	AwsUserId            exact user ID "AROA...:session", or
-//	AwsUserIdPattern     anchored regular expression (exactly one of the two)
-//	AllowUnpinnedUserId  "true" accepts an AwsUserIdPattern that does not pin a
-//	                     role unique ID (default "false")
+//	AwsAccount           12-digit AWS account of the trusted role (required)
+//	AwsPartition         "aws", the only partition Chainguard verifies (required)
+//	AwsRoleName          IAM role name (required)
+//	AwsRoleId            the role's unique ID, AROA... (required)
+//	AwsSession           one session name, or
+//	AwsSessionPattern    a regular expression for the session name alone, without
+//	                     anchors (exactly one of the two); the provisioner builds
+//	                     the anchored arn_pattern and user_id_pattern around it
 //
 // # Ownership
 //
@@ -122,10 +123,10 @@
 // other than the one its physical ID names (a replacement, or an object
 // re-made because the old one was gone), that object is deleted first, best
 // effort: an identity with its role bindings, a group only if it carries the
-// stack's marker and is empty. This runs even when the Update timed out, up
-// to half the safety margin before the function's deadline. If the deletion
-// fails, or cannot finish in time, the reason says so and names the object
-// left behind (and the log too), for a person to delete.
+// stack's marker and is empty. This runs even when the Update timed out,
+// for up to a quarter of the safety margin more. If the deletion fails, or
+// cannot finish in time, the reason says so and names the object left
+// behind (and the log too), for a person to delete.
 //
 // PermissionDenied is retried for up to DefaultPermissionDeniedBudget per
 // step (within the event's deadline), each retry with a freshly exchanged
@@ -137,8 +138,10 @@
 //
 // The handler always answers: the work runs under a deadline a margin
 // (PROVISIONER_DEADLINE_MARGIN, a Go duration, default 10s) before the
-// function's own, and if it is not done by then the event fails with a reason
-// that names the unfinished step. A panic fails the event too.
+// function's own, which every call in it honours; when it passes, the event
+// fails with a reason that names the unfinished step. Should a call ignore
+// it, Wrap answers FAILED at half the margin before the function's deadline.
+// A panic fails the event too.
 package handler
 
 import (
@@ -147,7 +150,6 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
@@ -173,16 +175,12 @@ const DefaultMargin = 10 * time.Second
 // the attempts' time). Config.Options can override it.
 const DefaultPermissionDeniedBudget = 30 * time.Second
 
-// deadlineSlack is how close to the work's deadline a failure counts as the
-// deadline's (see run).
-const deadlineSlack = 50 * time.Millisecond
-
 // Config configures a Handler.
 type Config struct {
 	// Credentials are the function's own AWS credentials (its role).
 	Credentials aws.CredentialsProvider
-	// Margin before the function's deadline at which unfinished work is
-	// abandoned and FAILED is sent; zero means DefaultMargin.
+	// Margin before the function's deadline by which the work must be
+	// done, or fail; zero means DefaultMargin. Give Wrap the same.
 	Margin time.Duration
 	// Logger receives JSON logs; nil discards them.
 	Logger *slog.Logger
@@ -256,11 +254,10 @@ func New(cfg Config, setupErr error) *Handler {
 
 // Handle processes one event and returns the physical ID and Data for
 // Wrap, which sends SUCCESS or (on error) FAILED with the error as
-// the reason. On error the physical ID is, for an Update, the event's own;
-// otherwise the UIDP of the object the event got to (so CloudFormation's
-// rollback Delete removes it), or empty when there is none: Wrap then sends
-// the request ID on a Create (the Delete CloudFormation sends for it touches
-// nothing) and the event's physical ID otherwise.
+// the reason. On error the physical ID is the event's own, except on a
+// Create: the UIDP of the object it got to (so CloudFormation's rollback
+// Delete removes it), or empty when there is none (Wrap then sends the
+// request ID, and the Delete CloudFormation sends for it touches nothing).
 func (h *Handler) Handle(ctx context.Context, ev cfn.Event) (string, map[string]any, error) {
 	log := h.cfg.Logger.With(
 		"cfn_request_id", ev.RequestID,
@@ -281,126 +278,43 @@ func (h *Handler) Handle(ctx context.Context, ev cfn.Event) (string, map[string]
 	return id, data, nil
 }
 
-// run does the work under a deadline Margin before ctx's and answers when
-// that deadline passes, even if the work has not returned.
-func (h *Handler) run(ctx context.Context, ev cfn.Event, log *slog.Logger) (string, map[string]any, error) {
+// run does the work under a deadline Margin before ctx's, which every call
+// on the way honours: a failure it causes names the step in progress.
+func (h *Handler) run(ctx context.Context, ev cfn.Event, log *slog.Logger) (id string, data map[string]any, err error) {
 	if h.setupErr != nil {
 		return "", nil, fmt.Errorf("the provisioner is misconfigured: %w", h.setupErr)
 	}
-	// work is the event's own deadline; undo the later one by which a
-	// failed replacement's new object is deleted (see undoReplacement),
-	// half the margin before the function's.
-	work, cancel := ctx, context.CancelFunc(func() {})
-	undo, cancelUndo := ctx, context.CancelFunc(func() {})
-	budget := time.Duration(0)
+	st := &steps{log: log, margin: h.cfg.Margin}
+	work := ctx
 	if deadline, ok := ctx.Deadline(); ok {
-		budget = time.Until(deadline) - h.cfg.Margin
-		if budget <= 0 {
+		if st.budget = time.Until(deadline) - h.cfg.Margin; st.budget <= 0 {
 			return "", nil, fmt.Errorf("timed out before starting: the function has %s left, less than the %s safety margin (%s): raise the function timeout or lower the margin",
 				time.Until(deadline).Round(time.Millisecond), h.cfg.Margin, EnvDeadlineMargin)
 		}
+		var cancel context.CancelFunc
 		work, cancel = context.WithDeadline(ctx, deadline.Add(-h.cfg.Margin))
-		undo, cancelUndo = context.WithDeadline(ctx, deadline.Add(-h.cfg.Margin/2))
+		defer cancel()
 	}
-	defer cancel()
-	defer cancelUndo()
-
-	st := &steps{log: log}
-	obj := &object{}
-	// failedID is the physical ID a FAILED answer carries: the object the
-	// event got to, so that the rollback Delete of a failed Create removes
-	// it, but on an Update always the event's own (a new object made for a
-	// replacement is deleted before the answer).
-	failedID := func() string {
-		if ev.RequestType == cfn.RequestUpdate {
-			return ev.PhysicalResourceID
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("panic", "step", st.current(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = fmt.Errorf("internal error (panic) during %s; see the provisioner's log", st.current())
 		}
-		return obj.get()
-	}
-	type result struct {
-		id   string
-		data map[string]any
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		defer func() {
-			if r := recover(); r != nil {
-				log.Error("panic", "step", st.current(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-				done <- result{err: fmt.Errorf("internal error (panic) during %s; see the provisioner's log", st.current())}
+		if err != nil {
+			// Only a failed Create answers the object it got to; an Update
+			// answers its own physical ID (having deleted a new object: see
+			// undoReplacement), and so does a Delete.
+			if ev.RequestType != cfn.RequestCreate {
+				id = ev.PhysicalResourceID
 			}
-		}()
-		id, data, err := h.dispatch(work, undo, ev, st, obj)
-		done <- result{id, data, err}
+			data, err = nil, st.timedOut(work, err)
+		}
 	}()
-	timedOut := func() error {
-		return fmt.Errorf("timed out: %s did not finish within %s (the function's deadline minus a %s safety margin, %s)",
-			st.current(), budget.Round(time.Millisecond), h.cfg.Margin, EnvDeadlineMargin)
-	}
-	select {
-	case r := <-done:
-		if d, ok := work.Deadline(); ok && r.err != nil && time.Until(d) < deadlineSlack {
-			// A service can answer DeadlineExceeded a hair before work's
-			// own timer fires: this failure is the timeout's.
-			<-work.Done()
-		}
-		switch {
-		case r.err == nil:
-			return r.id, r.data, nil
-		case work.Err() != nil && ctx.Err() == nil:
-			return failedID(), nil, fmt.Errorf("%w: %w", timedOut(), r.err)
-		}
-		return failedID(), nil, r.err
-	case <-work.Done():
-		if ctx.Err() != nil {
-			return failedID(), nil, fmt.Errorf("%s was cancelled: %w", st.current(), ctx.Err())
-		}
-		if id := obj.get(); ev.RequestType == cfn.RequestUpdate && id != "" && id != ev.PhysicalResourceID {
-			// A replacement: the work deletes the new object once its
-			// step gives up; wait for that, within undo's deadline.
-			err := timedOut()
-			select {
-			case r := <-done:
-				if r.err == nil { // it finished after all
-					return r.id, r.data, nil
-				}
-				return failedID(), nil, fmt.Errorf("%w: %w", err, r.err)
-			case <-undo.Done():
-				log.Error("the new object of a failed update may be left behind: delete it by hand if it still exists",
-					"orphan_id", id, "old_physical_id", ev.PhysicalResourceID)
-				return failedID(), nil, fmt.Errorf("%w; then the new object %s this update made may be left behind: its deletion did not finish in time (delete it by hand if it still exists)", err, id)
-			}
-		}
-		return failedID(), nil, timedOut()
-	}
+	return h.dispatch(work, ev, st)
 }
 
-// object holds the UIDP of the object an event works on, from the moment it
-// is known (set by the work, read by the timeout path), so that every FAILED
-// answer names it.
-type object struct {
-	mu sync.Mutex
-	id string
-}
-
-func (o *object) set(id string) {
-	if id == "" {
-		return
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.id = id
-}
-
-func (o *object) get() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.id
-}
-
-// dispatch routes the event to its resource type. undo bounds the deletion
-// of a failed replacement's new object (see undoReplacement).
-func (h *Handler) dispatch(ctx, undo context.Context, ev cfn.Event, st *steps, obj *object) (string, map[string]any, error) {
+// dispatch routes the event to its resource type.
+func (h *Handler) dispatch(ctx context.Context, ev cfn.Event, st *steps) (string, map[string]any, error) {
 	props := properties(ev.ResourceProperties)
 	if ev.RequestType == cfn.RequestDelete && !uidp.Valid(ev.PhysicalResourceID) {
 		// Left by a failed Create (the request ID): nothing was made.
@@ -412,34 +326,31 @@ func (h *Handler) dispatch(ctx, undo context.Context, ev cfn.Event, st *steps, o
 	default:
 		return "", nil, fmt.Errorf("request type %q is not one of Create, Update, Delete", ev.RequestType)
 	}
-	if ev.RequestType == cfn.RequestDelete {
-		if ev.ResourceType != TypeGroup && ev.ResourceType != TypeIdentity {
-			// A type a later version renamed or dropped: failing would leave
-			// the stack in DELETE_FAILED, and nothing says what the ID is.
-			st.log.Warn("nothing deleted: the resource type is not served by this provisioner; delete the object by hand if it should go",
-				"resource_type", ev.ResourceType, "physical_id", ev.PhysicalResourceID)
-			return ev.PhysicalResourceID, nil, nil
-		}
-		obj.set(ev.PhysicalResourceID)
+	if ev.RequestType == cfn.RequestDelete && ev.ResourceType != TypeGroup && ev.ResourceType != TypeIdentity {
+		// A type a later version renamed or dropped: failing would leave
+		// the stack in DELETE_FAILED, and nothing says what the ID is.
+		st.log.Warn("nothing deleted: the resource type is not served by this provisioner; delete the object by hand if it should go",
+			"resource_type", ev.ResourceType, "physical_id", ev.PhysicalResourceID)
+		return ev.PhysicalResourceID, nil, nil
 	}
 	switch ev.ResourceType {
 	case TypeGroup:
 		if ev.RequestType == cfn.RequestDelete {
 			return h.deleteGroup(ctx, ev, props, st)
 		}
-		return h.group(ctx, undo, ev, props, st, obj)
+		return h.group(ctx, ev, props, st)
 	case TypeIdentity:
 		if ev.RequestType == cfn.RequestDelete {
 			return h.deleteIdentity(ctx, ev, props, st)
 		}
-		return h.identity(ctx, undo, ev, props, st, obj)
+		return h.identity(ctx, ev, props, st)
 	}
 	return "", nil, fmt.Errorf("resource type %q is not served by this provisioner (it serves %s and %s): fix the resource's Type in the template", ev.ResourceType, TypeGroup, TypeIdentity)
 }
 
-func (h *Handler) group(ctx, undo context.Context, ev cfn.Event, props properties, st *steps, obj *object) (string, map[string]any, error) {
+func (h *Handler) group(ctx context.Context, ev cfn.Event, props properties, st *steps) (string, map[string]any, error) {
 	var g groupProps
-	p, closeFn, owner, err := h.connect(ctx, ev, props, st, obj, func(owner string) (err error) {
+	p, closeFn, owner, err := h.connect(ctx, ev, props, st, func(owner string) (err error) {
 		g, err = parseGroup(props, owner)
 		return err
 	})
@@ -451,9 +362,8 @@ func (h *Handler) group(ctx, undo context.Context, ev cfn.Event, props propertie
 	g.Spec.ID = currentID(ev)
 	st.begin(fmt.Sprintf("ensure group %q under %s", g.Spec.Name, g.Spec.Parent))
 	out, err := p.EnsureGroup(ctx, g.Spec)
-	obj.set(out.ID)
 	if err != nil {
-		return "", nil, undoReplacement(undo, ev, "group", out.ID, st, err, func(ctx context.Context) error {
+		return out.ID, nil, undoReplacement(ctx, ev, "group", out.ID, st, err, func(ctx context.Context) error {
 			// Only the stack's own group, and only while it is empty.
 			_, err := p.DeleteGroup(ctx, out.ID, owner)
 			return err
@@ -481,7 +391,7 @@ func (h *Handler) deleteGroup(ctx context.Context, ev cfn.Event, props propertie
 	if err != nil {
 		return "", nil, err
 	}
-	p, closeFn, err := h.dial(ctx, tgt, st, nil)
+	p, closeFn, err := h.dial(ctx, tgt, st)
 	if err != nil {
 		return "", nil, err
 	}
@@ -498,9 +408,9 @@ func (h *Handler) deleteGroup(ctx context.Context, ev cfn.Event, props propertie
 	return ev.PhysicalResourceID, nil, nil
 }
 
-func (h *Handler) identity(ctx, undo context.Context, ev cfn.Event, props properties, st *steps, obj *object) (string, map[string]any, error) {
+func (h *Handler) identity(ctx context.Context, ev cfn.Event, props properties, st *steps) (string, map[string]any, error) {
 	var spec provision.IdentitySpec
-	p, closeFn, _, err := h.connect(ctx, ev, props, st, obj, func(owner string) (err error) {
+	p, closeFn, _, err := h.connect(ctx, ev, props, st, func(owner string) (err error) {
 		spec, err = parseIdentity(props, owner)
 		return err
 	})
@@ -512,9 +422,8 @@ func (h *Handler) identity(ctx, undo context.Context, ev cfn.Event, props proper
 	spec.ID = currentID(ev)
 	st.begin(fmt.Sprintf("ensure identity %q in group %s", spec.Name, spec.Group))
 	out, err := p.EnsureIdentity(ctx, spec)
-	obj.set(out.ID)
 	if err != nil {
-		return "", nil, undoReplacement(undo, ev, "identity", out.ID, st, err, func(ctx context.Context) error {
+		return out.ID, nil, undoReplacement(ctx, ev, "identity", out.ID, st, err, func(ctx context.Context) error {
 			return p.DeleteIdentity(ctx, out.ID)
 		})
 	}
@@ -532,7 +441,7 @@ func (h *Handler) deleteIdentity(ctx context.Context, ev cfn.Event, props proper
 	if err != nil {
 		return "", nil, err
 	}
-	p, closeFn, err := h.dial(ctx, tgt, st, nil)
+	p, closeFn, err := h.dial(ctx, tgt, st)
 	if err != nil {
 		return "", nil, err
 	}
@@ -548,7 +457,7 @@ func (h *Handler) deleteIdentity(ctx context.Context, ev cfn.Event, props proper
 // connect does what every Create and Update starts with: it reads the
 // stack's ownership marker, the resource's own properties (parse) and the
 // provisioner target, then exchanges a token and dials Chainguard.
-func (h *Handler) connect(ctx context.Context, ev cfn.Event, props properties, st *steps, obj *object, parse func(owner string) error) (*provision.Provisioner, func(), string, error) {
+func (h *Handler) connect(ctx context.Context, ev cfn.Event, props properties, st *steps, parse func(owner string) error) (*provision.Provisioner, func(), string, error) {
 	st.begin("read properties")
 	owner, err := managedBy(ev)
 	if err != nil {
@@ -561,7 +470,7 @@ func (h *Handler) connect(ctx context.Context, ev cfn.Event, props properties, s
 	if err != nil {
 		return nil, nil, "", err
 	}
-	p, closeFn, err := h.dial(ctx, tgt, st, obj)
+	p, closeFn, err := h.dial(ctx, tgt, st)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -569,16 +478,11 @@ func (h *Handler) connect(ctx context.Context, ev cfn.Event, props properties, s
 }
 
 // dial connects a provisioner for the event's target (a token exchange),
-// which reconnects for a fresh token when it needs one. The UIDP an Ensure
-// settles on is recorded in obj (when not nil) as soon as it is known.
-func (h *Handler) dial(ctx context.Context, tgt Target, st *steps, obj *object) (*provision.Provisioner, func(), error) {
-	opts := []provision.Option{provision.WithPermissionDeniedBudget(DefaultPermissionDeniedBudget)}
-	if obj != nil {
-		opts = append(opts, provision.WithIDHook(obj.set))
-	}
+// which reconnects for a fresh token when it needs one.
+func (h *Handler) dial(ctx context.Context, tgt Target, st *steps) (*provision.Provisioner, func(), error) {
 	p := provision.New(provision.ConnectFunc(func(ctx context.Context) (iam.Clients, error) {
 		return h.cfg.Connect(ctx, tgt)
-	}), append(opts, h.cfg.Options...)...)
+	}), append([]provision.Option{provision.WithPermissionDeniedBudget(DefaultPermissionDeniedBudget)}, h.cfg.Options...)...)
 	closeFn := func() {
 		if err := p.Close(); err != nil {
 			st.log.Warn("close the Chainguard API connection", "error", err.Error())
@@ -631,13 +535,21 @@ func currentID(ev cfn.Event) string {
 // an object re-made because the old one was gone), so that FAILED answers
 // the old physical ID without leaving the new object behind: whether
 // CloudFormation would honour a physical ID on a FAILED Update is not
-// documented. It returns err, extended with the orphan's UIDP when the
-// delete fails. Nothing is done for other events.
+// documented. The deletion outlives ctx, the work's: it may take what is
+// left of the work's time and a quarter of the margin more. It returns
+// err (said to be the timeout's if it is: see steps.timedOut), extended
+// with what became of the new object. Nothing is done for other events.
 func undoReplacement(ctx context.Context, ev cfn.Event, kind, id string, st *steps, err error, del func(context.Context) error) error {
 	if ev.RequestType != cfn.RequestUpdate || id == "" || id == ev.PhysicalResourceID {
 		return err
 	}
-	// The step stays the one that failed: a timeout names it.
+	err = st.timedOut(ctx, err) // now: the deletion may outlast the work's deadline
+	end := time.Now()
+	if d, ok := ctx.Deadline(); ok && d.After(end) {
+		end = d
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), end.Add(st.margin/4))
+	defer cancel()
 	start := time.Now()
 	if derr := del(ctx); derr != nil {
 		st.log.Error("the new object of a failed update is left behind: delete it by hand",
@@ -655,35 +567,44 @@ func (h *Handler) noteReplacement(ev cfn.Event, id string, st *steps) {
 	}
 }
 
-// steps tracks the step in progress, for logs and for the reason of a
-// timeout (read from another goroutine).
+// steps follows one event's work: the step in progress, for logs and for
+// the reason of a failure.
 type steps struct {
-	log   *slog.Logger
-	mu    sync.Mutex
-	name  string
-	start time.Time
+	log    *slog.Logger
+	budget time.Duration // the work's time (zero: no deadline)
+	margin time.Duration // Config.Margin
+	name   string
+	start  time.Time
+	late   bool // a failure was said to be the timeout's
 }
 
 func (s *steps) begin(name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.name, s.start = name, time.Now()
 }
 
 func (s *steps) end(attrs ...any) {
-	s.mu.Lock()
-	name, start := s.name, s.start
-	s.mu.Unlock()
-	s.log.Info("step done", append([]any{"step", name, "duration_ms", ms(start)}, attrs...)...)
+	s.log.Info("step done", append([]any{"step", s.name, "duration_ms", ms(s.start)}, attrs...)...)
 }
 
 func (s *steps) current() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.name == "" {
 		return "the event"
 	}
 	return s.name
+}
+
+// timedOut returns err said to be the timeout's, naming the step in
+// progress, once ctx's deadline (the work's) has passed by the clock: a
+// service's DeadlineExceeded, sent when its copy of that deadline expires,
+// can arrive before ctx's own timer has fired. It does so once: a later call
+// returns err as it is.
+func (s *steps) timedOut(ctx context.Context, err error) error {
+	if d, ok := ctx.Deadline(); s.late || !ok || time.Now().Before(d) {
+		return err
+	}
+	s.late = true
+	return fmt.Errorf("timed out: %s did not finish within %s (the function's deadline minus a %s safety margin, %s): %w",
+		s.current(), s.budget.Round(time.Millisecond), s.margin, EnvDeadlineMargin, err)
 }
 
 // ms is the time since t in milliseconds, with microsecond resolution.

@@ -2,7 +2,12 @@ package handler
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/provision"
+	"github.com/assumable-identity/cdk-chainguard/internal/syncbuf"
 )
 
 // testOwner is what managedBy makes of testStackID and the logical ID "Res".
@@ -47,8 +53,10 @@ func validIdentity() map[string]any {
 		PropGroup:        group,
 		PropRoles:        "viewer, registry.pull",
 		PropAwsAccount:   "111122223333",
-		PropAwsArn:       "arn:aws:sts::111122223333:assumed-role/aws-auth/my-fn",
-		PropAwsUserID:    "AROA1234567890ABCDEFG:my-fn",
+		PropAwsPartition: "aws",
+		PropAwsRoleName:  "aws-auth",
+		PropAwsRoleID:    "AROA1234567890ABCDEFG",
+		PropAwsSession:   "my-fn",
 		"ServiceTimeout": "60",
 	})
 	return p
@@ -75,22 +83,27 @@ func TestParseIdentity(t *testing.T) {
 	}{
 		{name: "valid", props: validIdentity(), wantRoles: []string{"viewer", "registry.pull"}},
 		{name: "no roles", props: with(validIdentity(), PropRoles, nil), wantRoles: nil},
-		{name: "patterns", props: with(validIdentity(),
-			PropAwsArn, nil, PropAwsArnPattern, `^arn:aws:sts::111122223333:assumed-role/aws-auth/.*$`,
-			PropAwsUserID, nil, PropAwsUserIDPattern, `^AROA1234567890ABCDEFG:.*$`), wantRoles: []string{"viewer", "registry.pull"}},
+		{name: "pattern", props: with(validIdentity(), PropAwsSession, nil, PropAwsSessionPattern, `[0-9a-f]{32}`), wantRoles: []string{"viewer", "registry.pull"}},
 		{name: "missing name", props: with(validIdentity(), PropName, nil), wantErr: "property Name is missing"},
 		{name: "bad name", props: with(validIdentity(), PropName, "Bad!"), wantErr: "Name"},
 		{name: "bad group", props: with(validIdentity(), PropGroup, "abc"), wantErr: "property Group"},
 		{name: "empty role item", props: with(validIdentity(), PropRoles, "viewer,,owner"), wantErr: "property Roles"},
 		{name: "non-string", props: with(validIdentity(), PropAwsAccount, 111122223333.0), wantErr: "property AwsAccount is a float64"},
-		{name: "bad account", props: with(validIdentity(), PropAwsAccount, "12"), wantErr: "property AwsAccount"},
-		{name: "both ARN kinds", props: with(validIdentity(), PropAwsArnPattern, "^x$"), wantErr: "property AwsArn or AwsArnPattern"},
-		{name: "no user ID", props: with(validIdentity(), PropAwsUserID, nil), wantErr: "property AwsUserId or AwsUserIdPattern"},
-		{name: "bad ARN", props: with(validIdentity(), PropAwsArn, "arn:aws:iam::x"), wantErr: "property AwsArn:"},
-		{name: "bad user ID", props: with(validIdentity(), PropAwsUserID, "AIDA:x"), wantErr: "property AwsUserId:"},
-		{name: "unpinned pattern", props: with(validIdentity(), PropAwsUserID, nil, PropAwsUserIDPattern, `^AROA.*:my-fn$`), wantErr: "property AwsUserIdPattern:"},
-		{name: "unpinned allowed", props: with(validIdentity(), PropAwsUserID, nil, PropAwsUserIDPattern, `^AROA.*:my-fn$`, PropAllowUnpinnedUserID, "true"), wantRoles: []string{"viewer", "registry.pull"}},
-		{name: "bad bool", props: with(validIdentity(), PropAllowUnpinnedUserID, "yes"), wantErr: "property AllowUnpinnedUserId"},
+		{name: "bad account", props: with(validIdentity(), PropAwsAccount, "12"), wantErr: "property AwsAccount: AWS account ID \"12\" is not valid"},
+		{name: "missing account", props: with(validIdentity(), PropAwsAccount, nil), wantErr: "property AwsAccount: AWS account ID is empty"},
+		{name: "other partition", props: with(validIdentity(), PropAwsPartition, "aws-cn"), wantErr: "property AwsPartition: partition \"aws-cn\": Chainguard verifies AWS callers only in the aws partition"},
+		{name: "missing partition", props: with(validIdentity(), PropAwsPartition, nil), wantErr: "property AwsPartition"},
+		{name: "bad role name", props: with(validIdentity(), PropAwsRoleName, "path/role"), wantErr: "property AwsRoleName: IAM role name \"path/role\" has the character \"/\""},
+		{name: "bad role ID", props: with(validIdentity(), PropAwsRoleID, "AIDA1234567890ABCDEFG"), wantErr: "property AwsRoleId: role unique ID \"AIDA1234567890ABCDEFG\" is the unique ID of an IAM user"},
+		{name: "missing role ID", props: with(validIdentity(), PropAwsRoleID, nil), wantErr: "property AwsRoleId: role unique ID is empty"},
+		{name: "both session kinds", props: with(validIdentity(), PropAwsSessionPattern, ".+"), wantErr: "property AwsSession or AwsSessionPattern: both are set"},
+		{name: "no session", props: with(validIdentity(), PropAwsSession, nil), wantErr: "property AwsSession or AwsSessionPattern: neither is set"},
+		{name: "bad session", props: with(validIdentity(), PropAwsSession, "a:b"), wantErr: "property AwsSession: role session name \"a:b\""},
+		{name: "anchored pattern", props: with(validIdentity(), PropAwsSession, nil, PropAwsSessionPattern, `^fn$`), wantErr: "property AwsSessionPattern: the session pattern \"^fn$\" has an anchor"},
+		{name: "pattern escaping its group", props: with(validIdentity(), PropAwsSession, nil, PropAwsSessionPattern, `x)|(.*`), wantErr: "property AwsSessionPattern: the session pattern \"x)|(.*\" does not compile"},
+		{name: "retired exact ARN", props: with(validIdentity(), "AwsArn", "arn:aws:sts::111122223333:assumed-role/aws-auth/my-fn"),
+			wantErr: "property AwsArn is no longer part of the Custom::ChainguardIdentity contract: give the trusted role as AwsAccount, AwsPartition, AwsRoleName and AwsRoleId (its unique ID, AROA...), and its sessions as AwsSession (one session name) or AwsSessionPattern"},
+		{name: "retired opt-in", props: with(validIdentity(), "AllowUnpinnedUserId", "false"), wantErr: "property AllowUnpinnedUserId is no longer part of the Custom::ChainguardIdentity contract"},
 		{name: "unknown property", props: with(validIdentity(), "Rolez", "viewer"), wantErr: "property Rolez is not part of the Custom::ChainguardIdentity contract"},
 	}
 	for _, tt := range tests {
@@ -279,8 +292,9 @@ func TestHandleWithoutCalls(t *testing.T) {
 }
 
 func TestHandleAlwaysAnswers(t *testing.T) {
-	block := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-		select {} // ignores its context: the handler must answer anyway
+	hang := aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) {
+		<-ctx.Done() // until the work's deadline
+		return aws.Credentials{}, ctx.Err()
 	})
 	tests := []struct {
 		name     string
@@ -291,7 +305,7 @@ func TestHandleAlwaysAnswers(t *testing.T) {
 		wantErr  string
 	}{
 		{name: "panic", creds: noCall, timeout: 5 * time.Second, margin: time.Second, wantErr: "internal error (panic) during token exchange"},
-		{name: "hang", creds: block, timeout: 1500 * time.Millisecond, margin: time.Second, wantErr: "timed out: token exchange for provisioner identity"},
+		{name: "hang", creds: hang, timeout: 1500 * time.Millisecond, margin: time.Second, wantErr: "timed out: token exchange for provisioner identity"},
 		{name: "no time left", creds: noCall, timeout: 500 * time.Millisecond, margin: time.Second, wantErr: "timed out before starting"},
 		{name: "misconfigured", creds: noCall, timeout: 5 * time.Second, margin: time.Second, setupErr: context.DeadlineExceeded, wantErr: "the provisioner is misconfigured"},
 	}
@@ -308,5 +322,57 @@ func TestHandleAlwaysAnswers(t *testing.T) {
 				t.Fatalf("Handle answered only after the deadline: %v", err)
 			}
 		})
+	}
+}
+
+// A call that ignores its context (here the function's own credentials)
+// keeps Handle from returning: Wrap answers FAILED for it anyway, before the
+// function's deadline, and only logs what Handle returns once released.
+func TestWrapAnswersForAHungHandler(t *testing.T) {
+	release := make(chan struct{})
+	block := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		<-release // ignores its context
+		return aws.Credentials{}, errors.New("released")
+	})
+	got := make(chan cfn.Response, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var resp cfn.Response
+		if err := json.NewDecoder(r.Body).Decode(&resp); err != nil {
+			t.Errorf("decode the response: %v", err)
+		}
+		got <- resp
+	}))
+	defer srv.Close()
+	var logs syncbuf.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	const margin = time.Second
+	fn := Wrap(New(Config{Credentials: block, Margin: margin, Logger: log}, nil).Handle, nil, log, margin)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	defer cancel()
+	ev := cfn.Event{RequestType: cfn.RequestCreate, RequestID: "req-1", ResponseURL: srv.URL, ResourceType: TypeGroup,
+		StackID: testStackID, LogicalResourceID: "Res", ResourceProperties: validGroup()}
+	returned := make(chan error, 1)
+	go func() {
+		_, err := fn(ctx, ev)
+		returned <- err
+	}()
+	select {
+	case r := <-got:
+		if r.Status != cfn.StatusFailed || r.PhysicalResourceID != ev.RequestID || !strings.Contains(r.Reason, "timed out") {
+			t.Errorf("response = %+v, want FAILED with the request ID and a reason saying it timed out", r)
+		}
+	case <-ctx.Done():
+		t.Fatal("no response before the function's deadline")
+	}
+	close(release)
+	if err := <-returned; err != nil {
+		t.Fatalf("Wrap's function error = %v", err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("a second response was sent: %+v", <-got)
+	}
+	if !strings.Contains(logs.String(), "not sent: the event was answered already") {
+		t.Fatalf("the late result is not logged:\n%s", logs.String())
 	}
 }

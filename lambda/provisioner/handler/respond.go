@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/cfn"
@@ -51,13 +52,17 @@ func ResponseClient() *http.Client {
 // PUTs SUCCESS or FAILED (with the error as the reason) to the event's
 // ResponseURL, answering, when fn sets no physical ID, the request ID on a
 // Create and the event's physical ID otherwise; a panic in fn answers
-// FAILED before it goes on. Unlike cfn.LambdaWrap (whose errors and logs
-// carry the whole URL), nothing Wrap logs or returns holds the ResponseURL's
-// query string, which is a pre-signed S3 credential: only
-// scheme://host/path. The PUT uses client (ResponseClient() when nil), is
-// tried up to 3 times on network errors and 5xx answers, and is abandoned
-// shortly before the function's deadline. A response that could not be
-// delivered is logged to log and returned as the invocation's error.
+// FAILED before it goes on. fn should return margin (zero means
+// DefaultMargin) before the function's deadline, as Handler does: if it is
+// still running at half the margin before (a call ignored its context),
+// Wrap answers FAILED for it then and only logs what fn returns later.
+// Unlike cfn.LambdaWrap (whose errors and logs carry the whole URL), nothing
+// Wrap logs or returns holds the ResponseURL's query string, which is a
+// pre-signed S3 credential: only scheme://host/path. The PUT uses client
+// (ResponseClient() when nil), is tried up to 3 times on network errors and
+// 5xx answers, and is abandoned shortly before the function's deadline. A
+// response that could not be delivered is logged to log and returned as the
+// invocation's error.
 //
 // CloudFormation rejects a response body over 4096 bytes (and the reason
 // with it), so Wrap keeps the body within that: a Reason too long for it
@@ -70,40 +75,50 @@ func ResponseClient() *http.Client {
 // longer tracks (see the package doc on failed Updates), whereas a
 // template reading a dropped attribute fails with CloudFormation's own
 // error naming it.
-func Wrap(fn cfn.CustomResourceFunction, client *http.Client, log *slog.Logger) cfn.CustomResourceLambdaFunction {
+func Wrap(fn cfn.CustomResourceFunction, client *http.Client, log *slog.Logger, margin time.Duration) cfn.CustomResourceLambdaFunction {
 	if client == nil {
 		client = ResponseClient()
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if margin <= 0 {
+		margin = DefaultMargin
+	}
 	return func(ctx context.Context, ev cfn.Event) (string, error) {
-		r := cfn.NewResponse(&ev)
 		fallback := ev.PhysicalResourceID
 		if ev.RequestType == cfn.RequestCreate {
 			fallback = ev.RequestID
 		}
+		var once sync.Once // the watchdog's answer, or fn's
+		answer := func(status cfn.StatusType, id string, data map[string]any, reason string) (err error) {
+			r := cfn.NewResponse(&ev)
+			r.Status, r.PhysicalResourceID, r.Data, r.Reason = status, cmp.Or(id, fallback), data, reason
+			late := true
+			once.Do(func() { late, err = false, deliver(ctx, client, ev, r, log) })
+			if late {
+				log.Warn("not sent: the event was answered already", "cfn_request_id", ev.RequestID, "status", string(status), "reason", reason)
+			}
+			return err
+		}
+		if deadline, ok := ctx.Deadline(); ok {
+			watchdog := time.AfterFunc(time.Until(deadline.Add(-margin/2)), func() {
+				_ = answer(cfn.StatusFailed, "", nil, fmt.Sprintf("timed out: the provisioner had not returned %s before the function's deadline (a call ignored its deadline); see the provisioner's log", margin/2))
+			})
+			defer watchdog.Stop()
+		}
 		panicked := true
 		defer func() {
 			if panicked {
-				r.Status, r.Reason, r.PhysicalResourceID = cfn.StatusFailed, "internal error (panic); see the provisioner's log", fallback
-				_ = deliver(ctx, client, ev, r, log)
+				_ = answer(cfn.StatusFailed, "", nil, "internal error (panic); see the provisioner's log")
 			}
 		}()
 		id, data, err := fn(ctx, ev)
 		panicked = false
-
-		r.PhysicalResourceID, r.Data, r.Status = id, data, cfn.StatusSuccess
-		if r.PhysicalResourceID == "" {
-			r.PhysicalResourceID = fallback
-		}
 		if err != nil {
-			r.Status, r.Reason, r.Data = cfn.StatusFailed, err.Error(), nil
+			return "", answer(cfn.StatusFailed, id, nil, err.Error())
 		}
-		if err := deliver(ctx, client, ev, r, log); err != nil {
-			return "", err
-		}
-		return "", nil
+		return "", answer(cfn.StatusSuccess, id, data, "")
 	}
 }
 

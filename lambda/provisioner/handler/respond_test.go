@@ -146,7 +146,7 @@ func TestWrap(t *testing.T) {
 						err = errors.New("panic: " + r.(string))
 					}
 				}()
-				_, err = Wrap(tt.fn, nil, slog.New(slog.NewJSONHandler(&logs, nil)))(ctx, tt.ev)
+				_, err = Wrap(tt.fn, nil, slog.New(slog.NewJSONHandler(&logs, nil)), time.Second)(ctx, tt.ev)
 				return err
 			}()
 			if (err != nil) != (tt.wantErr != "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
