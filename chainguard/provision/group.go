@@ -167,14 +167,14 @@ func (p *Provisioner) locateGroup(ctx context.Context, spec GroupSpec) (*iam.Gro
 	if i < 0 {
 		// Deleted behind the stack's back: ensure by name.
 		return oneGroup(fmt.Sprintf("group %s is gone; look up group %q in group %s instead", spec.ID, spec.Name, spec.Parent),
-			namedGroups(items, spec.Name, ""))
+			named(items, spec.Name, ""))
 	}
 	cur := items[i]
 	if !owns(cur.GetDescription(), spec.ManagedBy) && cur.GetName() != spec.Name {
 		// Not the caller's: never renamed. Ensure the new name instead.
-		return oneGroup(fmt.Sprintf("look up group %q in group %s", spec.Name, spec.Parent), namedGroups(items, spec.Name, ""))
+		return oneGroup(fmt.Sprintf("look up group %q in group %s", spec.Name, spec.Parent), named(items, spec.Name, ""))
 	}
-	if taken := namedGroups(items, spec.Name, cur.GetUid()); len(taken) > 0 {
+	if taken := named(items, spec.Name, cur.GetUid()); len(taken) > 0 {
 		return nil, fmt.Errorf("rename group %q (%s) to %q in group %s: refused: another group there already has that name (%s): choose another name, or delete or rename that group first",
 			cur.GetName(), cur.GetUid(), spec.Name, spec.Parent, groupIDs(taken))
 	}
@@ -188,7 +188,7 @@ func (p *Provisioner) findGroup(ctx context.Context, parent, name string) (*iam.
 	if err != nil {
 		return nil, err
 	}
-	return oneGroup(step, namedGroups(items, name, ""))
+	return oneGroup(step, named(items, name, ""))
 }
 
 // listGroups lists the groups matching req (every page) that are directly
@@ -200,25 +200,7 @@ func (p *Provisioner) listGroups(ctx context.Context, req *iam.ListGroupsRequest
 	if err != nil {
 		return nil, err
 	}
-	var out []*iam.Group
-	for _, g := range list {
-		if uidp.Parent(g.GetUid()) == parent {
-			out = append(out, g)
-		}
-	}
-	return out, nil
-}
-
-// namedGroups returns the groups in items named name, except the one whose
-// ID is except.
-func namedGroups(items []*iam.Group, name, except string) []*iam.Group {
-	var out []*iam.Group
-	for _, g := range items {
-		if g.GetName() == name && g.GetUid() != except {
-			out = append(out, g)
-		}
-	}
-	return out
+	return childrenOf(list, parent), nil
 }
 
 // oneGroup returns the only group found, nil for none, and an error naming

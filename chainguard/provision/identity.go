@@ -184,7 +184,7 @@ func (p *Provisioner) createIdentity(ctx context.Context, spec IdentitySpec, wan
 // spec.ManagedBy's marker.
 func ours(spec IdentitySpec, items []*iam.Identity) []*iam.Identity {
 	var out []*iam.Identity
-	for _, id := range namedIdentities(items, spec.Name, "") {
+	for _, id := range named(items, spec.Name, "") {
 		if owns(id.GetDescription(), spec.ManagedBy) {
 			out = append(out, id)
 		}
@@ -331,7 +331,7 @@ func (p *Provisioner) locateIdentity(ctx context.Context, spec IdentitySpec) (*i
 	}
 	cur := items[i]
 	var taken, duplicates []*iam.Identity
-	for _, id := range namedIdentities(items, spec.Name, cur.GetUid()) {
+	for _, id := range named(items, spec.Name, cur.GetUid()) {
 		if spec.ManagedBy != "" && owns(id.GetDescription(), spec.ManagedBy) {
 			duplicates = append(duplicates, id)
 		} else {
@@ -370,7 +370,7 @@ func (p *Provisioner) findIdentity(ctx context.Context, spec IdentitySpec) (*iam
 // Without it, the only identity of that name is adopted, and several are
 // refused.
 func (p *Provisioner) pickIdentity(ctx context.Context, spec IdentitySpec, step string, items []*iam.Identity) (*iam.Identity, error) {
-	found := namedIdentities(items, spec.Name, "")
+	found := named(items, spec.Name, "")
 	if len(found) == 0 {
 		return nil, nil
 	}
@@ -397,25 +397,7 @@ func (p *Provisioner) listIdentities(ctx context.Context, group, name, step stri
 	if err != nil {
 		return nil, err
 	}
-	var out []*iam.Identity
-	for _, id := range list {
-		if uidp.Parent(id.GetUid()) == group {
-			out = append(out, id)
-		}
-	}
-	return out, nil
-}
-
-// namedIdentities returns the identities in items named name, except the one
-// whose ID is except.
-func namedIdentities(items []*iam.Identity, name, except string) []*iam.Identity {
-	var out []*iam.Identity
-	for _, id := range items {
-		if id.GetName() == name && id.GetUid() != except {
-			out = append(out, id)
-		}
-	}
-	return out
+	return childrenOf(list, group), nil
 }
 
 // identityIDs joins the identities' UIDPs for errors.

@@ -314,3 +314,32 @@ func joinErrors(errs ...error) error {
 	}
 	return out
 }
+
+// object is what groups and identities share for lookups by name.
+type object interface {
+	GetUid() string
+	GetName() string
+}
+
+// childrenOf keeps the items directly under parent (a list filtered by
+// children_of should hold nothing else; the check costs nothing).
+func childrenOf[T object](items []T, parent string) []T {
+	var out []T
+	for _, it := range items {
+		if uidp.Parent(it.GetUid()) == parent {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// named returns the items named name, except the one whose ID is except.
+func named[T object](items []T, name, except string) []T {
+	var out []T
+	for _, it := range items {
+		if it.GetName() == name && it.GetUid() != except {
+			out = append(out, it)
+		}
+	}
+	return out
+}
