@@ -647,6 +647,31 @@ type State struct {
 	Roles        []Role
 }
 
+// RolesOf lists the names of the roles identity is bound to (on any
+// group), sorted.
+func (s State) RolesOf(identity string) []string {
+	var out []string
+	for _, b := range s.RoleBindings {
+		if b.Identity == identity {
+			out = append(out, b.RoleName)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// BindingsOf lists the UIDPs of identity's role bindings, sorted.
+func (s State) BindingsOf(identity string) []string {
+	var out []string
+	for _, b := range s.RoleBindings {
+		if b.Identity == identity {
+			out = append(out, b.ID)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // IDs lists every group, identity, role binding and repo of s as "<kind>
 // <UIDP>", in that order and sorted within each kind: two states hold the same
 // objects exactly when their IDs are equal.

@@ -514,3 +514,27 @@ func TestStateIDs(t *testing.T) {
 		t.Errorf("seeding added %d IDs, want %d (the binding too)", got, want)
 	}
 }
+
+// State.RolesOf and BindingsOf name exactly one identity's bindings.
+func TestStateBindingsOf(t *testing.T) {
+	env := emulatortest.NewEnv(t, emulator.Options{})
+	g := env.SeedGroup(env.Group, "team", "")
+	id := env.SeedIdentity(g, "ci-job", "", env.WorkloadPrincipal.ExactTrust(), map[string][]string{g: {"viewer", "registry.pull"}})
+	other := env.SeedIdentity(g, "other-job", "", env.WorkloadPrincipal.ExactTrust(), map[string][]string{g: {"owner"}})
+	st := env.State()
+	if got, want := st.RolesOf(id), []string{"registry.pull", "viewer"}; !slices.Equal(got, want) {
+		t.Errorf("RolesOf(%s) = %v, want %v", id, got, want)
+	}
+	if got := st.RolesOf(other); !slices.Equal(got, []string{"owner"}) {
+		t.Errorf("RolesOf(%s) = %v, want [owner]", other, got)
+	}
+	bindings := st.BindingsOf(id)
+	if len(bindings) != 2 || !slices.IsSorted(bindings) {
+		t.Fatalf("BindingsOf(%s) = %v, want its 2 bindings, sorted", id, bindings)
+	}
+	for _, b := range bindings {
+		if !slices.ContainsFunc(st.RoleBindings, func(rb emulator.RoleBinding) bool { return rb.ID == b && rb.Identity == id }) {
+			t.Errorf("BindingsOf(%s) holds %s, which is not one of its bindings", id, b)
+		}
+	}
+}

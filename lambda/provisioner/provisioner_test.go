@@ -259,17 +259,6 @@ func (e *env) identities(name string) []emulator.Identity {
 	return out
 }
 
-func (e *env) roleNames(identity string) []string {
-	var out []string
-	for _, b := range e.State().RoleBindings {
-		if b.Identity == identity {
-			out = append(out, b.RoleName)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 func TestGroupLifecycle(t *testing.T) {
 	e := newEnv(t)
 	const typ = "Custom::ChainguardGroup"
@@ -376,7 +365,7 @@ func TestIdentityLifecycle(t *testing.T) {
 	if got := e.identities("aws-auth-identity"); len(got) != 1 || got[0].ID != id || uidp.Parent(id) != e.Group {
 		t.Fatalf("identities after Create = %+v, want one in %s with ID %s", got, e.Group, id)
 	}
-	if got := e.roleNames(id); !slices.Equal(got, []string{"viewer"}) {
+	if got := e.State().RolesOf(id); !slices.Equal(got, []string{"viewer"}) {
 		t.Fatalf("role bindings = %v, want [viewer]", got)
 	}
 	// The identity works: the workload principal can assume it.
@@ -393,7 +382,7 @@ func TestIdentityLifecycle(t *testing.T) {
 	more := e.identityProps(e.Group, "viewer,registry.pull")
 	r = e.send(t, e.fn, e.event(cfn.RequestUpdate, typ, id, more, props))
 	wantSuccess(t, r, map[string]any{"Id": id, "Name": "aws-auth-identity", "Roles": "registry.pull,viewer"})
-	if got := e.roleNames(id); !slices.Equal(got, []string{"registry.pull", "viewer"}) {
+	if got := e.State().RolesOf(id); !slices.Equal(got, []string{"registry.pull", "viewer"}) {
 		t.Fatalf("role bindings after Update = %v", got)
 	}
 
@@ -416,7 +405,7 @@ func TestIdentityLifecycle(t *testing.T) {
 		if r.PhysicalResourceID != del.id {
 			t.Fatalf("Delete answered physical ID %s, want %s", r.PhysicalResourceID, del.id)
 		}
-		if got := e.roleNames(del.id); len(got) != 0 {
+		if got := e.State().RolesOf(del.id); len(got) != 0 {
 			t.Fatalf("bindings of deleted identity %s remain: %v", del.id, got)
 		}
 	}

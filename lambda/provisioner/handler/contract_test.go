@@ -131,28 +131,6 @@ func names(s emulator.State) map[string]string {
 	return out
 }
 
-func (e *emuEnv) roleNames(identity string) []string {
-	var out []string
-	for _, b := range e.State().RoleBindings {
-		if b.Identity == identity {
-			out = append(out, b.RoleName)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-func (e *emuEnv) bindingIDs(identity string) []string {
-	var out []string
-	for _, b := range e.State().RoleBindings {
-		if b.Identity == identity {
-			out = append(out, b.ID)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // An Update that changes the Name (and Description) renames the object in
 // place: the same physical ID comes back and the emulator holds the renamed
 // object under that UIDP, with its bindings. A replayed Update changes
@@ -206,7 +184,7 @@ func TestUpdateRenamesInPlace(t *testing.T) {
 			a := e.send(t, e.h, e.event(cfn.RequestCreate, tt.typ, "", created))
 			id := a.id
 			wantSuccess(t, a, id, tt.data(id, "before-rename"))
-			bindings := e.bindingIDs(id)
+			bindings := e.State().BindingsOf(id)
 
 			renamed := tt.props("after-rename", "second")
 			for range 2 { // the second delivery is a replay
@@ -215,7 +193,7 @@ func TestUpdateRenamesInPlace(t *testing.T) {
 				if name, description, ok := tt.stored(id); !ok || name != "after-rename" || description != "second"+markerOf(tt.typ) {
 					t.Fatalf("emulator holds %s as %q %q (present: %v), want it renamed to after-rename with description second", id, name, description, ok)
 				}
-				if got := e.bindingIDs(id); !slices.Equal(got, bindings) {
+				if got := e.State().BindingsOf(id); !slices.Equal(got, bindings) {
 					t.Fatalf("role bindings of %s went from %v to %v, want them kept", id, bindings, got)
 				}
 			}
@@ -298,7 +276,7 @@ func TestForeignObjects(t *testing.T) {
 			t.Fatalf("%s was called %d times", m, n)
 		}
 	}
-	if got := e.roleNames(seededIdentity); !slices.Equal(got, []string{"editor"}) {
+	if got := e.State().RolesOf(seededIdentity); !slices.Equal(got, []string{"editor"}) {
 		t.Fatalf("the foreign identity's bindings are %v, want [editor]", got)
 	}
 }
