@@ -107,6 +107,7 @@ func (p *Provisioner) EnsureGroup(ctx context.Context, spec GroupSpec) (Group, e
 			created = !found
 		}
 	}
+	p.settled(existing.GetUid())
 	got := groupOf(existing, created, spec.ManagedBy)
 	if got.Foreign {
 		return got, nil // not the caller's: used as it is

@@ -106,6 +106,7 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 			return Identity{ID: existing.GetUid(), Name: existing.GetName(), Created: created}, err
 		}
 	} else {
+		p.settled(existing.GetUid())
 	}
 	partial := Identity{ID: existing.GetUid(), Name: existing.GetName(), Created: created}
 	if existing.GetName() != want.GetName() || existing.GetDescription() != want.GetDescription() ||
@@ -160,6 +161,7 @@ func (p *Provisioner) createIdentity(ctx context.Context, spec IdentitySpec, wan
 			id, err := p.findIdentity(ctx, spec)
 			return id, id != nil, err
 		})
+	p.settled(made.GetUid())
 	if err != nil || found {
 		return made, false, err
 	}
@@ -176,6 +178,7 @@ func (p *Provisioner) createIdentity(ctx context.Context, spec IdentitySpec, wan
 	}
 	keep, err := p.keepOldest(ctx, mine)
 	if keep.GetUid() != made.GetUid() {
+		p.settled(keep.GetUid())
 	}
 	return keep, keep.GetUid() == made.GetUid(), err
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -213,8 +215,15 @@ func TestIdentityByIDIsStamped(t *testing.T) {
 }
 
 // When a step fails after the object exists, Ensure returns its ID with the
-// error: the caller can clean up.
+// error, and the ID hook has already reported it: the caller can clean up.
 func TestPartialResultOnFailure(t *testing.T) {
+	var mu sync.Mutex
+	var hooked []string
+	hook := provision.WithIDHook(func(id string) {
+		mu.Lock()
+		defer mu.Unlock()
+		hooked = append(hooked, id)
+	})
 	tests := []struct {
 		name    string
 		inject  func(env *env, group string)
@@ -257,10 +266,13 @@ func TestPartialResultOnFailure(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := newEnv(t, "owner", fastOpts...)
+			env := newEnv(t, "owner", append(slices.Clone(fastOpts), hook)...)
 			ctx := ctxT(t, 30*time.Second)
 			group := env.e.SeedGroup(env.root, "example-group", "")
 			tt.inject(env, group)
+			mu.Lock()
+			hooked = nil
+			mu.Unlock()
 			id, err := tt.ensure(ctx, env, group)
 			t.Logf("error: %v", err)
 			if want := strings.NewReplacer("ID", id, "GROUP", group).Replace(tt.wantErr); err == nil || !strings.Contains(err.Error(), want) {
@@ -268,6 +280,11 @@ func TestPartialResultOnFailure(t *testing.T) {
 			}
 			if id == "" || !strings.HasPrefix(id, group+"/") {
 				t.Fatalf("the ID returned with the error is %q, want the object's UIDP in %s", id, group)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(hooked, []string{id}) {
+				t.Fatalf("the ID hook saw %v, want [%s]", hooked, id)
 			}
 		})
 	}

@@ -165,6 +165,7 @@ type config struct {
 	transient   schedule
 	propagation schedule // maxTries unused: pdBudget bounds it
 	pdBudget    time.Duration
+	idHook      func(id string)
 }
 
 // WithBackoff sets the retry schedule for transient failures (see the
@@ -192,6 +193,15 @@ func WithPermissionDeniedBudget(d time.Duration) Option {
 // Non-positive values keep the defaults.
 func WithPropagationBackoff(initial, max time.Duration) Option {
 	return func(c *config) { c.propagation.set(initial, max, 0) }
+}
+
+// WithIDHook sets a function called with the UIDP of the group or identity an
+// Ensure call settles on (created by it, or found and the caller's), as soon
+// as that is known and before any further step: a caller that must answer
+// before Ensure returns (a call that ignores its deadline, a panic) learns
+// from it what exists and must be cleaned up.
+func WithIDHook(f func(id string)) Option {
+	return func(c *config) { c.idHook = f }
 }
 
 // WithRPCTimeout bounds each single RPC attempt, a list with all its pages
@@ -274,6 +284,13 @@ func (p *Provisioner) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// settled reports the UIDP an Ensure call settled on to the ID hook.
+func (p *Provisioner) settled(id string) {
+	if p.cfg.idHook != nil && id != "" {
+		p.cfg.idHook(id)
+	}
 }
 
 // RPCs reports how many RPCs this Provisioner has sent so far, retries and

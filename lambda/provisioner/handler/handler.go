@@ -141,7 +141,9 @@
 // function's own, which every call in it honours; when it passes, the event
 // fails with a reason that names the unfinished step. Should a call ignore
 // it, Wrap answers FAILED at half the margin before the function's deadline.
-// A panic fails the event too.
+// A panic fails the event too. Either way a failed Create names the object
+// it had got to (recorded as soon as provision settles on it), so the
+// rollback removes it.
 package handler
 
 import (
@@ -268,6 +270,9 @@ func (h *Handler) Handle(ctx context.Context, ev cfn.Event) (string, map[string]
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		log = log.With("request_id", lc.AwsRequestID)
 	}
+	if settledIn(ctx) == nil { // called without Wrap
+		ctx = context.WithValue(ctx, settledKey{}, &settled{})
+	}
 	start := time.Now()
 	id, data, err := h.run(ctx, ev, log)
 	if err != nil {
@@ -299,6 +304,9 @@ func (h *Handler) run(ctx context.Context, ev cfn.Event, log *slog.Logger) (id s
 		if r := recover(); r != nil {
 			log.Error("panic", "step", st.current(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			err = fmt.Errorf("internal error (panic) during %s; see the provisioner's log", st.current())
+			if obj := settledIn(ctx); obj != nil {
+				id = obj.get() // what a Create got to, for the rollback
+			}
 		}
 		if err != nil {
 			// Only a failed Create answers the object it got to; an Update
@@ -480,9 +488,13 @@ func (h *Handler) connect(ctx context.Context, ev cfn.Event, props properties, s
 // dial connects a provisioner for the event's target (a token exchange),
 // which reconnects for a fresh token when it needs one.
 func (h *Handler) dial(ctx context.Context, tgt Target, st *steps) (*provision.Provisioner, func(), error) {
+	opts := []provision.Option{provision.WithPermissionDeniedBudget(DefaultPermissionDeniedBudget)}
+	if obj := settledIn(ctx); obj != nil {
+		opts = append(opts, provision.WithIDHook(obj.set))
+	}
 	p := provision.New(provision.ConnectFunc(func(ctx context.Context) (iam.Clients, error) {
 		return h.cfg.Connect(ctx, tgt)
-	}), append([]provision.Option{provision.WithPermissionDeniedBudget(DefaultPermissionDeniedBudget)}, h.cfg.Options...)...)
+	}), append(opts, h.cfg.Options...)...)
 	closeFn := func() {
 		if err := p.Close(); err != nil {
 			st.log.Warn("close the Chainguard API connection", "error", err.Error())

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/cfn"
@@ -55,7 +56,9 @@ func ResponseClient() *http.Client {
 // FAILED before it goes on. fn should return margin (zero means
 // DefaultMargin) before the function's deadline, as Handler does: if it is
 // still running at half the margin before (a call ignored its context),
-// Wrap answers FAILED for it then and only logs what fn returns later.
+// Wrap answers FAILED for it then and only logs what fn returns later. When
+// Wrap answers without fn's result (that, or a panic), a Create names the
+// object it got to, as recorded through provision's ID hook (see settled).
 // Unlike cfn.LambdaWrap (whose errors and logs carry the whole URL), nothing
 // Wrap logs or returns holds the ResponseURL's query string, which is a
 // pre-signed S3 credential: only scheme://host/path. The PUT uses client
@@ -90,6 +93,17 @@ func Wrap(fn cfn.CustomResourceFunction, client *http.Client, log *slog.Logger, 
 		if ev.RequestType == cfn.RequestCreate {
 			fallback = ev.RequestID
 		}
+		obj := &settled{}
+		ctx = context.WithValue(ctx, settledKey{}, obj)
+		// unanswered is the physical ID when Wrap answers without fn's
+		// result: on a Create, the object the event got to, if any, so that
+		// the rollback deletes it.
+		unanswered := func() string {
+			if ev.RequestType == cfn.RequestCreate {
+				return obj.get()
+			}
+			return ""
+		}
 		var once sync.Once // the watchdog's answer, or fn's
 		answer := func(status cfn.StatusType, id string, data map[string]any, reason string) (err error) {
 			r := cfn.NewResponse(&ev)
@@ -103,14 +117,14 @@ func Wrap(fn cfn.CustomResourceFunction, client *http.Client, log *slog.Logger, 
 		}
 		if deadline, ok := ctx.Deadline(); ok {
 			watchdog := time.AfterFunc(time.Until(deadline.Add(-margin/2)), func() {
-				_ = answer(cfn.StatusFailed, "", nil, fmt.Sprintf("timed out: the provisioner had not returned %s before the function's deadline (a call ignored its deadline); see the provisioner's log", margin/2))
+				_ = answer(cfn.StatusFailed, unanswered(), nil, fmt.Sprintf("timed out: the provisioner had not returned %s before the function's deadline (a call ignored its deadline); see the provisioner's log", margin/2))
 			})
 			defer watchdog.Stop()
 		}
 		panicked := true
 		defer func() {
 			if panicked {
-				_ = answer(cfn.StatusFailed, "", nil, "internal error (panic); see the provisioner's log")
+				_ = answer(cfn.StatusFailed, unanswered(), nil, "internal error (panic); see the provisioner's log")
 			}
 		}()
 		id, data, err := fn(ctx, ev)
@@ -120,6 +134,31 @@ func Wrap(fn cfn.CustomResourceFunction, client *http.Client, log *slog.Logger, 
 		}
 		return "", answer(cfn.StatusSuccess, id, data, "")
 	}
+}
+
+// settled is the UIDP of the object an event got to, recorded as soon as it
+// is known (provision's ID hook, see Handler.dial). It is read when the
+// event is answered without the handler's own result (a call that ignored
+// its deadline, a panic): a FAILED Create then names the object, so that
+// CloudFormation's rollback deletes it instead of leaving it behind.
+type settled struct{ id atomic.Pointer[string] }
+
+// settledKey is the context key of an event's settled record.
+type settledKey struct{}
+
+func (s *settled) set(id string) { s.id.Store(&id) }
+
+func (s *settled) get() string {
+	if p := s.id.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// settledIn returns the settled record of ctx's event, nil if none.
+func settledIn(ctx context.Context) *settled {
+	s, _ := ctx.Value(settledKey{}).(*settled)
+	return s
 }
 
 // MaxResponseSize is the largest response body CloudFormation accepts, in

@@ -1,0 +1,110 @@
+package handler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
+	"github.com/aws/aws-lambda-go/cfn"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"google.golang.org/grpc"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator/emulatortest"
+)
+
+// faultyBindings makes CreateRoleBinding misbehave after the identity was
+// created: it calls misbehave instead of the service.
+type faultyBindings struct {
+	iam.RoleBindingsServiceClient
+	misbehave func()
+}
+
+func (f faultyBindings) CreateRoleBinding(context.Context, *iam.CreateRoleBindingRequest, ...grpc.CallOption) (*iam.RoleBinding, error) {
+	f.misbehave()
+	return nil, errors.New("released")
+}
+
+type faultyClients struct {
+	iam.Clients
+	bindings faultyBindings
+}
+
+func (c faultyClients) RoleBindingsService() iam.RoleBindingsServiceClient { return c.bindings }
+
+// A Create that cannot finish after its object exists (a call that ignores
+// its deadline, a panic) still answers FAILED with the object's UIDP, so
+// that CloudFormation's rollback deletes it.
+func TestUnfinishedCreateNamesItsObject(t *testing.T) {
+	tests := []struct {
+		name string
+		// misbehave is what CreateRoleBinding does; release ends it.
+		misbehave func(release <-chan struct{})
+		wrapped   bool // through Wrap (the watchdog answers), else Handle
+	}{
+		{name: "a call ignores its deadline", wrapped: true, misbehave: func(release <-chan struct{}) { <-release }},
+		{name: "a panic", misbehave: func(<-chan struct{}) { panic("bug") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := emulatortest.NewEnv(t, emulator.Options{})
+			release := make(chan struct{})
+			defer close(release)
+			exchange := ExchangeConnect(credentials.StaticCredentialsProvider{Value: e.ProvisionerCredentials})
+			const margin = time.Second
+			h := New(Config{Credentials: noCall, Margin: margin, Options: fastRetries, Connect: func(ctx context.Context, tgt Target) (iam.Clients, error) {
+				c, err := exchange(ctx, tgt)
+				if err != nil {
+					return nil, err
+				}
+				return faultyClients{Clients: c, bindings: faultyBindings{RoleBindingsServiceClient: c.RoleBindingsService(), misbehave: func() { tt.misbehave(release) }}}, nil
+			}}, nil)
+			ev := emuEvent(e, e.Provisioner, cfn.RequestCreate, TypeIdentity, "", identityProps(e, e.Group))
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+			defer cancel()
+
+			var physicalID string
+			if tt.wrapped {
+				got := make(chan cfn.Response, 2)
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					var resp cfn.Response
+					if err := json.NewDecoder(r.Body).Decode(&resp); err != nil {
+						t.Errorf("decode the response: %v", err)
+					}
+					got <- resp
+				}))
+				defer srv.Close()
+				ev.ResponseURL = srv.URL
+				go func() { _, _ = Wrap(h.Handle, nil, nil, margin)(ctx, ev) }()
+				select {
+				case r := <-got:
+					if r.Status != cfn.StatusFailed {
+						t.Fatalf("response = %+v, want FAILED", r)
+					}
+					physicalID = r.PhysicalResourceID
+				case <-ctx.Done():
+					t.Fatal("no response before the function's deadline")
+				}
+			} else {
+				id, _, err := h.Handle(ctx, ev)
+				if err == nil {
+					t.Fatal("Handle succeeded, want FAILED")
+				}
+				physicalID = id
+			}
+			made := slices.IndexFunc(e.State().Identities, func(i emulator.Identity) bool { return i.Name == "aws-auth-identity" })
+			if made < 0 {
+				t.Fatal("the identity was not created before the failure")
+			}
+			if want := e.State().Identities[made].ID; physicalID != want {
+				t.Fatalf("FAILED answered physical ID %q, want the created identity %s (so the rollback deletes it)", physicalID, want)
+			}
+		})
+	}
+}
