@@ -99,8 +99,15 @@ func Wrap(fn cfn.CustomResourceFunction, client *http.Client, log *slog.Logger, 
 		// result: on a Create, the object the event got to, if any, so that
 		// the rollback deletes it.
 		unanswered := func() string {
+			id := obj.get()
 			if ev.RequestType == cfn.RequestCreate {
-				return obj.get()
+				return id
+			}
+			if id != "" && id != ev.PhysicalResourceID {
+				// A replacement's new object: the undo cannot run while fn
+				// still hangs or after it panicked.
+				log.Error("the new object of an unfinished update may be left behind: delete it by hand if it still exists",
+					"cfn_request_id", ev.RequestID, "orphan_id", id, "old_physical_id", ev.PhysicalResourceID)
 			}
 			return ""
 		}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator/emulatortest"
+	"github.com/assumable-identity/cdk-chainguard/internal/syncbuf"
 )
 
 // faultyBindings makes CreateRoleBinding misbehave after the identity was
@@ -106,5 +109,58 @@ func TestUnfinishedCreateNamesItsObject(t *testing.T) {
 				t.Fatalf("FAILED answered physical ID %q, want the created identity %s (so the rollback deletes it)", physicalID, want)
 			}
 		})
+	}
+}
+
+// An Update replacing an identity (its Group changed) that cannot finish
+// after the new identity exists answers the old physical ID, as every failed
+// Update does, and logs the new identity for a person to delete: the undo
+// cannot run while a call still hangs.
+func TestUnfinishedReplacementLogsTheNewObject(t *testing.T) {
+	e := emulatortest.NewEnv(t, emulator.Options{})
+	release := make(chan struct{})
+	defer close(release)
+	old := e.SeedIdentity(e.Group, "aws-auth-identity", "", e.WorkloadPrincipal.ExactTrust(), map[string][]string{e.Group: {"viewer"}})
+	other := e.SeedGroup(e.Root, "other-team", "")
+	exchange := ExchangeConnect(credentials.StaticCredentialsProvider{Value: e.ProvisionerCredentials})
+	const margin = time.Second
+	h := New(Config{Credentials: noCall, Margin: margin, Options: fastRetries, Connect: func(ctx context.Context, tgt Target) (iam.Clients, error) {
+		c, err := exchange(ctx, tgt)
+		if err != nil {
+			return nil, err
+		}
+		return faultyClients{Clients: c, bindings: faultyBindings{RoleBindingsServiceClient: c.RoleBindingsService(), misbehave: func() { <-release }}}, nil
+	}}, nil)
+	var logs syncbuf.Buffer
+	got := make(chan cfn.Response, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var resp cfn.Response
+		if err := json.NewDecoder(r.Body).Decode(&resp); err != nil {
+			t.Errorf("decode the response: %v", err)
+		}
+		got <- resp
+	}))
+	defer srv.Close()
+	ev := emuEvent(e, e.Provisioner, cfn.RequestUpdate, TypeIdentity, old, identityProps(e, other))
+	ev.OldResourceProperties = identityProps(e, e.Group)
+	ev.ResponseURL = srv.URL
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	go func() { _, _ = Wrap(h.Handle, nil, slog.New(slog.NewJSONHandler(&logs, nil)), margin)(ctx, ev) }()
+	var r cfn.Response
+	select {
+	case r = <-got:
+	case <-ctx.Done():
+		t.Fatal("no response before the function's deadline")
+	}
+	if r.Status != cfn.StatusFailed || r.PhysicalResourceID != old {
+		t.Fatalf("response = %+v, want FAILED with the old physical ID %s", r, old)
+	}
+	i := slices.IndexFunc(e.State().Identities, func(i emulator.Identity) bool { return strings.HasPrefix(i.ID, other+"/") })
+	if i < 0 {
+		t.Fatal("the new identity was not created before the hang")
+	}
+	if want := `"orphan_id":"` + e.State().Identities[i].ID + `"`; !strings.Contains(logs.String(), want) {
+		t.Fatalf("the log does not name the new identity (%s):\n%s", want, logs.String())
 	}
 }
