@@ -2,12 +2,9 @@ package handler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"maps"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -334,15 +331,7 @@ func TestWrapAnswersForAHungHandler(t *testing.T) {
 		<-release // ignores its context
 		return aws.Credentials{}, errors.New("released")
 	})
-	got := make(chan cfn.Response, 2)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var resp cfn.Response
-		if err := json.NewDecoder(r.Body).Decode(&resp); err != nil {
-			t.Errorf("decode the response: %v", err)
-		}
-		got <- resp
-	}))
-	defer srv.Close()
+	responseURL, got := responses(t)
 	var logs syncbuf.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	const margin = time.Second
@@ -350,7 +339,7 @@ func TestWrapAnswersForAHungHandler(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
 	defer cancel()
-	ev := cfn.Event{RequestType: cfn.RequestCreate, RequestID: "req-1", ResponseURL: srv.URL, ResourceType: TypeGroup,
+	ev := cfn.Event{RequestType: cfn.RequestCreate, RequestID: "req-1", ResponseURL: responseURL, ResourceType: TypeGroup,
 		StackID: testStackID, LogicalResourceID: "Res", ResourceProperties: validGroup()}
 	returned := make(chan error, 1)
 	go func() {

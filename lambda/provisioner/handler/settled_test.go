@@ -41,6 +41,34 @@ type faultyClients struct {
 
 func (c faultyClients) RoleBindingsService() iam.RoleBindingsServiceClient { return c.bindings }
 
+// faultyHandler is a handler acting as e's provisioner whose
+// CreateRoleBinding calls misbehave.
+func faultyHandler(e *emulatortest.Env, margin time.Duration, misbehave func()) *Handler {
+	exchange := ExchangeConnect(credentials.StaticCredentialsProvider{Value: e.ProvisionerCredentials})
+	return New(Config{Credentials: noCall, Margin: margin, Options: fastRetries, Connect: func(ctx context.Context, tgt Target) (iam.Clients, error) {
+		c, err := exchange(ctx, tgt)
+		if err != nil {
+			return nil, err
+		}
+		return faultyClients{Clients: c, bindings: faultyBindings{RoleBindingsServiceClient: c.RoleBindingsService(), misbehave: misbehave}}, nil
+	}}, nil)
+}
+
+// responses serves a ResponseURL whose responses arrive, decoded, on got.
+func responses(t *testing.T) (url string, got <-chan cfn.Response) {
+	t.Helper()
+	ch := make(chan cfn.Response, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var resp cfn.Response
+		if err := json.NewDecoder(r.Body).Decode(&resp); err != nil {
+			t.Errorf("decode the response: %v", err)
+		}
+		ch <- resp
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, ch
+}
+
 // A Create that cannot finish after its object exists (a call that ignores
 // its deadline, a panic) still answers FAILED with the object's UIDP, so
 // that CloudFormation's rollback deletes it.
@@ -59,31 +87,16 @@ func TestUnfinishedCreateNamesItsObject(t *testing.T) {
 			e := emulatortest.NewEnv(t, emulator.Options{})
 			release := make(chan struct{})
 			defer close(release)
-			exchange := ExchangeConnect(credentials.StaticCredentialsProvider{Value: e.ProvisionerCredentials})
 			const margin = time.Second
-			h := New(Config{Credentials: noCall, Margin: margin, Options: fastRetries, Connect: func(ctx context.Context, tgt Target) (iam.Clients, error) {
-				c, err := exchange(ctx, tgt)
-				if err != nil {
-					return nil, err
-				}
-				return faultyClients{Clients: c, bindings: faultyBindings{RoleBindingsServiceClient: c.RoleBindingsService(), misbehave: func() { tt.misbehave(release) }}}, nil
-			}}, nil)
+			h := faultyHandler(e, margin, func() { tt.misbehave(release) })
 			ev := emuEvent(e, e.Provisioner, cfn.RequestCreate, TypeIdentity, "", identityProps(e, e.Group))
 			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 			defer cancel()
 
 			var physicalID string
 			if tt.wrapped {
-				got := make(chan cfn.Response, 2)
-				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					var resp cfn.Response
-					if err := json.NewDecoder(r.Body).Decode(&resp); err != nil {
-						t.Errorf("decode the response: %v", err)
-					}
-					got <- resp
-				}))
-				defer srv.Close()
-				ev.ResponseURL = srv.URL
+				responseURL, got := responses(t)
+				ev.ResponseURL = responseURL
 				go func() { _, _ = Wrap(h.Handle, nil, nil, margin)(ctx, ev) }()
 				select {
 				case r := <-got:
@@ -122,28 +135,13 @@ func TestUnfinishedReplacementLogsTheNewObject(t *testing.T) {
 	defer close(release)
 	old := e.SeedIdentity(e.Group, "aws-auth-identity", "", e.WorkloadPrincipal.ExactTrust(), map[string][]string{e.Group: {"viewer"}})
 	other := e.SeedGroup(e.Root, "other-team", "")
-	exchange := ExchangeConnect(credentials.StaticCredentialsProvider{Value: e.ProvisionerCredentials})
 	const margin = time.Second
-	h := New(Config{Credentials: noCall, Margin: margin, Options: fastRetries, Connect: func(ctx context.Context, tgt Target) (iam.Clients, error) {
-		c, err := exchange(ctx, tgt)
-		if err != nil {
-			return nil, err
-		}
-		return faultyClients{Clients: c, bindings: faultyBindings{RoleBindingsServiceClient: c.RoleBindingsService(), misbehave: func() { <-release }}}, nil
-	}}, nil)
+	h := faultyHandler(e, margin, func() { <-release })
 	var logs syncbuf.Buffer
-	got := make(chan cfn.Response, 2)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var resp cfn.Response
-		if err := json.NewDecoder(r.Body).Decode(&resp); err != nil {
-			t.Errorf("decode the response: %v", err)
-		}
-		got <- resp
-	}))
-	defer srv.Close()
+	responseURL, got := responses(t)
 	ev := emuEvent(e, e.Provisioner, cfn.RequestUpdate, TypeIdentity, old, identityProps(e, other))
 	ev.OldResourceProperties = identityProps(e, e.Group)
-	ev.ResponseURL = srv.URL
+	ev.ResponseURL = responseURL
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
 	go func() { _, _ = Wrap(h.Handle, nil, slog.New(slog.NewJSONHandler(&logs, nil)), margin)(ctx, ev) }()
