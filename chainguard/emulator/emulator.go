@@ -650,22 +650,20 @@ type State struct {
 // RolesOf lists the names of the roles identity is bound to (on any
 // group), sorted.
 func (s State) RolesOf(identity string) []string {
-	var out []string
-	for _, b := range s.RoleBindings {
-		if b.Identity == identity {
-			out = append(out, b.RoleName)
-		}
-	}
-	sort.Strings(out)
-	return out
+	return s.ofIdentity(identity, func(b RoleBinding) string { return b.RoleName })
 }
 
 // BindingsOf lists the UIDPs of identity's role bindings, sorted.
 func (s State) BindingsOf(identity string) []string {
+	return s.ofIdentity(identity, func(b RoleBinding) string { return b.ID })
+}
+
+// ofIdentity lists field of identity's role bindings, sorted.
+func (s State) ofIdentity(identity string, field func(RoleBinding) string) []string {
 	var out []string
 	for _, b := range s.RoleBindings {
 		if b.Identity == identity {
-			out = append(out, b.ID)
+			out = append(out, field(b))
 		}
 	}
 	sort.Strings(out)
