@@ -12,22 +12,19 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
 )
 
-// The provisioner stores a Description followed by the ownership marker
-//
-//	" [managed by CloudFormation: <account>/<region>/<stack name>/<stack ID>/<logical ID>]"
-//
-// (lambda/provisioner/handler managedBy, chainguard/provision
-// StoredDescription), and Chainguard stores at most maxDescriptionLen
-// characters. The marker's length is known at synth time up to the parts
-// CloudFormation fills in: the account ID is always 12 digits and the stack
-// ID a UUID; the stack name and the logical ID are the template's; the
-// region is the stack's when it is concrete, else at most maxRegionLen.
-// Whatever is a deploy-time value counts at its maximum.
+// The provisioner stores a Description followed by a space and
+// validate.OwnershipMarker of the owner
+// "<account>/<region>/<stack name>/<stack ID>/<logical ID>"
+// (lambda/provisioner/handler managedBy), and Chainguard stores at most
+// validate.MaxDescriptionLen characters. The owner's length is known at
+// synth time up to the parts CloudFormation fills in: the account ID is
+// always 12 digits and the stack ID a UUID; the stack name and the logical
+// ID are the template's; the region is the stack's when it is concrete, else
+// at most maxRegionLen. Whatever is a deploy-time value counts at its
+// maximum.
 const (
-	maxDescriptionLen = 512
-	markerFixedLen    = len(" [managed by CloudFormation: ") + len("]") + 4 // and four "/" between the five parts
-	accountIDLen      = 12
-	stackUUIDLen      = len("00000000-0000-0000-0000-000000000000")
+	accountIDLen = 12
+	stackUUIDLen = len("00000000-0000-0000-0000-000000000000")
 	// maxRegionLen is the longest AWS region name ("us-isof-south-1"
 	// among the regions aws-cdk-lib's RegionInfo knows; a test keeps it
 	// true): the worst case for an environment-agnostic stack.
@@ -83,12 +80,16 @@ func (d *descriptionFits) Validate() *[]*string {
 	} else {
 		where = append(where, fmt.Sprintf("any region (up to %d characters: the stack's region is known only at deploy time)", maxRegionLen))
 	}
-	marker := markerFixedLen + accountIDLen + regionLen + stackNameLen + stackUUIDLen + logicalIDLen
-	n, allowed := utf8.RuneCountInString(d.description), max(maxDescriptionLen-marker, 0)
+	owner := strings.Join([]string{
+		strings.Repeat("0", accountIDLen), strings.Repeat("r", regionLen), strings.Repeat("s", stackNameLen),
+		strings.Repeat("u", stackUUIDLen), strings.Repeat("l", logicalIDLen),
+	}, "/")
+	marker := utf8.RuneCountInString(" " + validate.OwnershipMarker(owner))
+	n, allowed := utf8.RuneCountInString(d.description), max(validate.MaxDescriptionLen-marker, 0)
 	if n <= allowed {
 		return &[]*string{}
 	}
 	return jsii.Strings(fmt.Sprintf("Description: description is %d characters long, but the provisioner appends the ownership marker \" [managed by CloudFormation: <account>/<region>/<stack name>/<stack ID>/<logical ID>]\", "+
 		"which takes up to %d characters here (%s), and Chainguard stores at most %d in all: shorten the description to at most %d characters (or shorten the stack name or construct ID)",
-		n, marker, strings.Join(where, ", "), maxDescriptionLen, allowed))
+		n, marker, strings.Join(where, ", "), validate.MaxDescriptionLen, allowed))
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/provision"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
 )
 
 func TestDescriptionLeavesRoomForOwnershipMarker(t *testing.T) {
@@ -75,7 +76,7 @@ func TestDescriptionLeavesRoomForOwnershipMarker(t *testing.T) {
 			}
 			managedBy := strings.Join([]string{testAccount, tt.region, stackName, "01234567-89ab-cdef-0123-456789abcdef", logicalID}, "/")
 			longest := 0
-			for n := 1; n <= maxDescriptionLen; n++ {
+			for n := 1; n <= validate.MaxDescriptionLen; n++ {
 				if _, err := provision.StoredDescription(strings.Repeat("d", n), managedBy); err != nil {
 					break
 				}

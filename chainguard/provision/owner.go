@@ -7,16 +7,6 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
 )
 
-// maxDescription is the longest description the service stores, in
-// characters (the SDK's validation.ValidateDescription).
-const maxDescription = 512
-
-// marker is the ownership marker stored at the end of the description of an
-// object made for managedBy.
-func marker(managedBy string) string {
-	return "[managed by CloudFormation: " + managedBy + "]"
-}
-
 // StoredDescription returns the description stored for an object made for
 // managedBy: description followed by the ownership marker
 // " [managed by CloudFormation: <managedBy>]", or description alone when
@@ -26,7 +16,7 @@ func StoredDescription(description, managedBy string) (string, error) {
 	if err := validate.Description(description); err != nil || managedBy == "" {
 		return description, err
 	}
-	m := marker(managedBy)
+	m := validate.OwnershipMarker(managedBy)
 	stored := m
 	if description != "" {
 		m = " " + m
@@ -35,9 +25,9 @@ func StoredDescription(description, managedBy string) (string, error) {
 	if validate.Description(m) != nil {
 		return "", invalidMarker(fmt.Sprintf("the ownership marker %q cannot be stored in a description: the owner must be letters, digits and punctuation, and short", m))
 	}
-	if n, extra := len([]rune(description)), len([]rune(m)); n+extra > maxDescription {
+	if n, extra := len([]rune(description)), len([]rune(m)); n+extra > validate.MaxDescriptionLen {
 		return "", invalidMarker(fmt.Sprintf("description is %d characters long and the ownership marker %q adds %d: at most %d are allowed in all: shorten the description to at most %d characters",
-			n, m, extra, maxDescription, max(maxDescription-extra, 0)))
+			n, m, extra, validate.MaxDescriptionLen, max(validate.MaxDescriptionLen-extra, 0)))
 	}
 	return stored, nil
 }
@@ -45,7 +35,7 @@ func StoredDescription(description, managedBy string) (string, error) {
 // owns reports whether an object with the stored description belongs to
 // managedBy: it carries its marker. Without managedBy every object does.
 func owns(stored, managedBy string) bool {
-	return managedBy == "" || strings.HasSuffix(stored, marker(managedBy))
+	return managedBy == "" || strings.HasSuffix(stored, validate.OwnershipMarker(managedBy))
 }
 
 // invalidMarker is a description that cannot take the ownership marker; it

@@ -116,16 +116,28 @@ func Name(field, v string) error {
 	return invalidf("%s %q is not valid: %s", field, v, want)
 }
 
+// MaxDescriptionLen is the longest description Chainguard stores, in
+// characters (the SDK's validation.ValidateDescription).
+const MaxDescriptionLen = 512
+
 // Description checks a Chainguard description with the SDK's rule: at most
-// 512 characters, no white space other than plain spaces.
+// MaxDescriptionLen characters, no white space other than plain spaces.
 func Description(v string) error {
 	if validation.ValidateDescription(v) == nil {
 		return nil
 	}
-	if n := len([]rune(v)); n > 512 {
-		return invalidf("description is %d characters long: at most 512 are allowed", n)
+	if n := len([]rune(v)); n > MaxDescriptionLen {
+		return invalidf("description is %d characters long: at most %d are allowed", n, MaxDescriptionLen)
 	}
-	return invalidf("description %q is not valid: it may hold letters, digits, punctuation and plain spaces only (no tabs or line breaks), at most 512 characters, e.g. %q", v, "Identity of the aws-auth Lambda function")
+	return invalidf("description %q is not valid: it may hold letters, digits, punctuation and plain spaces only (no tabs or line breaks), at most %d characters, e.g. %q", v, MaxDescriptionLen, "Identity of the aws-auth Lambda function")
+}
+
+// OwnershipMarker is what the provisioner appends to the description of an
+// object it makes for the owner managedBy (after a space when the
+// description is not empty); the CDK constructs check at synth time that a
+// description leaves room for it.
+func OwnershipMarker(managedBy string) string {
+	return "[managed by CloudFormation: " + managedBy + "]"
 }
 
 // RoleName checks the name of a Chainguard role to bind, e.g. "viewer".
