@@ -109,17 +109,11 @@ const (
 func (e *Emulator) newGroupFields(parent string) *iam.Group {
 	kind := rootGroupKind
 	if parent != "" {
-		if root, ok := e.groups[rootOf(parent)]; ok {
+		if root, ok := e.groups[uidp.Root(parent)]; ok {
 			kind = root.GetKind()
 		}
 	}
 	return &iam.Group{Kind: kind, Status: groupStatus}
-}
-
-// rootOf returns the root group UIDP of id.
-func rootOf(id string) string {
-	root, _, _ := strings.Cut(id, "/")
-	return root
 }
 
 // checkGroupServerOwned fails with InvalidArgument when sent carries a

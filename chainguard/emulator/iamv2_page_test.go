@@ -181,7 +181,8 @@ func TestV2DefaultPageSize(t *testing.T) {
 			t.Errorf("page_size %d: %d items (next %q, total_count %v), want %d, a next page and no total_count", tt.size, got, resp.GetNextPageToken(), resp.TotalCount, tt.want)
 		}
 	}
-	if _, err := emulator.Start(emulator.Options{PageSize: 201}); err == nil {
+	if e, err := emulator.Start(emulator.Options{PageSize: 201}); err == nil {
+		_ = e.Close()
 		t.Error("Start accepted PageSize 201")
 	}
 }

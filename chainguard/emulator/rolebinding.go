@@ -173,9 +173,5 @@ func (e *Emulator) getRole(caller *token, id string) (*role, error) {
 	if !e.tokenHasAnywhere(caller, capabilities.Capability_CAP_IAM_ROLES_LIST) {
 		return nil, status.Error(codes.PermissionDenied, e.deniedMessage(caller, "any group", capabilities.Capability_CAP_IAM_ROLES_LIST))
 	}
-	r, ok := e.roles[id]
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "role %s not found (the emulator serves the built-in roles only; list them by name)", id)
-	}
-	return r, nil
+	return e.lookupRole(id, "the emulator serves the built-in roles only; list them by name")
 }

@@ -175,15 +175,11 @@ func (e *Emulator) issueToken(identity string, now time.Time, scopes []string, c
 // (group is the scope or an ancestor of it), as the oidc proto describes.
 func coversAny(group string, scopes []string) bool {
 	for _, s := range scopes {
-		if isAncestorOrSelf(group, s) {
+		if uidp.IsAncestorOrSelf(group, s) {
 			return true
 		}
 	}
 	return false
-}
-
-func isAncestorOrSelf(ancestor, id string) bool {
-	return ancestor == id || uidp.IsAncestor(ancestor, id)
 }
 
 // tokenHas reports whether t grants capability c on scope. A grant counts
@@ -195,10 +191,10 @@ func isAncestorOrSelf(ancestor, id string) bool {
 func (e *Emulator) tokenHas(t *token, scope string, c capabilities.Capability) bool {
 	return e.tokenGrants(t, c, func(group string) bool {
 		if len(t.scopes) == 0 {
-			return isAncestorOrSelf(group, scope)
+			return uidp.IsAncestorOrSelf(group, scope)
 		}
 		for _, s := range t.scopes {
-			if isAncestorOrSelf(group, s) && isAncestorOrSelf(s, scope) {
+			if uidp.IsAncestorOrSelf(group, s) && uidp.IsAncestorOrSelf(s, scope) {
 				return true
 			}
 		}

@@ -363,6 +363,10 @@ func TestStartSettings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// Cases start from an empty environment: a CI job's own values
+			// must not decide them.
+			t.Setenv(emulator.EnvPropagationDelay, "")
+			t.Setenv(emulator.EnvOmitExpiry, "")
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
