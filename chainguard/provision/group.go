@@ -177,7 +177,7 @@ func (p *Provisioner) locateGroup(ctx context.Context, spec GroupSpec) (*iam.Gro
 	}
 	if taken := named(items, spec.Name, cur.GetUid()); len(taken) > 0 {
 		return nil, fmt.Errorf("rename group %q (%s) to %q in group %s: refused: another group there already has that name (%s): choose another name, or delete or rename that group first",
-			cur.GetName(), cur.GetUid(), spec.Name, spec.Parent, groupIDs(taken))
+			cur.GetName(), cur.GetUid(), spec.Name, spec.Parent, uids(taken))
 	}
 	return cur, nil
 }
@@ -213,15 +213,7 @@ func oneGroup(step string, found []*iam.Group) (*iam.Group, error) {
 	case 1:
 		return found[0], nil
 	}
-	return nil, fmt.Errorf("%s: %d groups have that name (%s): rename or delete all but one", step, len(found), groupIDs(found))
-}
-
-func groupIDs(gs []*iam.Group) string {
-	ids := make([]string, len(gs))
-	for i, g := range gs {
-		ids[i] = g.GetUid()
-	}
-	return strings.Join(ids, ", ")
+	return nil, fmt.Errorf("%s: %d groups have that name (%s): rename or delete all but one", step, len(found), uids(found))
 }
 
 // maxListed bounds how many leftovers of each kind a refusal names, so the

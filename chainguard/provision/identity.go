@@ -343,7 +343,7 @@ func (p *Provisioner) locateIdentity(ctx context.Context, spec IdentitySpec) (*i
 	}
 	if len(taken) > 0 && cur.GetName() != spec.Name {
 		return nil, fmt.Errorf("rename identity %s to %q in group %s: refused: another identity there already has that name (%s): choose another name, or delete or rename that identity first",
-			label(cur), spec.Name, spec.Group, identityIDs(taken))
+			label(cur), spec.Name, spec.Group, uids(taken))
 	}
 	for _, extra := range duplicates {
 		// The same stack's same resource: the identity spec.ID names is it.
@@ -379,7 +379,7 @@ func (p *Provisioner) pickIdentity(ctx context.Context, spec IdentitySpec, step 
 	}
 	if spec.ManagedBy == "" {
 		if len(found) > 1 {
-			return nil, fmt.Errorf("%s: %d identities have that name (%s): delete all but one", step, len(found), identityIDs(found))
+			return nil, fmt.Errorf("%s: %d identities have that name (%s): delete all but one", step, len(found), uids(found))
 		}
 		return found[0], nil
 	}
@@ -401,15 +401,6 @@ func (p *Provisioner) listIdentities(ctx context.Context, group, name, step stri
 		return nil, err
 	}
 	return childrenOf(list, group), nil
-}
-
-// identityIDs joins the identities' UIDPs for errors.
-func identityIDs(ids []*iam.Identity) string {
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = id.GetUid()
-	}
-	return strings.Join(out, ", ")
 }
 
 // DeleteIdentity deletes the identity id after its role bindings on its

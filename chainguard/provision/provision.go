@@ -360,3 +360,12 @@ func named[T object](items []T, name, except string) []T {
 	}
 	return out
 }
+
+// uids joins the items' UIDPs for errors.
+func uids[T object](items []T) string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.GetUid()
+	}
+	return strings.Join(out, ", ")
+}
