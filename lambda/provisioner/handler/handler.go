@@ -304,9 +304,7 @@ func (h *Handler) run(ctx context.Context, ev cfn.Event, log *slog.Logger) (id s
 		if r := recover(); r != nil {
 			log.Error("panic", "step", st.current(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			err = fmt.Errorf("internal error (panic) during %s; see the provisioner's log", st.current())
-			if obj := settledIn(ctx); obj != nil {
-				id = obj.get() // what a Create got to, for the rollback
-			}
+			id = settledIn(ctx).get() // what a Create got to, for the rollback
 		}
 		if err != nil {
 			// Only a failed Create answers the object it got to; an Update
@@ -488,10 +486,7 @@ func (h *Handler) connect(ctx context.Context, ev cfn.Event, props properties, s
 // dial connects a provisioner for the event's target (a token exchange),
 // which reconnects for a fresh token when it needs one.
 func (h *Handler) dial(ctx context.Context, tgt Target, st *steps) (*provision.Provisioner, func(), error) {
-	opts := []provision.Option{provision.WithPermissionDeniedBudget(DefaultPermissionDeniedBudget)}
-	if obj := settledIn(ctx); obj != nil {
-		opts = append(opts, provision.WithIDHook(obj.set))
-	}
+	opts := []provision.Option{provision.WithPermissionDeniedBudget(DefaultPermissionDeniedBudget), provision.WithIDHook(settledIn(ctx).set)}
 	p := provision.New(provision.ConnectFunc(func(ctx context.Context) (iam.Clients, error) {
 		return h.cfg.Connect(ctx, tgt)
 	}), append(opts, h.cfg.Options...)...)
