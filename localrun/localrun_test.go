@@ -31,7 +31,7 @@ func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the full local run synthesizes the app three times: skipped with -short")
 	}
-	const delay = 10 * time.Second
+	const delay = DefaultPropagationDelay
 	tests := []struct {
 		name      string
 		opts      Options

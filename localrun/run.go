@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	oidc "chainguard.dev/sdk/proto/platform/oidc/v1"
 	"chainguard.dev/sdk/uidp"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -42,6 +43,14 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/localrun/template"
 	"github.com/assumable-identity/cdk-chainguard/stacks"
 )
+
+// DefaultPropagationDelay is the delay cmd/local-run and TestRun use. It is
+// longer than the synth between the trust step and the first deploy (5-8 s
+// measured on an idle 2-core machine), so that the first deploy meets a provisioner identity that is not effective yet.
+// The real service's delay is not documented; the vendor's Terraform
+// provider waits up to about 30 s for a new role binding to propagate
+// (internal/provider/resource_group.go, waitForRoleBindingPropagation).
+const DefaultPropagationDelay = 10 * time.Second
 
 // Options configure Run. The zero value runs the pre-existing group mode
 // from the module containing the working directory, printing nothing.
@@ -438,7 +447,7 @@ func (r *runner) trustStep(ctx context.Context) error {
 // deployFirst is the first deploy of the identity stacks after the trust
 // step: it records how it met the propagation of the provisioner identity.
 func (r *runner) deployFirst(ctx context.Context) error {
-	const exchange = "/chainguard.platform.oidc.SecurityTokenService/Exchange"
+	const exchange = oidc.SecurityTokenService_Exchange_FullMethodName
 	r.res.FirstDeploy.SinceTrustStep = time.Since(r.trustedAt)
 	before := r.emu.Calls(exchange)
 	if err := r.deployAll(ctx); err != nil {

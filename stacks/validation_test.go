@@ -69,7 +69,6 @@ func TestSynthValidation(t *testing.T) {
 				NewAssumableIdentity(s, "Id", p)
 			},
 			wantErr: []string{`[S/Id] Trust: the session pattern "a\\$b" matches no valid role session name (AWS session names are 2 to 64 characters from letters, digits and "+=,.@_-")`},
-			wantNot: []string{"ARNPattern", "UserIDPattern"},
 		},
 		{
 			name: "session pattern for one-character sessions",
@@ -201,7 +200,6 @@ func TestSynthValidation(t *testing.T) {
 				NewAssumableIdentity(s, "Id", p)
 			},
 			wantErr: []string{"[S/Id] Trust: the session pattern \"^task$\" has an anchor", "leave out ^ and $"},
-			wantNot: []string{"ARNPattern", "UserIDPattern"},
 		},
 		{
 			name: "session pattern anchored at its start",
@@ -247,7 +245,6 @@ func TestSynthValidation(t *testing.T) {
 				NewAssumableIdentity(s, "Id", p)
 			},
 			wantErr: []string{"[S/Id] Trust: the session pattern \"x)|(.*\" does not compile"},
-			wantNot: []string{"ARNPattern", "UserIDPattern"},
 		},
 		{
 			name: "no trust",

@@ -35,19 +35,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/localrun"
 )
-
-// defaultPropagationDelay is longer than the synth between the trust step
-// and the first deploy (5-8 s measured on an idle 2-core machine), so that
-// the first deploy meets a provisioner identity that is not effective yet.
-// The real service's delay is not documented; the vendor's Terraform
-// provider waits up to about 30 s for a new role binding to propagate
-// (internal/provider/resource_group.go, waitForRoleBindingPropagation).
-const defaultPropagationDelay = 10 * time.Second
 
 func main() {
 	os.Exit(run())
@@ -57,7 +48,7 @@ func run() int {
 	group := flag.String("group", "both", "group mode: existing (the stack uses a pre-existing group), create (the stack creates and deletes its group), or both (one run each)")
 	verbose := flag.Bool("v", false, "show the output of the functions and the RIEs on stderr")
 	keep := flag.String("keep", "", "keep the cloud assemblies and binaries in this directory (default: a temporary directory, removed)")
-	delay := flag.Duration("propagation-delay", defaultPropagationDelay, "how long a new Chainguard identity or role binding takes to become effective (0: the emulator's "+emulator.EnvPropagationDelay+", else none)")
+	delay := flag.Duration("propagation-delay", localrun.DefaultPropagationDelay, "how long a new Chainguard identity or role binding takes to become effective (0: the emulator's "+emulator.EnvPropagationDelay+", else none)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "local-run: unexpected arguments %q\n", flag.Args())

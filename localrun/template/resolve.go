@@ -170,15 +170,6 @@ func (r *StackRun) PhysicalID(logicalID string) (string, bool) {
 	return c.Physical, ok
 }
 
-// Attribute returns the value of Fn::GetAtt for a created resource.
-func (r *StackRun) Attribute(logicalID, attr string) (any, error) {
-	v, err := r.getAtt(logicalID, attr)
-	if err != nil {
-		return nil, fmt.Errorf("stack %s: Fn::GetAtt %s.%s: %w", r.stack.Name, logicalID, attr, err)
-	}
-	return v, nil
-}
-
 // Record records a resource of the template as created: what its Ref and
 // Fn::GetAtt resolve to from now on.
 func (r *StackRun) Record(logicalID string, c Created) error {

@@ -48,8 +48,7 @@ type Resource struct {
 	DependsOn  any            `json:"DependsOn"` // a string or a list of strings
 	// Condition is refused by ParseTemplate: no template of this project
 	// has conditions, so the local run does not evaluate them.
-	Condition string         `json:"Condition"`
-	Metadata  map[string]any `json:"Metadata"`
+	Condition string `json:"Condition"`
 }
 
 // Output is a template output.
