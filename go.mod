@@ -3,7 +3,6 @@ module github.com/assumable-identity/cdk-chainguard
 go 1.26.6
 
 require (
-	chainguard.dev/go-grpc-kit v0.18.0
 	chainguard.dev/sdk v0.1.212
 	github.com/aws/aws-cdk-go/awscdk/v2 v2.276.0
 	github.com/aws/aws-lambda-go v1.55.1
@@ -24,6 +23,7 @@ require (
 
 require (
 	chainguard.dev/apko v1.2.39 // indirect
+	chainguard.dev/go-grpc-kit v0.18.0 // indirect
 	cloud.google.com/go/auth v0.23.0 // indirect
 	cloud.google.com/go/auth/oauth2adapt v0.2.8 // indirect
 	cloud.google.com/go/compute/metadata v0.9.0 // indirect

@@ -6,8 +6,8 @@ import (
 	"net/url"
 	"sync/atomic"
 
-	delegate "chainguard.dev/go-grpc-kit/pkg/options"
 	"chainguard.dev/sdk/auth"
+	clients "chainguard.dev/sdk/proto/chainguard/platform/clients/v2"
 	iam "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -40,29 +40,26 @@ func Static(apiURL, accessToken string) Connector {
 	})
 }
 
+// UserAgent is the user agent the provisioner's IAM clients send.
+const UserAgent = "cdk-chainguard-provisioner"
+
 // NewClients returns IAM v2 clients that call the Chainguard API at apiURL
 // (https://console-api.enforce.dev, the same URL the v1 clients and the
 // vendor's Terraform provider use for v2; http://127.0.0.1:PORT for the
-// local emulator) with accessToken, over one gRPC connection that their
-// Close closes. The SDK offers IAM v2 clients only over a connection the
-// caller dials, so it is dialed as the SDK's IAM v1 NewClients dials: the
-// target and options of go-grpc-kit's GRPCOptions (TLS for https,
-// plaintext for http, wait for ready) and the token as per-RPC
-// credentials. No RPC is made here.
+// local emulator) with accessToken, dialed by the SDK's own v2 constructor
+// (proto/chainguard/platform/clients/v2 NewClients: TLS for https,
+// plaintext for http, the token as per-RPC credentials), over one
+// connection that their Close closes. No RPC is made here.
 func NewClients(ctx context.Context, apiURL, accessToken string) (iam.Clients, error) {
-	u, err := url.Parse(apiURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	// go-grpc-kit panics on a URL without a scheme: refuse it first.
+	if u, err := url.Parse(apiURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("connect to the Chainguard IAM API: %q is not an http:// or https:// URL (for example https://console-api.enforce.dev)", apiURL)
 	}
-	target, opts := delegate.GRPCOptions(*u)
-	opts = append(opts,
-		grpc.WithPerRPCCredentials(auth.NewFromToken(ctx, accessToken, false)),
-		grpc.WithChainUnaryInterceptor(countRPC))
-	conn, err := grpc.NewClient(target, opts...)
+	c, err := clients.NewClients(ctx, apiURL, UserAgent, auth.NewFromToken(ctx, accessToken, false), grpc.WithChainUnaryInterceptor(countRPC))
 	if err != nil {
 		return nil, fmt.Errorf("connect to the Chainguard IAM API at %s: %w", apiURL, err)
 	}
-	return ownedConn{Clients: iam.NewClientsFromConnection(conn), conn: conn}, nil
+	return ownedConn{Clients: c.IAM(), close: c.Close}, nil
 }
 
 // rpcCounter is the context key under which a Provisioner passes its RPC
@@ -78,15 +75,15 @@ func countRPC(ctx context.Context, method string, req, reply any, cc *grpc.Clien
 	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
-// ownedConn is IAM v2 clients that own their connection: the SDK's
-// NewClientsFromConnection leaves closing it to the caller.
+// ownedConn is IAM v2 clients that own their connection (the SDK's IAM
+// clients leave closing it to the caller).
 type ownedConn struct {
 	iam.Clients
-	conn *grpc.ClientConn
+	close func() error
 }
 
 // Close closes the connection.
-func (c ownedConn) Close() error { return c.conn.Close() }
+func (c ownedConn) Close() error { return c.close() }
 
 // refused reports whether a Connect error is a refusal that may be
 // propagation (see Connector).

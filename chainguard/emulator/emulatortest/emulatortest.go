@@ -12,19 +12,17 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	delegate "chainguard.dev/go-grpc-kit/pkg/options"
 	"chainguard.dev/sdk/auth"
 	cgaws "chainguard.dev/sdk/auth/aws"
+	clientsv2 "chainguard.dev/sdk/proto/chainguard/platform/clients/v2"
 	iamv2 "chainguard.dev/sdk/proto/chainguard/platform/iam/v2"
 	"chainguard.dev/sdk/sts"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -65,20 +63,13 @@ func NewEnv(tb testing.TB, opts emulator.Options) *Env {
 // ends.
 func IAMv2(tb testing.TB, e *emulator.Emulator, token string) iamv2.Clients {
 	tb.Helper()
-	u, err := url.Parse(e.APIURL())
-	if err != nil {
-		tb.Fatalf("parse the emulator API URL: %v", err)
-	}
-	target, opts := delegate.GRPCOptions(*u)
-	if cred := auth.NewFromToken(context.Background(), token, false); cred != nil {
-		opts = append(opts, grpc.WithPerRPCCredentials(cred))
-	}
-	conn, err := grpc.NewClient(target, opts...)
+	ctx := context.Background()
+	c, err := clientsv2.NewClients(ctx, e.APIURL(), "emulatortest", auth.NewFromToken(ctx, token, false))
 	if err != nil {
 		tb.Fatalf("dial the emulator API: %v", err)
 	}
-	tb.Cleanup(func() { _ = conn.Close() })
-	return iamv2.NewClientsFromConnection(conn)
+	tb.Cleanup(func() { _ = c.Close() })
+	return c.IAM()
 }
 
 // Exchange generates an AWS token for identity with creds (as
