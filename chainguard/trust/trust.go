@@ -8,11 +8,15 @@
 // custom resource's properties and chainguard/provision stores it; the CDK
 // constructs check the same inputs at synth time with package validate.
 //
-// AWS is the caller-identity kind (the workload signs an STS
-// GetCallerIdentity request). The web-identity kind (AWS outbound identity
-// federation, Chainguard's claim_match: issuer = the account's AWS issuer
-// URL, subject = the role's ARN) is meant to be a sibling type naming the
-// same account, partition and role, with its own Validate and conversion.
+// Two kinds of trust name the same account, partition and role:
+//   - AWS, the caller-identity kind: the workload signs an STS
+//     GetCallerIdentity request, and the identity's aws_identity pins the
+//     role's unique ID and a session;
+//   - WebIdentity, AWS outbound identity federation: the workload presents
+//     a JWT from sts:GetWebIdentityToken, and the identity's claim_match
+//     trusts issuer = the account's federation issuer, subject = the role's
+//     ARN exactly. AWS's token carries no unique ID and no session, so this
+//     kind pins neither (README, "Choosing a trust mode").
 package trust
 
 import (
@@ -109,4 +113,69 @@ func (t AWS) AWSIdentity() *iam.Identity_AWSIdentity {
 	a.AwsArn = &iam.Identity_AWSIdentity_ArnPattern{ArnPattern: "^" + regexp.QuoteMeta(arnPrefix) + session}
 	a.AwsUserId = &iam.Identity_AWSIdentity_UserIdPattern{UserIdPattern: "^" + regexp.QuoteMeta(userIDPrefix) + session}
 	return a
+}
+
+// WebIdentity trusts the role of one account through AWS outbound identity
+// federation: the JWTs that sts:GetWebIdentityToken issues to the role's
+// sessions, whose iss is the account's federation issuer and whose sub is
+// the role's ARN (Chainguard's AWS guide, aws-identity-oidc; AWS IAM user
+// guide, "Understanding token claims").
+type WebIdentity struct {
+	Account   string // 12-digit AWS account ID
+	Partition string // AWS partition; only "aws" works with Chainguard
+	RoleName  string // IAM role name
+	RolePath  string // IAM role path, "/" unless the role was created with one
+	// Issuer is the account's federation issuer, e.g.
+	// https://<uuid>.tokens.sts.global.api.aws.
+	Issuer string
+	// Audience is the aud the tokens are requested for: the Chainguard
+	// issuer URL the workload exchanges them at.
+	Audience string
+}
+
+// webPartitionReason says why only the aws partition works in this mode.
+const webPartitionReason = "Chainguard's documentation covers outbound identity federation in the aws partition only, and an account's federation issuer belongs to its partition"
+
+// Validate reports the first problem with t as a *FieldError.
+func (t WebIdentity) Validate() error {
+	fail := func(err error, fields ...string) error { return &FieldError{Fields: fields, Err: err} }
+	if err := validate.AWSAccount(t.Account); err != nil {
+		return fail(err, "Account")
+	}
+	if t.Partition != "aws" {
+		return fail(fmt.Errorf("partition %q: %s: %w", t.Partition, webPartitionReason, validate.ErrInvalid), "Partition")
+	}
+	if err := validate.IAMRoleName(t.RoleName); err != nil {
+		return fail(err, "RoleName")
+	}
+	if err := validate.IAMRolePath(t.RolePath); err != nil {
+		return fail(err, "RolePath")
+	}
+	if err := validate.FederationIssuer(t.Issuer); err != nil {
+		return fail(err, "Issuer")
+	}
+	if err := validate.ServiceURL("audience (the Chainguard issuer URL)", t.Audience); err != nil {
+		return fail(err, "Audience")
+	}
+	return nil
+}
+
+// Subject returns the role's ARN, arn:PARTITION:iam::ACCOUNT:role/PATH/NAME:
+// the sub claim of the role's web identity tokens.
+func (t WebIdentity) Subject() string {
+	return fmt.Sprintf("arn:%s:iam::%s:role%s%s", t.Partition, t.Account, t.RolePath, t.RoleName)
+}
+
+// ClaimMatch returns t as IAM v2's claim_match: exact issuer, subject and
+// audience, so nothing is left to a pattern. The audience is set although
+// Chainguard defaults it, because the proto's default ("the SaaS
+// environment's issuer hostname") and the guide's tokens
+// (aud https://issuer.enforce.dev) read differently; naming it works under
+// both. It does not validate: call Validate first.
+func (t WebIdentity) ClaimMatch() *iam.Identity_ClaimMatch {
+	return &iam.Identity_ClaimMatch{
+		Iss: &iam.Identity_ClaimMatch_Issuer{Issuer: t.Issuer},
+		Sub: &iam.Identity_ClaimMatch_Subject{Subject: t.Subject()},
+		Aud: &iam.Identity_ClaimMatch_Audience{Audience: t.Audience},
+	}
 }

@@ -142,3 +142,82 @@ func TestPatternAdmitsOnlyItsRole(t *testing.T) {
 		})
 	}
 }
+
+func webIdentity() WebIdentity {
+	return WebIdentity{
+		Account: acct, Partition: "aws", RoleName: role, RolePath: "/",
+		Issuer:   "https://0b1c2d3e-0000-4000-8000-000000000000.tokens.sts.global.api.aws",
+		Audience: "https://issuer.enforce.dev",
+	}
+}
+
+func TestWebIdentityValidate(t *testing.T) {
+	with := func(f func(*WebIdentity)) WebIdentity {
+		w := webIdentity()
+		f(&w)
+		return w
+	}
+	tests := []struct {
+		name       string
+		in         WebIdentity
+		wantFields []string // nil = valid
+		wantErr    string
+	}{
+		{"valid", webIdentity(), nil, ""},
+		{"role with a path", with(func(w *WebIdentity) { w.RolePath = "/service-role/" }), nil, ""},
+		{"emulator issuer", with(func(w *WebIdentity) { w.Issuer = "http://127.0.0.1:4566/federation/x" }), nil, ""},
+
+		{"no account", with(func(w *WebIdentity) { w.Account = "" }), []string{"Account"}, `AWS account ID is empty`},
+		{"gov partition", with(func(w *WebIdentity) { w.Partition = "aws-us-gov" }), []string{"Partition"}, `partition "aws-us-gov": Chainguard's documentation covers outbound identity federation in the aws partition only`},
+		{"no role", with(func(w *WebIdentity) { w.RoleName = "" }), []string{"RoleName"}, `IAM role name is empty`},
+		{"path in the name", with(func(w *WebIdentity) { w.RoleName = "service-role/x" }), []string{"RoleName"}, `has the character "/"`},
+		{"no path", with(func(w *WebIdentity) { w.RolePath = "" }), []string{"RolePath"}, `IAM role path is empty`},
+		{"no issuer", with(func(w *WebIdentity) { w.Issuer = "" }), []string{"Issuer"}, `web identity issuer is empty`},
+		{"http issuer", with(func(w *WebIdentity) { w.Issuer = "http://x.tokens.sts.global.api.aws" }), []string{"Issuer"}, `uses plain http`},
+		{"no audience", with(func(w *WebIdentity) { w.Audience = "" }), []string{"Audience"}, `audience (the Chainguard issuer URL) is empty`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.in.Validate()
+			if tt.wantFields == nil {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v\nwant one containing %q", err, tt.wantErr)
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || !slices.Equal(fe.Fields, tt.wantFields) {
+				t.Fatalf("error %#v, want a *FieldError for %v", err, tt.wantFields)
+			}
+			if !errors.Is(err, validate.ErrInvalid) {
+				t.Errorf("error %q does not match validate.ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestClaimMatch(t *testing.T) {
+	tests := []struct {
+		name, path, wantSubject string
+	}{
+		{"root path", "/", "arn:aws:iam::111122223333:role/aws-auth"},
+		{"nested path", "/service-role/team/", "arn:aws:iam::111122223333:role/service-role/team/aws-auth"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := webIdentity()
+			w.RolePath = tt.path
+			want := &iam.Identity_ClaimMatch{
+				Iss: &iam.Identity_ClaimMatch_Issuer{Issuer: w.Issuer},
+				Sub: &iam.Identity_ClaimMatch_Subject{Subject: tt.wantSubject},
+				Aud: &iam.Identity_ClaimMatch_Audience{Audience: w.Audience},
+			}
+			if got := w.ClaimMatch(); !proto.Equal(got, want) {
+				t.Errorf("ClaimMatch() = %v\nwant %v", got, want)
+			}
+		})
+	}
+}

@@ -36,6 +36,27 @@ func TestValidators(t *testing.T) {
 		{"uidp space", func() error { return UIDP("group", " 0123456789abcdef0123456789abcdef01234567") }, `has leading or trailing white space`},
 		{"uidp bad child", func() error { return UIDP("group", "0123456789abcdef0123456789abcdef01234567/89ab") }, `is not a Chainguard UIDP`},
 
+		// IAM role path
+		{"path root", func() error { return IAMRolePath("/") }, ""},
+		{"path nested", func() error { return IAMRolePath("/service-role/team/") }, ""},
+		{"path empty", func() error { return IAMRolePath("") }, `IAM role path is empty: expected "/"`},
+		{"path without trailing slash", func() error { return IAMRolePath("/service-role") }, `IAM role path "/service-role" is not valid`},
+		{"path relative", func() error { return IAMRolePath("service-role/") }, `is not valid`},
+		{"path with space", func() error { return IAMRolePath("/a b/") }, `is not valid`},
+		{"path too long", func() error { return IAMRolePath("/" + strings.Repeat("a", 511) + "/") }, `is 513 characters long`},
+
+		// Federation issuer
+		{"issuer aws", func() error {
+			return FederationIssuer("https://0b1c2d3e-0000-4000-8000-000000000000.tokens.sts.global.api.aws")
+		}, ""},
+		{"issuer emulator", func() error { return FederationIssuer("http://127.0.0.1:4566/federation/0b1c2d3e") }, ""},
+		{"issuer empty", func() error { return FederationIssuer("") }, `web identity issuer is empty: expected the issuer URL of the account's outbound identity federation`},
+		{"issuer plain http", func() error { return FederationIssuer("http://example.com") }, `uses plain http: Chainguard discovers issuers over https only`},
+		{"issuer trailing slash", func() error { return FederationIssuer("https://x.tokens.sts.global.api.aws/") }, `ends with "/": remove it`},
+		{"issuer query", func() error { return FederationIssuer("https://x.tokens.sts.global.api.aws?a=b") }, `without query or fragment`},
+		{"issuer host only", func() error { return FederationIssuer("x.tokens.sts.global.api.aws") }, `is not an absolute URL`},
+		{"issuer user info", func() error { return FederationIssuer("https://user:secret@x.tokens.sts.global.api.aws") }, `must not hold a user name or password`},
+
 		// AWS account
 		{"account", func() error { return AWSAccount(acct) }, ""},
 		{"account empty", func() error { return AWSAccount("") }, `AWS account ID is empty: expected exactly 12 digits, e.g. "111122223333"`},
