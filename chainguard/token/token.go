@@ -1,10 +1,15 @@
 // Package token turns AWS credentials into a Chainguard access token.
 //
-// The caller proves its AWS identity by signing an AWS STS GetCallerIdentity
-// request (chainguard.dev/sdk/auth/aws.GenerateToken, bound to the issuer and
-// the assumable identity) and exchanges it at the Chainguard STS for a
-// short-lived access token (chainguard.dev/sdk/sts). No Chainguard secret is
-// involved.
+// The caller proves its AWS identity in one of two ways (Config.Trust) and
+// exchanges the proof at the Chainguard STS for a short-lived access token
+// (chainguard.dev/sdk/sts). No Chainguard secret is involved.
+//
+//   - [CallerIdentity]: it signs an AWS STS GetCallerIdentity request
+//     (chainguard.dev/sdk/auth/aws.GenerateToken, bound to the issuer and
+//     the assumable identity) with Config.Credentials.
+//   - [WebIdentity]: it asks AWS STS for a JWT (GetWebIdentityToken on the
+//     regional endpoint, audience = the Chainguard issuer, ES384, 300 s)
+//     with Config.STS and presents that. A cold exchange is these two calls.
 //
 // [Exchange] performs one exchange (the provisioner mints a fresh token per
 // event); [Source] caches the token until shortly before it expires and is
@@ -33,8 +38,9 @@ import (
 	"time"
 
 	awsauth "chainguard.dev/sdk/auth/aws"
-	"chainguard.dev/sdk/sts"
+	cgsts "chainguard.dev/sdk/sts"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/cenkalti/backoff/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -52,7 +58,9 @@ var (
 	ErrConfig = errors.New("invalid configuration")
 	// ErrCredentials: the AWS credentials provider failed or returned no keys.
 	ErrCredentials = errors.New("AWS credentials unavailable")
-	// ErrGenerate: signing the AWS GetCallerIdentity token failed.
+	// ErrGenerate: the AWS proof could not be made: signing the
+	// GetCallerIdentity token failed, or AWS STS refused or failed
+	// GetWebIdentityToken (the message says which AWS rule refused).
 	ErrGenerate = errors.New("AWS token generation failed")
 	// ErrRefused: the Chainguard STS answered and said no; the message carries its reason.
 	ErrRefused = errors.New("refused")
@@ -74,9 +82,17 @@ type Config struct {
 	APIURL string
 	// Identity is the UIDP of the assumable identity to act as.
 	Identity string
+	// Trust is how the caller proves its AWS principal; "" means
+	// CallerIdentity.
+	Trust Trust
 	// Credentials supplies the AWS credentials that prove the caller's AWS
-	// principal (e.g. the Lambda function's role credentials).
+	// principal (e.g. the Lambda function's role credentials). Required
+	// for CallerIdentity.
 	Credentials aws.CredentialsProvider
+	// STS asks AWS for web identity tokens, e.g. sts.NewFromConfig of an
+	// aws.Config loaded with config.LoadDefaultConfig (its region comes
+	// from AWS_REGION, which Lambda sets). Required for WebIdentity.
+	STS WebIdentityTokenAPI
 	// RPCTimeout bounds each step (credentials, signing, and each exchange
 	// attempt); zero means DefaultRPCTimeout.
 	RPCTimeout time.Duration
@@ -111,8 +127,19 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
-	if c.Credentials == nil {
+	trust, err := ParseTrust(string(c.Trust))
+	if err != nil {
+		return err
+	}
+	switch {
+	case trust == CallerIdentity && c.Credentials == nil:
 		return fmt.Errorf("%w: no AWS credentials provider: pass e.g. the Credentials of an aws.Config loaded with config.LoadDefaultConfig", ErrConfig)
+	case trust == WebIdentity && c.STS == nil:
+		return fmt.Errorf("%w: the web-identity trust needs an AWS STS client: pass e.g. sts.NewFromConfig of an aws.Config loaded with config.LoadDefaultConfig (with a region: the STS global endpoint does not serve GetWebIdentityToken)", ErrConfig)
+	case trust == WebIdentity:
+		if c, ok := c.STS.(*sts.Client); ok && c.Options().Region == "" {
+			return fmt.Errorf("%w: the AWS STS client has no region: GetWebIdentityToken is served only by regional endpoints; set AWS_REGION (Lambda sets it) or the client's Region", ErrConfig)
+		}
 	}
 	if c.RPCTimeout < 0 {
 		return fmt.Errorf("%w: RPC timeout %s is negative: use a positive duration such as 10s, or zero for the default %s", ErrConfig, c.RPCTimeout, DefaultRPCTimeout)
@@ -148,26 +175,25 @@ func exchange(ctx context.Context, cfg Config) (Token, error) {
 	who := fmt.Sprintf("for identity %s at %s", cfg.Identity, cfg.Issuer)
 	step := "exchange AWS token " + who
 
-	creds, err := retrieve(ctx, cfg.Credentials, timeout)
+	prove, err := prover(ctx, cfg, timeout, who)
 	if err != nil {
-		return Token{}, fmt.Errorf("get AWS credentials %s: %w: %w", who, ErrCredentials, err)
+		return Token{}, err
 	}
-
-	client := sts.New(cfg.Issuer, cfg.APIURL, sts.WithIdentity(cfg.Identity))
+	client := cgsts.New(cfg.Issuer, cfg.APIURL, cgsts.WithIdentity(cfg.Identity))
 	var (
 		attempts    int
-		genErr      error // signing failed: final, and not the issuer's fault
-		callerBound bool  // the last attempt's deadline was the caller's
+		genErr      error // the AWS proof failed: final, and not the issuer's fault
+		lastProof   string
+		callerBound bool // the last attempt's deadline was the caller's
 	)
-	op := func() (sts.TokenPair, error) {
+	op := func() (cgsts.TokenPair, error) {
 		attempts++
-		// Signed afresh for every attempt: the issuer refuses a signature
-		// older than 15 minutes, and signing costs microseconds.
-		awsToken, err := generate(ctx, creds, cfg, timeout)
+		awsToken, err := prove()
 		if err != nil {
 			genErr = err
-			return sts.TokenPair{}, backoff.Permanent(err)
+			return cgsts.TokenPair{}, backoff.Permanent(err)
 		}
+		lastProof = awsToken
 		actx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		callerBound = rpcerr.CallerDeadlineFirst(ctx, actx)
@@ -197,6 +223,9 @@ func exchange(ctx context.Context, cfg Config) (Token, error) {
 		// when the caller gave up during a wait: once ctx is done, a
 		// deadline is the caller's.
 		ce := classify(step, timeout, callerBound || ctx.Err() != nil, err)
+		if cfg.Trust == WebIdentity && errors.Is(ce, ErrRefused) {
+			ce.msg += presented(lastProof)
+		}
 		ce.note(attempts, sched.pastDeadline)
 		return Token{}, ce
 	case pair.AccessToken == "":
@@ -207,6 +236,27 @@ func exchange(ctx context.Context, cfg Config) (Token, error) {
 		return Token{}, fmt.Errorf("%s: %w: the issuer answered with a token whose expiry cannot be determined: %w", step, ErrUnreachable, err)
 	}
 	return Token{AccessToken: pair.AccessToken, Expiry: expiry}, nil
+}
+
+// prover returns what makes the AWS proof of each exchange attempt.
+// CallerIdentity retrieves the credentials once and signs afresh for every
+// attempt: the issuer refuses a signature older than 15 minutes, and
+// signing costs microseconds. WebIdentity asks AWS STS once and presents
+// the same JWT to every attempt: it lives WebIdentityTokenLifetime, far
+// longer than the retries, and each extra request is an AWS call.
+func prover(ctx context.Context, cfg Config, timeout time.Duration, who string) (func() (string, error), error) {
+	if cfg.Trust == WebIdentity {
+		jwt, err := webIdentityToken(ctx, cfg, timeout)
+		if err != nil {
+			return nil, fmt.Errorf("get an AWS web identity token %s: %w: %w", who, ErrGenerate, err)
+		}
+		return func() (string, error) { return jwt, nil }, nil
+	}
+	creds, err := retrieve(ctx, cfg.Credentials, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("get AWS credentials %s: %w: %w", who, ErrCredentials, err)
+	}
+	return func() (string, error) { return generate(ctx, creds, cfg, timeout) }, nil
 }
 
 // generate signs the AWS GetCallerIdentity token for cfg under the step
@@ -260,7 +310,7 @@ func classify(step string, timeout time.Duration, callerDeadline bool, err error
 func refusalHint(c codes.Code) string {
 	switch c {
 	case codes.PermissionDenied:
-		return " (check that the identity's AWS trust names this AWS principal: account, ARN or ARN pattern, user ID or user ID pattern)"
+		return " (check that the identity's trust names this AWS principal: with the caller-identity trust its account, role, role unique ID and session; with the web-identity trust the account's federation issuer and the role's ARN)"
 	case codes.Unauthenticated:
 		return " (check the AWS credentials, and that the issuer URL is the one the identity's tokens are exchanged at)"
 	case codes.NotFound:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/cenkalti/backoff/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -55,6 +56,14 @@ func TestConfigValidate(t *testing.T) {
 		{name: "empty identity", mutate: func(c *Config) { c.Identity = "" }, wantErr: "identity is empty"},
 		{name: "no credentials", mutate: func(c *Config) { c.Credentials = nil }, wantErr: "no AWS credentials provider"},
 		{name: "negative timeout", mutate: func(c *Config) { c.RPCTimeout = -time.Second }, wantErr: "RPC timeout -1s is negative"},
+		{name: "unknown trust", mutate: func(c *Config) { c.Trust = "oidc" }, wantErr: `trust "oidc" is not a trust mode: use "caller-identity"`},
+		{name: "web identity", mutate: func(c *Config) {
+			c.Trust, c.Credentials = WebIdentity, nil
+			c.STS = sts.New(sts.Options{Region: "eu-west-1"})
+		}},
+		{name: "web identity without STS client", mutate: func(c *Config) { c.Trust = WebIdentity }, wantErr: "the web-identity trust needs an AWS STS client"},
+		{name: "web identity without region", mutate: func(c *Config) { c.Trust, c.STS = WebIdentity, sts.New(sts.Options{}) },
+			wantErr: "the AWS STS client has no region: GetWebIdentityToken is served only by regional endpoints"},
 		{name: "custom retry", mutate: func(c *Config) {
 			c.Retry = RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond, MaxBackoff: time.Second}
 		}},
@@ -77,6 +86,45 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want ErrConfig containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestWebIdentityEndpointIsRegional pins what the SDK does with the STS
+// client the web-identity trust is given: a client with a region addresses
+// sts.REGION.amazonaws.com, never the global endpoint that does not serve
+// GetWebIdentityToken (AWS IAM user guide, outbound identity federation).
+func TestWebIdentityEndpointIsRegional(t *testing.T) {
+	for _, region := range []string{"us-east-1", "eu-west-1"} {
+		ep, err := sts.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), sts.EndpointParameters{Region: aws.String(region)})
+		if err != nil {
+			t.Fatalf("resolve the STS endpoint of %s: %v", region, err)
+		}
+		if want := "https://sts." + region + ".amazonaws.com"; ep.URI.String() != want {
+			t.Errorf("STS endpoint of %s = %s, want %s", region, ep.URI.String(), want)
+		}
+	}
+}
+
+func TestParseTrust(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Trust
+		wantErr bool
+	}{
+		{"", CallerIdentity, false},
+		{"caller-identity", CallerIdentity, false},
+		{"web-identity", WebIdentity, false},
+		{"webIdentity", "", true},
+		{"WEB-IDENTITY", "", true},
+	}
+	for _, tt := range tests {
+		got, err := ParseTrust(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ParseTrust(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+		if err != nil && !errors.Is(err, ErrConfig) {
+			t.Errorf("ParseTrust(%q) error %v does not match ErrConfig", tt.in, err)
+		}
 	}
 }
 
@@ -184,7 +232,7 @@ func TestClassify(t *testing.T) {
 		wantErr string
 	}{
 		{"permission denied", false, status.Error(codes.PermissionDenied, "aws_arn does not match"),
-			[]error{ErrRefused}, "step: refused: permission denied: aws_arn does not match (check that the identity's AWS trust"},
+			[]error{ErrRefused}, "step: refused: permission denied: aws_arn does not match (check that the identity's trust names this AWS principal"},
 		{"unauthenticated", false, status.Error(codes.Unauthenticated, "bad signature"),
 			[]error{ErrRefused}, "step: refused: unauthenticated: bad signature (check the AWS credentials"},
 		{"not found", false, status.Error(codes.NotFound, "no such identity"),
