@@ -47,7 +47,7 @@ func setup(logger *slog.Logger) (*handler.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load the AWS configuration: %w", err)
 	}
-	return handler.New(cfg, awsCfg.Credentials, logger)
+	return handler.New(cfg, awsCfg, logger)
 }
 
 // reportInitError tells the Lambda Runtime API why init failed, so the

@@ -11,6 +11,10 @@
 //	CHAINGUARD_GROUP     UIDP of the group whose repositories are listed (required)
 //	CHAINGUARD_ISSUER    Chainguard STS URL (default https://issuer.enforce.dev)
 //	CHAINGUARD_API       Chainguard API URL (default https://console-api.enforce.dev)
+//	CHAINGUARD_TRUST     how the function proves its AWS identity: caller-identity
+//	                     (default; a signed GetCallerIdentity request) or
+//	                     web-identity (a JWT from sts:GetWebIdentityToken, asked
+//	                     of the regional STS endpoint of AWS_REGION)
 //
 // Logs are JSON (log/slog) with the request ID, the step and its duration;
 // they never hold a token or a credential.
@@ -25,6 +29,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/repos"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
@@ -37,6 +42,7 @@ const (
 	EnvGroup    = "CHAINGUARD_GROUP"
 	EnvIssuer   = "CHAINGUARD_ISSUER"
 	EnvAPI      = "CHAINGUARD_API"
+	EnvTrust    = "CHAINGUARD_TRUST"
 
 	DefaultIssuer = "https://issuer.enforce.dev"
 	DefaultAPI    = "https://console-api.enforce.dev"
@@ -53,6 +59,7 @@ type Config struct {
 	Group    string // UIDP of the group whose repos are listed
 	Issuer   string // Chainguard STS URL
 	API      string // Chainguard API URL
+	Trust    token.Trust
 }
 
 // ConfigFromEnv reads the configuration through lookup (os.LookupEnv in the
@@ -72,6 +79,11 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		API:      get(EnvAPI, DefaultAPI),
 	}
 	var errs []error
+	trust, err := token.ParseTrust(get(EnvTrust, ""))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", EnvTrust, err))
+	}
+	cfg.Trust = trust
 	for _, uidp := range []struct{ name, value, what string }{
 		{EnvIdentity, cfg.Identity, "the assumable identity this function acts as"},
 		{EnvGroup, cfg.Group, "the group whose repositories are listed"},
@@ -111,15 +123,23 @@ type Handler struct {
 	log    *slog.Logger
 }
 
-// New returns a Handler acting as cfg.Identity with the AWS credentials of
-// creds (the function's role).
-func New(cfg Config, creds aws.CredentialsProvider, logger *slog.Logger) (*Handler, error) {
-	src, err := token.NewSource(token.Config{
-		Issuer:      cfg.Issuer,
-		APIURL:      cfg.API,
-		Identity:    cfg.Identity,
-		Credentials: creds,
-	}, token.WithLogger(logger))
+// New returns a Handler acting as cfg.Identity with the AWS configuration
+// of awsCfg (the function's role credentials and region): the credentials
+// sign the GetCallerIdentity request of the caller-identity trust, and an
+// STS client built from awsCfg asks for the web-identity trust's tokens.
+func New(cfg Config, awsCfg aws.Config, logger *slog.Logger) (*Handler, error) {
+	tc := token.Config{
+		Issuer:   cfg.Issuer,
+		APIURL:   cfg.API,
+		Identity: cfg.Identity,
+		Trust:    cfg.Trust,
+	}
+	if cfg.Trust == token.WebIdentity {
+		tc.STS = sts.NewFromConfig(awsCfg)
+	} else {
+		tc.Credentials = awsCfg.Credentials
+	}
+	src, err := token.NewSource(tc, token.WithLogger(logger))
 	if err != nil {
 		return nil, fmt.Errorf("set up the Chainguard token source: %w", err)
 	}

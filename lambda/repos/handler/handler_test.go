@@ -3,6 +3,8 @@ package handler
 import (
 	"strings"
 	"testing"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -17,9 +19,13 @@ func TestConfigFromEnv(t *testing.T) {
 		wantErr []string // every variable the error must name
 	}{
 		{name: "defaults", env: map[string]string{EnvIdentity: id, EnvGroup: group},
-			want: Config{Identity: id, Group: group, Issuer: DefaultIssuer, API: DefaultAPI}},
+			want: Config{Identity: id, Group: group, Issuer: DefaultIssuer, API: DefaultAPI, Trust: token.CallerIdentity}},
+		{name: "web identity", env: map[string]string{EnvIdentity: id, EnvGroup: group, EnvTrust: "web-identity"},
+			want: Config{Identity: id, Group: group, Issuer: DefaultIssuer, API: DefaultAPI, Trust: token.WebIdentity}},
+		{name: "unknown trust", env: map[string]string{EnvIdentity: id, EnvGroup: group, EnvTrust: "webIdentity"},
+			wantErr: []string{EnvTrust + `: invalid configuration: trust "webIdentity" is not a trust mode`}},
 		{name: "local emulator", env: map[string]string{EnvIdentity: id, EnvGroup: group, EnvIssuer: "http://127.0.0.1:1", EnvAPI: "http://127.0.0.1:2"},
-			want: Config{Identity: id, Group: group, Issuer: "http://127.0.0.1:1", API: "http://127.0.0.1:2"}},
+			want: Config{Identity: id, Group: group, Issuer: "http://127.0.0.1:1", API: "http://127.0.0.1:2", Trust: token.CallerIdentity}},
 		{name: "nothing set", env: map[string]string{}, wantErr: []string{EnvIdentity + " is not set", EnvGroup + " is not set"}},
 		{name: "identity not a UIDP", env: map[string]string{EnvIdentity: "my-identity", EnvGroup: group}, wantErr: []string{EnvIdentity + ` "my-identity"`}},
 		{name: "issuer without scheme", env: map[string]string{EnvIdentity: id, EnvGroup: group, EnvIssuer: "issuer.enforce.dev"}, wantErr: []string{EnvIssuer}},
