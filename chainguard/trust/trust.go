@@ -29,6 +29,20 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
 )
 
+// Relationship is a trust of either kind, AWS or WebIdentity: what an
+// identity's relationship oneof holds.
+type Relationship interface {
+	// Validate reports the first problem as a *FieldError.
+	Validate() error
+	// Apply sets id's relationship to the trust (it does not validate).
+	Apply(id *iam.Identity)
+}
+
+var (
+	_ Relationship = AWS{}
+	_ Relationship = WebIdentity{}
+)
+
 // AWS trusts the sessions of one IAM role that prove themselves with a
 // signed GetCallerIdentity request, pinned to the role's unique ID: a role
 // deleted and re-created under the same name gets a new ID and can no longer
@@ -115,6 +129,11 @@ func (t AWS) AWSIdentity() *iam.Identity_AWSIdentity {
 	return a
 }
 
+// Apply sets id's relationship to t.AWSIdentity().
+func (t AWS) Apply(id *iam.Identity) {
+	id.Relationship = &iam.Identity_AwsIdentity{AwsIdentity: t.AWSIdentity()}
+}
+
 // WebIdentity trusts the role of one account through AWS outbound identity
 // federation: the JWTs that sts:GetWebIdentityToken issues to the role's
 // sessions, whose iss is the account's federation issuer and whose sub is
@@ -178,4 +197,9 @@ func (t WebIdentity) ClaimMatch() *iam.Identity_ClaimMatch {
 		Sub: &iam.Identity_ClaimMatch_Subject{Subject: t.Subject()},
 		Aud: &iam.Identity_ClaimMatch_Audience{Audience: t.Audience},
 	}
+}
+
+// Apply sets id's relationship to t.ClaimMatch().
+func (t WebIdentity) Apply(id *iam.Identity) {
+	id.Relationship = &iam.Identity_ClaimMatch_{ClaimMatch: t.ClaimMatch()}
 }

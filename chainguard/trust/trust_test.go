@@ -221,3 +221,31 @@ func TestClaimMatch(t *testing.T) {
 		})
 	}
 }
+
+func TestApply(t *testing.T) {
+	tests := []struct {
+		name string
+		in   Relationship
+		want func(*iam.Identity) bool
+	}{
+		{"caller identity", exact(), func(id *iam.Identity) bool { return proto.Equal(id.GetAwsIdentity(), exact().AWSIdentity()) && id.GetClaimMatch() == nil }},
+		{"web identity", webIdentity(), func(id *iam.Identity) bool {
+			return proto.Equal(id.GetClaimMatch(), webIdentity().ClaimMatch()) && id.GetAwsIdentity() == nil
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The other kind first: Apply replaces the relationship.
+			id := &iam.Identity{Name: "x"}
+			if _, ok := tt.in.(AWS); ok {
+				webIdentity().Apply(id)
+			} else {
+				exact().Apply(id)
+			}
+			tt.in.Apply(id)
+			if !tt.want(id) {
+				t.Errorf("after Apply the identity is %v", id)
+			}
+		})
+	}
+}
