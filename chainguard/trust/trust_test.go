@@ -228,7 +228,9 @@ func TestApply(t *testing.T) {
 		in   Relationship
 		want func(*iam.Identity) bool
 	}{
-		{"caller identity", exact(), func(id *iam.Identity) bool { return proto.Equal(id.GetAwsIdentity(), exact().AWSIdentity()) && id.GetClaimMatch() == nil }},
+		{"caller identity", exact(), func(id *iam.Identity) bool {
+			return proto.Equal(id.GetAwsIdentity(), exact().AWSIdentity()) && id.GetClaimMatch() == nil
+		}},
 		{"web identity", webIdentity(), func(id *iam.Identity) bool {
 			return proto.Equal(id.GetClaimMatch(), webIdentity().ClaimMatch()) && id.GetAwsIdentity() == nil
 		}},
