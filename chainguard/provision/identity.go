@@ -2,8 +2,10 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -34,8 +36,13 @@ type IdentitySpec struct {
 	Group       string // UIDP of the group the identity lives in (and is bound on)
 	Name        string
 	Description string
-	Trust       trust.AWS
-	Roles       []string // role names bound on Group, e.g. "viewer"; duplicates are ignored
+	// Trust is whom the identity trusts: trust.AWS (caller identity) or
+	// trust.WebIdentity. An identity of the other kind is never changed
+	// into this one (Chainguard's Terraform provider replaces an identity
+	// whose kind of trust changes): it is left alone and a new one made,
+	// which is how a CloudFormation replacement goes.
+	Trust trust.Relationship
+	Roles []string // role names bound on Group, e.g. "viewer"; duplicates are ignored
 	// ManagedBy names the owner uniquely, e.g. the handler's
 	// "<account>/<region>/<stack name>/<stack ID>/<logical ID>". When set, the
 	// stored description carries its marker (see StoredDescription), and an
@@ -47,11 +54,15 @@ type IdentitySpec struct {
 // Validate reports every invalid field of s.
 func (s IdentitySpec) Validate() error {
 	_, descErr := StoredDescription(s.Description, s.ManagedBy)
+	trustErr := errors.New("no trust: set Trust to a trust.AWS or a trust.WebIdentity")
+	if s.Trust != nil {
+		trustErr = s.Trust.Validate()
+	}
 	errs := []error{
 		validate.UIDP("group", s.Group),
 		validate.Name("identity name", s.Name),
 		descErr,
-		s.Trust.Validate(),
+		trustErr,
 	}
 	for _, r := range s.Roles {
 		errs = append(errs, validate.RoleName(r))
@@ -94,7 +105,8 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 		return Identity{}, err
 	}
 
-	want := &iam.Identity{Name: spec.Name, Description: stored, Relationship: &iam.Identity_AwsIdentity{AwsIdentity: spec.Trust.AWSIdentity()}}
+	want := &iam.Identity{Name: spec.Name, Description: stored}
+	spec.Trust.Apply(want)
 	existing, err := p.locateIdentity(ctx, spec)
 	if err != nil {
 		return Identity{}, err
@@ -110,7 +122,7 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 	}
 	partial := Identity{ID: existing.GetUid(), Name: existing.GetName(), Created: created}
 	if existing.GetName() != want.GetName() || existing.GetDescription() != want.GetDescription() ||
-		!proto.Equal(existing.GetAwsIdentity(), want.GetAwsIdentity()) {
+		!proto.Equal(existing.GetAwsIdentity(), want.GetAwsIdentity()) || !proto.Equal(existing.GetClaimMatch(), want.GetClaimMatch()) {
 		step := "update identity " + label(existing)
 		if existing.GetName() != want.GetName() {
 			step = fmt.Sprintf("rename identity %s to %q", label(existing), want.GetName())
@@ -122,7 +134,7 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 		// server-owned ones included.
 		req := &iam.UpdateIdentityRequest{
 			Identity:   &iam.Identity{Uid: existing.GetUid(), Name: want.GetName(), Description: want.GetDescription(), Relationship: want.GetRelationship()},
-			UpdateMask: &fieldmaskpb.FieldMask{Paths: identityUpdatePaths},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: updatePaths(want)},
 		}
 		existing, err = call(ctx, p, step,
 			func(ctx context.Context, c iam.Clients) (*iam.Identity, error) {
@@ -140,10 +152,30 @@ func (p *Provisioner) EnsureIdentity(ctx context.Context, spec IdentitySpec) (Id
 	return Identity{ID: existing.GetUid(), Name: existing.GetName(), Roles: roleNames, Created: created}, nil
 }
 
-// identityUpdatePaths are the fields of an identity this package writes:
-// the update mask of every identity update. The trust is the aws_identity
-// member of the relationship oneof (a mask names fields, not oneofs).
-var identityUpdatePaths = []string{"name", "description", "aws_identity"}
+// updatePaths are the fields of an identity this package writes: the
+// update mask of an identity update to want. The trust is the member of
+// the relationship oneof want sets, aws_identity or claim_match (a mask
+// names fields, not oneofs); want's kind is the existing identity's (see
+// sameKind).
+func updatePaths(want *iam.Identity) []string {
+	if want.GetClaimMatch() != nil {
+		return []string{"name", "description", "claim_match"}
+	}
+	return []string{"name", "description", "aws_identity"}
+}
+
+// sameKind reports whether a and b hold the same kind of trust (the same
+// member of the relationship oneof).
+func sameKind(a, b *iam.Identity) bool {
+	return reflect.TypeOf(a.GetRelationship()) == reflect.TypeOf(b.GetRelationship())
+}
+
+// kindOf is the spec's kind of trust, as an identity holding it.
+func kindOf(spec IdentitySpec) *iam.Identity {
+	id := &iam.Identity{}
+	spec.Trust.Apply(id)
+	return id
+}
 
 // createIdentity creates the identity spec describes (want). A transient
 // failure is retried only when a re-list shows no identity of the caller's
@@ -184,11 +216,13 @@ func (p *Provisioner) createIdentity(ctx context.Context, spec IdentitySpec, wan
 }
 
 // ours returns the identities in items named spec.Name that carry
-// spec.ManagedBy's marker.
+// spec.ManagedBy's marker and spec's kind of trust. One of the other kind
+// is the one a change of kind replaces: CloudFormation deletes it.
 func ours(spec IdentitySpec, items []*iam.Identity) []*iam.Identity {
 	var out []*iam.Identity
+	kind := kindOf(spec)
 	for _, id := range named(items, spec.Name, "") {
-		if owns(id.GetDescription(), spec.ManagedBy) {
+		if owns(id.GetDescription(), spec.ManagedBy) && sameKind(id, kind) {
 			out = append(out, id)
 		}
 	}
@@ -333,11 +367,20 @@ func (p *Provisioner) locateIdentity(ctx context.Context, spec IdentitySpec) (*i
 		return p.pickIdentity(ctx, spec, fmt.Sprintf("identity %s is gone; look up identity %q in group %s instead", spec.ID, spec.Name, spec.Group), items)
 	}
 	cur := items[i]
+	kind := kindOf(spec)
+	if !sameKind(cur, kind) {
+		// The kind of trust changed: a replacement (see IdentitySpec.Trust).
+		return p.pickIdentity(ctx, spec, fmt.Sprintf("identity %s holds the other kind of trust; look up identity %q of this kind in group %s instead", spec.ID, spec.Name, spec.Group), items)
+	}
 	var taken, duplicates []*iam.Identity
 	for _, id := range named(items, spec.Name, cur.GetUid()) {
-		if spec.ManagedBy != "" && owns(id.GetDescription(), spec.ManagedBy) {
+		switch {
+		case spec.ManagedBy != "" && owns(id.GetDescription(), spec.ManagedBy) && sameKind(id, kind):
 			duplicates = append(duplicates, id)
-		} else {
+		case spec.ManagedBy != "" && owns(id.GetDescription(), spec.ManagedBy):
+			// The caller's identity of the other kind, which a replacement
+			// left for CloudFormation to delete: not a namesake to refuse.
+		default:
 			taken = append(taken, id)
 		}
 	}
@@ -381,10 +424,18 @@ func (p *Provisioner) pickIdentity(ctx context.Context, spec IdentitySpec, step 
 		if len(found) > 1 {
 			return nil, fmt.Errorf("%s: %d identities have that name (%s): delete all but one", step, len(found), uids(found))
 		}
+		if !sameKind(found[0], kindOf(spec)) {
+			return nil, fmt.Errorf("%s: identity %s holds the other kind of trust, which is never changed in place: delete it, or choose another name", step, label(found[0]))
+		}
 		return found[0], nil
 	}
 	if ours := ours(spec, found); len(ours) > 0 {
 		return p.keepOldest(ctx, ours)
+	}
+	if slices.ContainsFunc(found, func(id *iam.Identity) bool { return owns(id.GetDescription(), spec.ManagedBy) }) {
+		// Only the caller's identity of the other kind: a replacement makes
+		// a new one, and CloudFormation deletes the old.
+		return nil, nil
 	}
 	return nil, fmt.Errorf("identity %q already exists in group %s and was not created by this stack (%s): choose another Name, or delete or rename that identity",
 		spec.Name, spec.Group, spec.ManagedBy)

@@ -244,7 +244,9 @@ func TestFullCycle(t *testing.T) {
 
 	// Update description, trust (exact -> a session pattern of the role) and roles, in place.
 	spec.Description = "Updated description"
-	spec.Trust.Session, spec.Trust.SessionPattern = "", `[\w+=,.@-]+`
+	tr := spec.Trust.(trust.AWS)
+	tr.Session, tr.SessionPattern = "", `[\w+=,.@-]+`
+	spec.Trust = tr
 	spec.Roles = []string{"registry.pull", "editor"}
 	upd, err := env.p.EnsureIdentity(ctx, spec)
 	if err != nil {
@@ -257,7 +259,7 @@ func TestFullCycle(t *testing.T) {
 		t.Fatalf("roles = %v, bindings = %v, want %v", upd.Roles, bindingsOf(env.e, g.ID, id.ID), want)
 	}
 	stored := identityNamed(env.e, g.ID, "aws-auth-identity")
-	if len(stored) != 1 || stored[0].Description != spec.Description || !sameAWSIdentity(stored[0].AWS, spec.Trust) {
+	if len(stored) != 1 || stored[0].Description != spec.Description || !sameAWSIdentity(stored[0].AWS, spec.Trust.(trust.AWS)) {
 		t.Fatalf("stored identity = %+v, want description %q and trust %+v", stored, spec.Description, spec.Trust)
 	}
 	// The new trust still admits the workload, and the new roles still list repos.
@@ -747,8 +749,8 @@ func TestValidationBeforeAnyRPC(t *testing.T) {
 		{"group not a UIDP", func(s *provision.IdentitySpec) { s.Group = "example-group" }, `group "example-group" is not a Chainguard UIDP`},
 		{"uppercase name", func(s *provision.IdentitySpec) { s.Name = "AWS-Auth" }, `identity name "AWS-Auth" is not valid`},
 		{"empty role", func(s *provision.IdentitySpec) { s.Roles = []string{""} }, `role name is empty`},
-		{"trust without session", func(s *provision.IdentitySpec) { s.Trust.Session = "" }, `Session or SessionPattern: neither is set`},
-		{"trust of another partition", func(s *provision.IdentitySpec) { s.Trust.Partition = "aws-cn" }, `Partition: partition "aws-cn"`},
+		{"trust without session", func(s *provision.IdentitySpec) { tr := s.Trust.(trust.AWS); tr.Session = ""; s.Trust = tr }, `Session or SessionPattern: neither is set`},
+		{"trust of another partition", func(s *provision.IdentitySpec) { tr := s.Trust.(trust.AWS); tr.Partition = "aws-cn"; s.Trust = tr }, `Partition: partition "aws-cn"`},
 		{"two problems", func(s *provision.IdentitySpec) { s.Name = ""; s.Roles = []string{"a,b"} }, `identity name is empty`},
 	}
 	for _, tt := range tests {

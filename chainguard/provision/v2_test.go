@@ -13,6 +13,7 @@ import (
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/provision"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/trust"
 )
 
 // fiveRoles are built-in roles the tests bind, one binding each.
@@ -220,7 +221,9 @@ func TestUpdatesUnderBothOutputOnlyReadings(t *testing.T) {
 				t.Fatalf("rename the group = %+v, %v; want %s renamed", got, err, g.ID)
 			}
 			ispec.ID, ispec.Name, ispec.Description = id.ID, "renamed-identity", "second"
-			ispec.Trust.Session, ispec.Trust.SessionPattern = "", `[\w+=,.@-]+`
+			tr := ispec.Trust.(trust.AWS)
+			tr.Session, tr.SessionPattern = "", `[\w+=,.@-]+`
+			ispec.Trust = tr
 			if got, err := env.p.EnsureIdentity(ctx, ispec); err != nil || got.ID != id.ID || got.Name != "renamed-identity" {
 				t.Fatalf("update the identity = %+v, %v; want %s renamed", got, err, id.ID)
 			}
@@ -236,7 +239,7 @@ func TestUpdatesUnderBothOutputOnlyReadings(t *testing.T) {
 				t.Fatalf("identity %s is gone", id.ID)
 			}
 			got := s.Identities[i]
-			if got.Name != "renamed-identity" || got.Description != "second"+marked || !sameAWSIdentity(got.AWS, ispec.Trust) {
+			if got.Name != "renamed-identity" || got.Description != "second"+marked || !sameAWSIdentity(got.AWS, ispec.Trust.(trust.AWS)) {
 				t.Fatalf("identity = %q %q %v, want renamed-identity, second%s, the new trust", got.Name, got.Description, got.AWS, marked)
 			}
 		})

@@ -63,7 +63,7 @@ func TestParseIdentityTrust(t *testing.T) {
 			if spec.Trust != tt.want {
 				t.Fatalf("trust = %+v, want %+v", spec.Trust, tt.want)
 			}
-			id := spec.Trust.AWSIdentity()
+			id := spec.Trust.(trust.AWS).AWSIdentity()
 			if got := id.GetArn() + id.GetArnPattern(); got != tt.wantArn {
 				t.Fatalf("built ARN = %q, want %q", got, tt.wantArn)
 			}
