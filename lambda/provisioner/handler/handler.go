@@ -46,14 +46,27 @@
 //	Group                UIDP of the group the identity lives in and is bound on
 //	                     (required; a change replaces the identity)
 //	Roles                role names bound on Group, comma-separated, e.g. "viewer"
+//	Trust                "CallerIdentity" (default) or "WebIdentity"; a change
+//	                     replaces the identity (as Chainguard's Terraform
+//	                     provider does): the new one is made beside the old,
+//	                     which CloudFormation then deletes
 //	AwsAccount           12-digit AWS account of the trusted role (required)
 //	AwsPartition         "aws", the only partition Chainguard verifies (required)
 //	AwsRoleName          IAM role name (required)
+//
+// With Trust CallerIdentity (aws_identity):
+//
 //	AwsRoleId            the role's unique ID, AROA... (required)
 //	AwsSession           one session name, or
 //	AwsSessionPattern    a regular expression for the session name alone, without
 //	                     anchors (exactly one of the two); the provisioner builds
 //	                     the anchored arn_pattern and user_id_pattern around it
+//
+// With Trust WebIdentity (claim_match: issuer, subject = the role ARN,
+// audience = the event's Issuer, all exact):
+//
+//	AwsIssuer            the account's outbound identity federation issuer (required)
+//	AwsRolePath          the role's IAM path (default "/"): part of its ARN
 //
 // # Ownership
 //

@@ -40,6 +40,15 @@ const (
 	PropAwsRoleID         = "AwsRoleId"
 	PropAwsSession        = "AwsSession"
 	PropAwsSessionPattern = "AwsSessionPattern"
+	PropTrust             = "Trust"
+	PropAwsRolePath       = "AwsRolePath"
+	PropAwsIssuer         = "AwsIssuer"
+)
+
+// Values of the Trust property.
+const (
+	TrustCallerIdentity = "CallerIdentity" // the default: aws_identity (trust.AWS)
+	TrustWebIdentity    = "WebIdentity"    // claim_match (trust.WebIdentity)
 )
 
 // cfnProperties are added by CloudFormation itself, not by the constructs.
@@ -221,19 +230,25 @@ func parseGroup(p properties, managedBy string) (groupProps, error) {
 
 // identityProperties are a Custom::ChainguardIdentity's own properties. The
 // trust is structured: the provisioner builds the anchored aws_identity
-// from it (trust.AWS), so no property can widen it beyond one role of one
-// account.
+// (trust.AWS) or the exact claim_match (trust.WebIdentity) from it, so no
+// property can widen it beyond one role of one account.
 type identityProperties struct {
 	Name              string `cfn:"Name"`
 	Description       string `cfn:"Description"`
 	Group             string `cfn:"Group"`
 	Roles             string `cfn:"Roles"` // comma-separated Chainguard role names
+	Trust             string `cfn:"Trust"` // TrustCallerIdentity (also when absent) or TrustWebIdentity
 	AwsAccount        string `cfn:"AwsAccount"`
 	AwsPartition      string `cfn:"AwsPartition"`
 	AwsRoleName       string `cfn:"AwsRoleName"`
-	AwsRoleID         string `cfn:"AwsRoleId"`
-	AwsSession        string `cfn:"AwsSession"`
-	AwsSessionPattern string `cfn:"AwsSessionPattern"`
+	AwsRoleID         string `cfn:"AwsRoleId"`         // caller identity only
+	AwsSession        string `cfn:"AwsSession"`        // caller identity only
+	AwsSessionPattern string `cfn:"AwsSessionPattern"` // caller identity only
+	AwsRolePath       string `cfn:"AwsRolePath"`       // web identity only; default "/"
+	AwsIssuer         string `cfn:"AwsIssuer"`         // web identity only: the account's federation issuer
+	// audience is not a property: it is the event's Issuer, the Chainguard
+	// STS the workload exchanges its tokens at.
+	audience string
 }
 
 // Validate reports the first invalid property of p.
@@ -253,7 +268,11 @@ func (p identityProperties) Validate() error {
 	if _, err := roleList(p.Roles); err != nil {
 		return err
 	}
-	err := p.trust().Validate()
+	tr, err := p.trust()
+	if err != nil {
+		return err
+	}
+	err = tr.Validate()
 	var fe *trust.FieldError
 	if !errors.As(err, &fe) {
 		return err // nil: Validate's errors are all *trust.FieldError
@@ -265,20 +284,59 @@ func (p identityProperties) Validate() error {
 	return fmt.Errorf("property %s: %w", strings.Join(names, " or "), fe.Err)
 }
 
-func (p identityProperties) trust() trust.AWS {
-	return trust.AWS{
-		Account: p.AwsAccount, Partition: p.AwsPartition, RoleName: p.AwsRoleName, RoleID: p.AwsRoleID,
-		Session: p.AwsSession, SessionPattern: p.AwsSessionPattern,
+// trust returns the trust the properties describe, refusing properties of
+// the other kind.
+func (p identityProperties) trust() (trust.Relationship, error) {
+	only := func(kind string, set map[string]string) error {
+		for _, name := range slices.Sorted(maps.Keys(set)) {
+			if set[name] != "" {
+				return fmt.Errorf("property %s does not apply to %s %s: remove it (it belongs to the other trust kind)", name, PropTrust, kind)
+			}
+		}
+		return nil
 	}
+	switch p.Trust {
+	case "", TrustCallerIdentity:
+		if err := only(TrustCallerIdentity, map[string]string{PropAwsRolePath: p.AwsRolePath, PropAwsIssuer: p.AwsIssuer}); err != nil {
+			return nil, err
+		}
+		return trust.AWS{
+			Account: p.AwsAccount, Partition: p.AwsPartition, RoleName: p.AwsRoleName, RoleID: p.AwsRoleID,
+			Session: p.AwsSession, SessionPattern: p.AwsSessionPattern,
+		}, nil
+	case TrustWebIdentity:
+		if err := only(TrustWebIdentity, map[string]string{PropAwsRoleID: p.AwsRoleID, PropAwsSession: p.AwsSession, PropAwsSessionPattern: p.AwsSessionPattern}); err != nil {
+			return nil, fmt.Errorf("%w; the web-identity trust pins no role unique ID and no session: AWS's web identity tokens carry neither (their sub is the role ARN)", err)
+		}
+		if err := required(PropAwsIssuer, p.AwsIssuer, `the account's outbound identity federation issuer, "https://<uuid>.tokens.sts.global.api.aws"`); err != nil {
+			return nil, err
+		}
+		return trust.WebIdentity{
+			Account: p.AwsAccount, Partition: p.AwsPartition, RoleName: p.AwsRoleName,
+			RolePath: orDefault(p.AwsRolePath, "/"), Issuer: p.AwsIssuer, Audience: p.audience,
+		}, nil
+	}
+	return nil, fmt.Errorf("property %s is %q: want %q (a signed GetCallerIdentity request; the default) or %q (AWS outbound identity federation)", PropTrust, p.Trust, TrustCallerIdentity, TrustWebIdentity)
 }
 
-// trustProperty is the property a field of trust.AWS comes from: the cfn
-// tag of identityProperties' field of the same name with the prefix Aws.
+// trustProperty is the property a field of trust.AWS or trust.WebIdentity
+// comes from: the cfn tag of identityProperties' field of the same name
+// with the prefix Aws; the audience is the event's Issuer.
 func trustProperty(field string) string {
+	if field == "Audience" {
+		return PropIssuer
+	}
 	if f, ok := reflect.TypeFor[identityProperties]().FieldByName("Aws" + field); ok {
 		return f.Tag.Get("cfn")
 	}
 	return field
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
 
 // roleList splits the Roles property: comma-separated names, blanks around
@@ -308,12 +366,14 @@ func parseIdentity(p properties, managedBy string) (provision.IdentitySpec, erro
 	if err := p.decodeAll(TypeIdentity, &ip); err != nil {
 		return provision.IdentitySpec{}, err
 	}
+	ip.audience, _ = p.optional(PropIssuer) // a string: decodeAll checked every property
 	if err := ip.Validate(); err != nil {
 		return provision.IdentitySpec{}, err
 	}
 	roles, _ := roleList(ip.Roles) // checked by Validate
+	trust, _ := ip.trust()         // checked by Validate
 	spec := provision.IdentitySpec{
-		Group: ip.Group, Name: ip.Name, Description: ip.Description, Roles: roles, Trust: ip.trust(), ManagedBy: managedBy,
+		Group: ip.Group, Name: ip.Name, Description: ip.Description, Roles: roles, Trust: trust, ManagedBy: managedBy,
 	}
 	if _, err := provision.StoredDescription(spec.Description, managedBy); err != nil {
 		return provision.IdentitySpec{}, fmt.Errorf("property %s: %w", PropDescription, err)

@@ -18,8 +18,9 @@ func TestPropertyTagsAreTheContract(t *testing.T) {
 	}{
 		{"target", Target{}, []string{PropProvisionerIdentity, PropIssuer, PropAPIURL}},
 		{"group", groupProperties{}, []string{PropName, PropDescription, PropParent, PropOwned}},
-		{"identity", identityProperties{}, []string{PropName, PropDescription, PropGroup, PropRoles,
-			PropAwsAccount, PropAwsPartition, PropAwsRoleName, PropAwsRoleID, PropAwsSession, PropAwsSessionPattern}},
+		{"identity", identityProperties{}, []string{PropName, PropDescription, PropGroup, PropRoles, PropTrust,
+			PropAwsAccount, PropAwsPartition, PropAwsRoleName, PropAwsRoleID, PropAwsSession, PropAwsSessionPattern,
+			PropAwsRolePath, PropAwsIssuer}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -31,6 +32,7 @@ func TestPropertyTagsAreTheContract(t *testing.T) {
 	for field, want := range map[string]string{
 		"Account": PropAwsAccount, "Partition": PropAwsPartition, "RoleName": PropAwsRoleName,
 		"RoleID": PropAwsRoleID, "Session": PropAwsSession, "SessionPattern": PropAwsSessionPattern,
+		"RolePath": PropAwsRolePath, "Issuer": PropAwsIssuer, "Audience": PropIssuer,
 	} {
 		if got := trustProperty(field); got != want {
 			t.Errorf("trust field %s maps to %q, want %q", field, got, want)
@@ -66,6 +68,56 @@ func TestParseIdentityTrust(t *testing.T) {
 			id := spec.Trust.(trust.AWS).AWSIdentity()
 			if got := id.GetArn() + id.GetArnPattern(); got != tt.wantArn {
 				t.Fatalf("built ARN = %q, want %q", got, tt.wantArn)
+			}
+		})
+	}
+}
+
+// The web-identity trust is the account's federation issuer and the role's
+// ARN, with the event's Issuer (the Chainguard STS) as the audience.
+func TestParseIdentityWebIdentity(t *testing.T) {
+	const issuer = "https://0b1c2d3e-0000-4000-8000-000000000000.tokens.sts.global.api.aws"
+	web := with(validIdentity(), PropTrust, TrustWebIdentity, PropAwsRoleID, nil, PropAwsSession, nil, PropAwsIssuer, issuer)
+	tests := []struct {
+		name        string
+		props       map[string]any
+		want        trust.WebIdentity
+		wantSubject string
+		wantErr     string
+	}{
+		{name: "default path", props: web,
+			want:        trust.WebIdentity{Account: "111122223333", Partition: "aws", RoleName: "aws-auth", RolePath: "/", Issuer: issuer, Audience: "http://127.0.0.1:1"},
+			wantSubject: "arn:aws:iam::111122223333:role/aws-auth"},
+		{name: "role path", props: with(web, PropAwsRolePath, "/service-role/"),
+			want:        trust.WebIdentity{Account: "111122223333", Partition: "aws", RoleName: "aws-auth", RolePath: "/service-role/", Issuer: issuer, Audience: "http://127.0.0.1:1"},
+			wantSubject: "arn:aws:iam::111122223333:role/service-role/aws-auth"},
+		{name: "no issuer", props: with(web, PropAwsIssuer, nil), wantErr: "property AwsIssuer is missing: set it, e.g. the account's outbound identity federation issuer"},
+		{name: "http issuer", props: with(web, PropAwsIssuer, "http://example.com"), wantErr: "property AwsIssuer: web identity issuer \"http://example.com\" uses plain http"},
+		{name: "bad path", props: with(web, PropAwsRolePath, "service-role"), wantErr: "property AwsRolePath: IAM role path \"service-role\" is not valid"},
+		{name: "role ID", props: with(web, PropAwsRoleID, "AROA1234567890ABCDEFG"),
+			wantErr: "property AwsRoleId does not apply to Trust WebIdentity: remove it (it belongs to the other trust kind); the web-identity trust pins no role unique ID and no session"},
+		{name: "session pattern", props: with(web, PropAwsSessionPattern, ".+"), wantErr: "property AwsSessionPattern does not apply to Trust WebIdentity"},
+		{name: "issuer on caller identity", props: with(validIdentity(), PropAwsIssuer, issuer), wantErr: "property AwsIssuer does not apply to Trust CallerIdentity"},
+		{name: "unknown kind", props: with(web, PropTrust, "OIDC"), wantErr: "property Trust is \"OIDC\": want \"CallerIdentity\""},
+		{name: "other partition", props: with(web, PropAwsPartition, "aws-cn"), wantErr: "property AwsPartition: partition \"aws-cn\""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, err := parseIdentity(tt.props, testOwner)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if spec.Trust != tt.want {
+				t.Fatalf("trust = %+v, want %+v", spec.Trust, tt.want)
+			}
+			if got := spec.Trust.(trust.WebIdentity).ClaimMatch().GetSubject(); got != tt.wantSubject {
+				t.Fatalf("subject = %q, want %q", got, tt.wantSubject)
 			}
 		})
 	}
