@@ -18,7 +18,10 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
 	"github.com/assumable-identity/cdk-chainguard/lambda/provisioner/handler"
 )
 
@@ -27,6 +30,11 @@ func main() {
 	cfg := handler.Config{Logger: logger}
 	margin, marginErr := handler.MarginFromEnv(os.LookupEnv)
 	cfg.Margin = margin
+	trust, trustErr := token.ParseTrust(os.Getenv(handler.EnvTrust))
+	if trustErr != nil {
+		trustErr = fmt.Errorf("%s: %w", handler.EnvTrust, trustErr)
+	}
+	cfg.Trust = trust
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	awsCfg, awsErr := config.LoadDefaultConfig(ctx)
@@ -35,9 +43,11 @@ func main() {
 		awsErr = fmt.Errorf("load the AWS configuration: %w", awsErr)
 	} else {
 		cfg.Credentials = awsCfg.Credentials
+		cfg.STS = sts.NewFromConfig(awsCfg)
+		cfg.Federation = iam.NewFromConfig(awsCfg)
 	}
 
-	setupErr := errors.Join(marginErr, awsErr)
+	setupErr := errors.Join(marginErr, trustErr, awsErr)
 	if setupErr != nil {
 		logger.Error("start-up failed: every event will fail", "step", "init", "error", setupErr.Error())
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator/emulatortest"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/provision"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
 )
 
@@ -145,7 +146,7 @@ func TestConnectIsInjected(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := emulatortest.NewEnv(t, emulator.Options{})
 			var connects atomic.Int32
-			exchange := ExchangeConnect(credentials.StaticCredentialsProvider{Value: e.ProvisionerCredentials})
+			exchange := ExchangeConnect(token.CallerIdentity, credentials.StaticCredentialsProvider{Value: e.ProvisionerCredentials}, nil)
 			h := New(Config{Credentials: noCall, Margin: time.Second, Options: fastRetries, Connect: func(ctx context.Context, tgt Target) (iam.Clients, error) {
 				connects.Add(1)
 				if tgt.Provisioner != e.Provisioner || tgt.APIURL != e.APIURL() || tgt.Issuer != e.IssuerURL() {

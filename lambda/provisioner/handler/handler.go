@@ -180,6 +180,10 @@ import (
 // EnvDeadlineMargin names the variable that sets Config.Margin.
 const EnvDeadlineMargin = "PROVISIONER_DEADLINE_MARGIN"
 
+// EnvTrust names the variable that sets Config.Trust: "caller-identity"
+// (default) or "web-identity" (token.ParseTrust).
+const EnvTrust = "CHAINGUARD_TRUST"
+
 // DefaultMargin is how long before the function's deadline the handler gives
 // up and answers FAILED.
 const DefaultMargin = 10 * time.Second
@@ -192,8 +196,18 @@ const DefaultPermissionDeniedBudget = 30 * time.Second
 
 // Config configures a Handler.
 type Config struct {
-	// Credentials are the function's own AWS credentials (its role).
+	// Credentials are the function's own AWS credentials (its role), which
+	// the caller-identity trust signs with.
 	Credentials aws.CredentialsProvider
+	// Trust is how the provisioner proves its own AWS principal to
+	// Chainguard (EnvTrust); "" means token.CallerIdentity.
+	Trust token.Trust
+	// STS asks AWS for web identity tokens (the web-identity trust), e.g.
+	// sts.NewFromConfig of the function's AWS configuration.
+	STS token.WebIdentityTokenAPI
+	// Federation serves Custom::AwsOutboundWebIdentityFederation, e.g.
+	// iam.NewFromConfig of the function's AWS configuration.
+	Federation FederationAPI
 	// Margin before the function's deadline by which the work must be
 	// done, or fail; zero means DefaultMargin. Give Wrap the same.
 	Margin time.Duration
@@ -205,22 +219,25 @@ type Config struct {
 	// Connect returns IAM v2 clients that act as the event's provisioner
 	// identity (Target) with a token obtained now; the provisioner calls it
 	// again for a fresh token after PermissionDenied (see
-	// provision.Connector). Nil means ExchangeConnect(Credentials): exchange
-	// the function's AWS credentials at the event's Issuer.
+	// provision.Connector). Nil means ExchangeConnect(Trust, Credentials,
+	// STS): exchange the function's AWS proof at the event's Issuer.
 	Connect func(ctx context.Context, t Target) (iam.Clients, error)
 }
 
-// ExchangeConnect returns the default Config.Connect: it exchanges creds
-// for a fresh Chainguard token of the target's provisioner identity
-// (chainguard/token) and dials the target's API with it
+// ExchangeConnect returns the default Config.Connect: it exchanges the
+// function's AWS proof (per trust: creds, or a web identity token from
+// stsClient) for a fresh Chainguard token of the target's provisioner
+// identity (chainguard/token) and dials the target's API with it
 // (provision.NewClients).
-func ExchangeConnect(creds aws.CredentialsProvider) func(context.Context, Target) (iam.Clients, error) {
+func ExchangeConnect(trust token.Trust, creds aws.CredentialsProvider, stsClient token.WebIdentityTokenAPI) func(context.Context, Target) (iam.Clients, error) {
 	return func(ctx context.Context, t Target) (iam.Clients, error) {
 		tok, err := token.Exchange(ctx, token.Config{
 			Issuer:      t.Issuer,
 			APIURL:      t.APIURL,
 			Identity:    t.Provisioner,
+			Trust:       trust,
 			Credentials: creds,
+			STS:         stsClient,
 		})
 		if err != nil {
 			return nil, err
@@ -262,7 +279,7 @@ func New(cfg Config, setupErr error) *Handler {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Connect == nil {
-		cfg.Connect = ExchangeConnect(cfg.Credentials)
+		cfg.Connect = ExchangeConnect(cfg.Trust, cfg.Credentials, cfg.STS)
 	}
 	return &Handler{cfg: cfg, setupErr: setupErr}
 }
@@ -335,6 +352,9 @@ func (h *Handler) run(ctx context.Context, ev cfn.Event, log *slog.Logger) (id s
 // dispatch routes the event to its resource type.
 func (h *Handler) dispatch(ctx context.Context, ev cfn.Event, st *steps) (string, map[string]any, error) {
 	props := properties(ev.ResourceProperties)
+	if ev.ResourceType == TypeFederation {
+		return h.federation(ctx, ev, st)
+	}
 	if ev.RequestType == cfn.RequestDelete && !uidp.Valid(ev.PhysicalResourceID) {
 		// Left by a failed Create (the request ID): nothing was made.
 		st.log.Info("nothing to delete: the physical ID is not a UIDP", "physical_id", ev.PhysicalResourceID)
@@ -364,7 +384,7 @@ func (h *Handler) dispatch(ctx context.Context, ev cfn.Event, st *steps) (string
 		}
 		return h.identity(ctx, ev, props, st)
 	}
-	return "", nil, fmt.Errorf("resource type %q is not served by this provisioner (it serves %s and %s): fix the resource's Type in the template", ev.ResourceType, TypeGroup, TypeIdentity)
+	return "", nil, fmt.Errorf("resource type %q is not served by this provisioner (it serves %s, %s and %s): fix the resource's Type in the template", ev.ResourceType, TypeGroup, TypeIdentity, TypeFederation)
 }
 
 func (h *Handler) group(ctx context.Context, ev cfn.Event, props properties, st *steps) (string, map[string]any, error) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator/emulatortest"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
 	"github.com/assumable-identity/cdk-chainguard/internal/syncbuf"
 )
 
@@ -44,7 +45,7 @@ func (c faultyClients) RoleBindingsService() iam.RoleBindingsServiceClient { ret
 // faultyHandler is a handler acting as e's provisioner whose
 // CreateRoleBinding calls misbehave.
 func faultyHandler(e *emulatortest.Env, margin time.Duration, misbehave func()) *Handler {
-	exchange := ExchangeConnect(credentials.StaticCredentialsProvider{Value: e.ProvisionerCredentials})
+	exchange := ExchangeConnect(token.CallerIdentity, credentials.StaticCredentialsProvider{Value: e.ProvisionerCredentials}, nil)
 	return New(Config{Credentials: noCall, Margin: margin, Options: fastRetries, Connect: func(ctx context.Context, tgt Target) (iam.Clients, error) {
 		c, err := exchange(ctx, tgt)
 		if err != nil {
