@@ -6,7 +6,10 @@
 //   - an issuer serving chainguard.platform.oidc.SecurityTokenService/Exchange,
 //     which verifies AWS tokens with the SDK's own auth/aws.VerifyToken against
 //     a local AWS STS stand-in (SigV4 recomputed with registered test
-//     credentials) and matches the identity's aws_identity trust;
+//     credentials) and matches the identity's aws_identity trust, and
+//     verifies OIDC tokens (JWTs, e.g. from AWS sts:GetWebIdentityToken) by
+//     discovery of their issuer with go-oidc and matches the identity's
+//     claim_match trust (exchange_jwt.go);
 //   - an API serving IAM v1, IAM v2 (the methods are listed under "IAM v1
 //     and v2" below) and Registry v1 ListRepos (every other method answers
 //     Unimplemented), with UIDP hierarchy, the service's status codes, and
@@ -97,6 +100,16 @@
 // exchange updates last_seen); v2 updates follow their masks (above).
 // Deleting a group that still holds objects, or an identity that still has
 // role bindings, fails with FailedPrecondition.
+//
+// Relationships. Identities have an aws_identity or a claim_match (others
+// are InvalidArgument), validated as the vendor's Terraform provider
+// validates them (checkAWSIdentity, checkClaimMatch); an update may change a
+// relationship's contents but not its kind (InvalidArgument; see
+// checkRelationshipKind). Exchange verifies an AWS token for an
+// aws_identity, an OIDC token for a claim_match: issuer discovered
+// (https, or http on a loopback host), signature (RS256 or ES384), exp and
+// iat verified, then issuer, subject, audience (by default this issuer's
+// URL) and top-level string claims matched (exchange_jwt.go).
 //
 // Faults. Calls, FailNext, SetLatency and HangNext take the full gRPC name
 // of any method served, v1 or v2 (e.g.
@@ -253,7 +266,8 @@ type Emulator struct {
 	ignoreOutputOnly    bool
 	pageSize            int
 	signer              *jwtSigner
-	pageKey             []byte // signs IAM v2 page tokens
+	pageKey             []byte        // signs IAM v2 page tokens
+	providers           providerCache // OIDC issuers discovered by Exchange (exchange_jwt.go)
 
 	issuerURL, apiURL, awsSTSURL string
 	issuerAddr                   string // host:port of the issuer, kept across SetIssuerReachable
@@ -694,10 +708,12 @@ func (s State) IDs() []string {
 type Group struct{ ID, Name, Description string }
 
 // Identity is an identity in State. Proto is a copy of the stored message;
-// AWS is its aws_identity (nil if it has another relationship).
+// AWS is its aws_identity and ClaimMatch its claim_match (nil if it has
+// another relationship).
 type Identity struct {
 	ID, Name, Description string
 	AWS                   *iam.Identity_AWSIdentity
+	ClaimMatch            *iam.Identity_ClaimMatch
 	Proto                 *iam.Identity
 }
 
@@ -724,7 +740,7 @@ func (e *Emulator) State() State {
 	}
 	for _, id := range e.identities {
 		c := proto.Clone(id).(*iam.Identity)
-		s.Identities = append(s.Identities, Identity{ID: c.GetId(), Name: c.GetName(), Description: c.GetDescription(), AWS: c.GetAwsIdentity(), Proto: c})
+		s.Identities = append(s.Identities, Identity{ID: c.GetId(), Name: c.GetName(), Description: c.GetDescription(), AWS: c.GetAwsIdentity(), ClaimMatch: c.GetClaimMatch(), Proto: c})
 	}
 	for _, b := range e.bindings {
 		s.RoleBindings = append(s.RoleBindings, RoleBinding{ID: b.id, Group: b.group, Identity: b.identity, Role: b.role, RoleName: e.roles[b.role].name})

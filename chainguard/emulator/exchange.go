@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"chainguard.dev/sdk/auth/aws"
@@ -27,21 +28,27 @@ type stsService struct {
 	e *Emulator
 }
 
-// Exchange trades an AWS token (auth/aws.GenerateToken for audience = the
-// issuer URL and identity = the requested identity) for a Chainguard token
-// of that identity with audience = the API URL: a JWT (see token.go) that
-// carries the identity's role bindings in effect now, restricted to the
-// requested scopes (UIDPs; a binding on a scope or an ancestor of it counts,
-// as ExchangeRequest.scopes describes) and capabilities (ExchangeRequest.cap).
-// No refresh token is issued. An identity created less than
-// Options.PropagationDelay ago is not yet known to the STS: NotFound, as for
-// an identity that does not exist (the Terraform provider's
-// waitForRoleBindingPropagation treats a fresh object that cannot be used yet
-// as retryable; the emulator makes the identity itself lag too, the stricter
-// reading).
+// Exchange trades a token proving who the caller is for a Chainguard token
+// of the requested identity with audience = the API URL: a JWT (see
+// token.go) that carries the identity's role bindings in effect now,
+// restricted to the requested scopes (UIDPs; a binding on a scope or an
+// ancestor of it counts, as ExchangeRequest.scopes describes) and
+// capabilities (ExchangeRequest.cap). No refresh token is issued. The bearer
+// is either
+//   - an AWS token (auth/aws.GenerateToken for audience = the issuer URL and
+//     identity = the requested identity), verified here and matched against
+//     the identity's aws_identity, or
+//   - an OIDC token (a JWT such as AWS sts:GetWebIdentityToken issues),
+//     verified by discovery of its issuer and matched against the identity's
+//     claim_match (exchange_jwt.go).
+//
+// The two are told apart by their form: auth/aws.GenerateToken encodes its
+// token with base64.URLEncoding (auth/aws/generate.go), whose alphabet has no
+// '.', and a JWT in compact serialization is base64url parts joined by '.'
+// (RFC 7515 §7.1). Everything after verification is shared (exchange).
 func (s *stsService) Exchange(ctx context.Context, req *oidc.ExchangeRequest) (*oidc.RawToken, error) {
 	e := s.e
-	awsTok, err := bearer(ctx)
+	tok, err := bearer(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -57,48 +64,74 @@ func (s *stsService) Exchange(ctx context.Context, req *oidc.ExchangeRequest) (*
 		}
 	}
 	if req.GetIdentityProvider() != "" {
-		return nil, status.Errorf(codes.InvalidArgument, "identity_provider %q is not supported: AWS tokens need no identity provider", req.GetIdentityProvider())
+		return nil, status.Errorf(codes.InvalidArgument, "identity_provider %q is not supported: AWS and OIDC tokens for assumable identities need no identity provider", req.GetIdentityProvider())
 	}
 	scopes, caps, err := requestedScope(req)
 	if err != nil {
 		return nil, err
 	}
 
+	if strings.Contains(tok, ".") {
+		verified, err := e.verifyJWT(ctx, tok)
+		if err != nil {
+			return nil, err
+		}
+		return e.exchange(req.GetIdentity(), scopes, caps, e.claimMatchTrust(verified), "oidc_issuer", verified.Issuer, "oidc_subject", verified.Subject)
+	}
+
 	logCtx := clog.WithLogger(ctx, clog.NewLogger(e.log))
 	var claims *aws.VerifiedClaims
 	reason, err := verifyWithReason(logCtx, func(ctx context.Context) error {
 		var err error
-		claims, err = aws.VerifyToken(ctx, awsTok, aws.WithIdentity(req.GetIdentity()), aws.WithAudience(sets.New(e.issuerURL)))
+		claims, err = aws.VerifyToken(ctx, tok, aws.WithIdentity(req.GetIdentity()), aws.WithAudience(sets.New(e.issuerURL)))
 		return err
 	})
 	if err != nil {
 		return nil, e.verifyError(err, reason, req.GetIdentity())
 	}
+	return e.exchange(req.GetIdentity(), scopes, caps, func(id *iam.Identity) error {
+		trust := id.GetAwsIdentity()
+		if trust == nil {
+			return status.Errorf(codes.PermissionDenied, "identity %s is not assumable by AWS principals (it has no aws_identity)", id.GetId())
+		}
+		if err := matchAWS(trust, claims); err != nil {
+			return status.Errorf(codes.PermissionDenied, "AWS principal %s may not assume identity %s: %v", claims.Arn, id.GetId(), err)
+		}
+		return nil
+	}, "aws_arn", claims.Arn)
+}
 
+// exchange issues a token of identity to a caller whose bearer has been
+// verified, once trusted (which fails with PermissionDenied unless the
+// identity's relationship admits the caller) accepts the identity; logAttrs
+// name the caller in the log. An identity created less than
+// Options.PropagationDelay ago is not yet known to the STS: NotFound, as for
+// an identity that does not exist (the Terraform provider's
+// waitForRoleBindingPropagation treats a fresh object that cannot be used yet
+// as retryable; the emulator makes the identity itself lag too, the stricter
+// reading).
+func (e *Emulator) exchange(identity string, scopes []string, caps map[capabilities.Capability]bool, trusted func(*iam.Identity) error, logAttrs ...any) (*oidc.RawToken, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := time.Now()
-	id, ok := e.identities[req.GetIdentity()]
+	id, ok := e.identities[identity]
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "identity %s not found", req.GetIdentity())
+		return nil, status.Errorf(codes.NotFound, "identity %s not found", identity)
 	}
 	if at := e.visibleAt[id.GetId()]; now.Before(at) {
 		return nil, status.Errorf(codes.NotFound, "identity %s %s (created %s ago; it propagates within %s): retry the exchange",
 			id.GetId(), NotYetKnown, now.Sub(id.GetCreatedAt().AsTime()).Round(time.Millisecond), e.propagationDelay)
 	}
-	trust := id.GetAwsIdentity()
-	if trust == nil {
-		return nil, status.Errorf(codes.PermissionDenied, "identity %s is not assumable by AWS principals (it has no aws_identity)", id.GetId())
-	}
-	if err := matchAWS(trust, claims); err != nil {
-		return nil, status.Errorf(codes.PermissionDenied, "AWS principal %s may not assume identity %s: %v", claims.Arn, id.GetId(), err)
+	if err := trusted(id); err != nil {
+		return nil, err
 	}
 	id.LastSeen = timestamppb.New(now)
 	raw, t, err := e.issueToken(id.GetId(), now, scopes, caps)
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	e.log.Info("token issued", "identity", id.GetId(), "aws_arn", claims.Arn, "expiry", t.expiry.UTC().Format(time.RFC3339), "bindings", len(t.grants))
+	attrs := append([]any{"identity", id.GetId()}, logAttrs...)
+	e.log.Info("token issued", append(attrs, "expiry", t.expiry.UTC().Format(time.RFC3339), "bindings", len(t.grants))...)
 	out := &oidc.RawToken{Token: raw}
 	if !e.omitExpiry {
 		out.Expiry = timestamppb.New(t.expiry)

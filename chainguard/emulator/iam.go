@@ -111,7 +111,8 @@ func (s *identitiesService) Create(ctx context.Context, req *iam.CreateIdentityR
 
 // Update replaces the writable fields of an identity (name, description,
 // relationship) with those sent; like Groups.Update (v1 has no update mask),
-// an omitted description clears it. Server-owned timestamps follow
+// an omitted description clears it. The relationship's kind may not change
+// (checkRelationshipKind). Server-owned timestamps follow
 // checkIdentityServerOwned; updated_at becomes now; the company (a v2 field)
 // is kept.
 func (s *identitiesService) Update(ctx context.Context, id *iam.Identity) (*iam.Identity, error) {

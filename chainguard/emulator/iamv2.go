@@ -258,9 +258,10 @@ func (s *identitiesV2Service) CreateIdentity(ctx context.Context, req *iamv2.Cre
 }
 
 // UpdateIdentity applies req.update_mask (applyMask) to name, description,
-// company and the relationship (a oneof: naming aws_identity replaces or
-// clears it as a whole), then checks the result as Create does;
-// update_time becomes now.
+// company and the relationship (a oneof: the path aws_identity or
+// claim_match replaces or clears it as a whole), then checks the result as
+// Create does; the relationship's kind may not change
+// (checkRelationshipKind); update_time becomes now.
 func (s *identitiesV2Service) UpdateIdentity(ctx context.Context, req *iamv2.UpdateIdentityRequest) (*iamv2.Identity, error) {
 	v, err := s.e.updateIdentity(req.GetIdentity().GetUid(), func(cur identityView) (identityView, error) {
 		stored, err := cur.v2()

@@ -160,13 +160,16 @@ func TestV2UpdateIdentityMask(t *testing.T) {
 						t.Errorf("got %v", got)
 					}
 				}},
-				{"swap the relationship for claim_match", &iamv2.Identity{Uid: created.Uid, Relationship: claim}, mask("claim_match"), codes.OK, func(t *testing.T, got *iamv2.Identity) {
-					if got.GetAwsIdentity() != nil || got.GetClaimMatch().GetSubjectPattern() != "^repo:acme/.*$" {
+				// The relationship's kind is fixed (checkRelationshipKind).
+				{"swap the relationship for claim_match", &iamv2.Identity{Uid: created.Uid, Relationship: claim}, mask("claim_match"), codes.InvalidArgument, nil},
+				{"swap the relationship by the implied mask", &iamv2.Identity{Uid: created.Uid, Relationship: claim}, nil, codes.InvalidArgument, nil},
+				{"clear the relationship", &iamv2.Identity{Uid: created.Uid}, mask("aws_identity"), codes.InvalidArgument, nil},
+				{"clearing the unset claim_match changes nothing", &iamv2.Identity{Uid: created.Uid}, mask("claim_match"), codes.OK, func(t *testing.T, got *iamv2.Identity) {
+					if got.GetClaimMatch() != nil || got.GetAwsIdentity().GetArn() != env.WorkloadPrincipal.ARN {
 						t.Errorf("got %v", got)
 					}
 				}},
-				{"clear the relationship", &iamv2.Identity{Uid: created.Uid}, mask("claim_match"), codes.InvalidArgument, nil},
-				{"back to aws_identity by the implied mask", &iamv2.Identity{Uid: created.Uid, Relationship: awsV2(env.WorkloadPrincipal)}, nil, codes.OK, func(t *testing.T, got *iamv2.Identity) {
+				{"aws_identity by the implied mask", &iamv2.Identity{Uid: created.Uid, Relationship: awsV2(env.WorkloadPrincipal)}, nil, codes.OK, func(t *testing.T, got *iamv2.Identity) {
 					if got.GetClaimMatch() != nil || got.GetAwsIdentity().GetUserId() != env.WorkloadPrincipal.UserID || got.GetDescription() != "new" {
 						t.Errorf("got %v", got)
 					}

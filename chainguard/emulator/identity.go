@@ -1,7 +1,13 @@
 package emulator
 
 import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -36,7 +42,7 @@ func checkIdentity(id *iam.Identity) error {
 	if err := checkNameAndDescription("identity", id.GetName(), id.GetDescription()); err != nil {
 		return err
 	}
-	const need = "identity needs a relationship: set aws_identity (aws_account, arn or arn_pattern, user_id or user_id_pattern)"
+	const need = "identity needs a relationship: set aws_identity (aws_account, arn or arn_pattern, user_id or user_id_pattern) or claim_match (issuer or issuer_pattern, subject or subject_pattern)"
 	switch r := id.GetRelationship().(type) {
 	case nil:
 		return status.Error(codes.InvalidArgument, need)
@@ -73,11 +79,40 @@ func checkAWSIdentity(a *iam.Identity_AWSIdentity) error {
 	return checkOneOf("aws_identity.user_id", a.GetUserId(), "aws_identity.user_id_pattern", a.GetUserIdPattern())
 }
 
-// checkClaimMatch validates a claim_match: an issuer or issuer_pattern, a
-// subject or subject_pattern, and a compiling audience_pattern if any.
+// checkClaimMatch validates a claim_match as the vendor's Terraform provider
+// does before it calls the service (chainguard-dev/terraform-provider-
+// chainguard 5085c9f, internal/provider/resource_identity.go, Schema,
+// block claim_match; the SDK's validation package has no claim_match
+// helper):
+//   - exactly one of issuer and issuer_pattern, and exactly one of subject
+//     and subject_pattern (stringvalidator.ExactlyOneOf; the protos: "Required,
+//     matches the `iss` claim", "Required, matches the `sub` claim");
+//   - issuer is a URL with a scheme and a host, and the scheme is https
+//     (validators.IsURL(true /* requireHTTPS */), internal/validators/
+//     string.go); the emulator also admits http on a loopback host, the
+//     exception Chainguard's own OIDC exchange service makes for local
+//     issuers (octo-sts/app cb87fc1, pkg/oidcvalidate/validate.go,
+//     IsValidIssuer), because the emulator's issuers are http on 127.0.0.1
+//     (checkIssuerURL);
+//   - issuer_pattern, subject_pattern, audience_pattern and every value of
+//     claim_patterns compile as Go (RE2) regular expressions
+//     (validators.ValidRegExp, regexp.Compile; mapvalidator.ValueStringsAre
+//     for claim_patterns);
+//   - audience, audience_pattern, claims and claim_patterns are optional, and
+//     claims and claim_patterns may both be set ("NB: claims and
+//     claim_patterns are neither required, nor mutually-exclusive").
+//
+// The provider checks these on the client; the emulator checks them on the
+// service (InvalidArgument), the stricter reading: a request the provider
+// would never send is refused rather than stored.
 func checkClaimMatch(c *iam.Identity_ClaimMatch) error {
 	if err := checkOneOf("claim_match.issuer", c.GetIssuer(), "claim_match.issuer_pattern", c.GetIssuerPattern()); err != nil {
 		return err
+	}
+	if iss := c.GetIssuer(); iss != "" {
+		if err := checkIssuerURL(iss); err != nil {
+			return status.Errorf(codes.InvalidArgument, "claim_match.issuer %q is invalid: %v", iss, err)
+		}
 	}
 	if err := checkOneOf("claim_match.subject", c.GetSubject(), "claim_match.subject_pattern", c.GetSubjectPattern()); err != nil {
 		return err
@@ -87,7 +122,54 @@ func checkClaimMatch(c *iam.Identity_ClaimMatch) error {
 			return status.Errorf(codes.InvalidArgument, "claim_match.audience_pattern %q does not compile: %v", p, err)
 		}
 	}
+	for _, k := range slices.Sorted(maps.Keys(c.GetClaimPatterns())) {
+		p := c.GetClaimPatterns()[k]
+		if _, err := regexp.Compile(p); err != nil {
+			return status.Errorf(codes.InvalidArgument, "claim_match.claim_patterns[%q] %q does not compile: %v", k, p, err)
+		}
+	}
 	return nil
+}
+
+// checkIssuerURL checks that iss is an issuer URL: it parses, has a host,
+// no user information, query or fragment (OpenID Connect Discovery 1.0 §2:
+// "a case-sensitive URL using the https scheme that contains scheme, host,
+// and optionally, port number and path components and no query or fragment
+// components"), and its scheme is https or, on a loopback host only, http
+// (octo-sts/app cb87fc1, pkg/oidcvalidate/validate.go, IsValidIssuer: "Must
+// use HTTPS (allow HTTP only for localhost/127.0.0.1 for development/testing
+// environments)"). It serves claim_match.issuer and the iss claim of the
+// tokens Exchange verifies (exchange_jwt.go).
+func checkIssuerURL(iss string) error {
+	u, err := url.Parse(iss)
+	switch {
+	case err != nil:
+		return fmt.Errorf("not a URL: %v", err)
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("not a URL with a scheme and a host, e.g. https://issuer.example.com")
+	case u.User != nil:
+		return errors.New("an issuer URL carries no user information")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(iss, "?#"):
+		return errors.New("an issuer URL has no query or fragment")
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
+		return nil
+	case u.Scheme == "http":
+		return fmt.Errorf("http is allowed on a loopback host only (%s is not one): use https", u.Hostname())
+	default:
+		return fmt.Errorf("scheme %q is not https", u.Scheme)
+	}
+}
+
+// isLoopbackHost reports whether host (no port) is localhost or a loopback
+// IP address.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkOneOf requires a non-empty exact value or a compiling pattern.
@@ -195,12 +277,48 @@ func (e *Emulator) identityNameTaken(parent, name, self string) error {
 	return nil
 }
 
+// checkRelationshipKind fails with InvalidArgument when an update would
+// change the kind of an identity's relationship (aws_identity to claim_match
+// or back); its contents may change (issuer, subject, patterns, audience,
+// claims; arn, user_id). Evidence: the vendor's Terraform provider never
+// changes the kind of a static or service_principal relationship in place
+// (chainguard-dev/terraform-provider-chainguard 5085c9f, internal/provider/
+// resource_identity.go, Schema: RequiresReplace on service_principal and on
+// the static block, "TODO: remove once bug in Identity.Update between static
+// <-> claim_match is resolved", added in ea53f62 "fix bug with identity
+// update changing between claim match and static"), and it changes issuer,
+// subject and literal-to-pattern in place (resource_identity_test.go). For
+// aws_identity <-> claim_match it sets no RequiresReplace and has no
+// acceptance test either way: the emulator extends the documented service
+// bug to every kind change, the stricter reading, so that code which
+// replaces the identity when the kind changes (as this project's custom
+// resource does) works whichever way the service behaves.
+func checkRelationshipKind(next, stored *iam.Identity) error {
+	from, to := relationshipName(stored), relationshipName(next)
+	if from == to {
+		return nil
+	}
+	return status.Errorf(codes.InvalidArgument, "the relationship of identity %s is %s: an update cannot change it to %s; create a new identity with the %s relationship and delete this one",
+		stored.GetId(), from, to, to)
+}
+
+// relationshipName is the field name of the relationship of id
+// (aws_identity, claim_match, ...), "none" if unset.
+func relationshipName(id *iam.Identity) string {
+	m := id.ProtoReflect()
+	if f := m.WhichOneof(m.Descriptor().Oneofs().ByName("relationship")); f != nil {
+		return string(f.Name())
+	}
+	return "none"
+}
+
 // updateIdentity replaces the writable fields of identity uid (name,
 // description, relationship) and its company with those edit returns for
 // the stored identity; edit validates them (checkIdentity) by the rules of
-// its version. Server-owned timestamps in what edit returns must match the
-// stored ones (checkIdentityServerOwned); created_at and last_seen are kept
-// and updated_at becomes now.
+// its version. The kind of the relationship may not change
+// (checkRelationshipKind). Server-owned timestamps in what edit returns must
+// match the stored ones (checkIdentityServerOwned); created_at and last_seen
+// are kept and updated_at becomes now.
 func (e *Emulator) updateIdentity(uid string, edit func(stored identityView) (identityView, error)) (identityView, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -210,6 +328,9 @@ func (e *Emulator) updateIdentity(uid string, edit func(stored identityView) (id
 	}
 	next, err := edit(e.viewIdentity(cur))
 	if err != nil {
+		return identityView{}, err
+	}
+	if err := checkRelationshipKind(next.id, cur); err != nil {
 		return identityView{}, err
 	}
 	if err := checkIdentityServerOwned(next.id, cur); err != nil {

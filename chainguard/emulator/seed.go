@@ -67,13 +67,26 @@ func (e *Emulator) DeleteRepo(id string) {
 // built-in role names, e.g. {root: {"owner"}}), and returns its UIDP.
 func (e *Emulator) SeedIdentity(group, name, description string, trust *iam.Identity_AWSIdentity, roleBindings map[string][]string) string {
 	id := &iam.Identity{Name: name, Description: description, Relationship: &iam.Identity_AwsIdentity{AwsIdentity: trust}}
-	must("SeedIdentity", checkUIDP("group", group))
-	must("SeedIdentity", checkIdentity(id))
+	return e.seedIdentity("SeedIdentity", group, id, roleBindings)
+}
+
+// SeedClaimMatchIdentity creates an identity named name in group, assumable
+// by the OIDC tokens trust admits (see exchange_jwt.go), with the given role
+// bindings (as SeedIdentity), and returns its UIDP.
+func (e *Emulator) SeedClaimMatchIdentity(group, name, description string, trust *iam.Identity_ClaimMatch, roleBindings map[string][]string) string {
+	id := &iam.Identity{Name: name, Description: description, Relationship: &iam.Identity_ClaimMatch_{ClaimMatch: trust}}
+	return e.seedIdentity("SeedClaimMatchIdentity", group, id, roleBindings)
+}
+
+// seedIdentity stores id in group with roleBindings, for Seed method fn.
+func (e *Emulator) seedIdentity(fn, group string, id *iam.Identity, roleBindings map[string][]string) string {
+	must(fn, checkUIDP("group", group))
+	must(fn, checkIdentity(id))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := time.Now()
 	newID, err := e.addIdentity(group, id, now, now)
-	must("SeedIdentity", err)
+	must(fn, err)
 	scopes := make([]string, 0, len(roleBindings))
 	for s := range roleBindings {
 		scopes = append(scopes, s)
@@ -82,7 +95,7 @@ func (e *Emulator) SeedIdentity(group, name, description string, trust *iam.Iden
 	for _, scope := range scopes {
 		for _, roleName := range roleBindings[scope] {
 			_, err := e.bindByName(scope, newID, roleName)
-			must("SeedIdentity", err)
+			must(fn, err)
 		}
 	}
 	return newID
