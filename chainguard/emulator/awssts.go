@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +35,10 @@ import (
 // audience no running emulator serves fail: an AWS token is never sent to the
 // real AWS STS from a process that runs an emulator. Requests for any other
 // host go to the transport http.DefaultClient had before.
+//
+// The same server answers AWS Query API calls sent straight to it by the SDK
+// clients (awsquery.go) and serves the account issuers (oidc_issuer.go); both
+// kinds of signed request are checked by verifySignature.
 
 const (
 	// awsSTSHost is the host the SDK signs tokens for and VerifyToken accepts.
@@ -54,6 +61,18 @@ type AWSPrincipal struct {
 	Account string `json:"account"` // 12-digit account ID
 	ARN     string `json:"arn"`     // e.g. arn:aws:sts::111122223333:assumed-role/ROLE/SESSION
 	UserID  string `json:"user_id"` // e.g. AROAEXAMPLEEXAMPLE12:SESSION
+	// RoleARN is the IAM role ARN, with its path, of an assumed-role
+	// principal (e.g. arn:aws:iam::111122223333:role/service-role/ROLE):
+	// the sub and principal_id of its web identity tokens (see
+	// webidentity_token.go). Optional: when empty it is derived from an
+	// assumed-role ARN with path "/". It must name the role of ARN.
+	RoleARN string `json:"role_arn,omitempty"`
+	// SessionExpiry is when the principal's session (and so the returned
+	// credentials) expires. Optional: when set, requests signed after it
+	// fail with ExpiredToken, web identity tokens carry it as
+	// original_session_exp, and GetWebIdentityToken refuses a duration
+	// that would outlive it (SessionDurationEscalationException).
+	SessionExpiry time.Time `json:"session_expiry,omitzero"`
 }
 
 // awsCredential is what the stand-in knows about one access key.
@@ -65,7 +84,8 @@ type awsCredential struct {
 
 // RegisterAWSPrincipal makes the AWS STS stand-in answer GetCallerIdentity
 // with p for requests signed by the returned (fresh, random, temporary)
-// credentials. It panics if p is incomplete, like any invalid test fixture.
+// credentials. It panics if p is incomplete, or its RoleARN does not name the
+// role of its session, like any invalid test fixture.
 func (e *Emulator) RegisterAWSPrincipal(p AWSPrincipal) aws.Credentials {
 	if err := validation.ValidateAWSAccount(p.Account); err != nil {
 		panic(fmt.Sprintf("emulator: RegisterAWSPrincipal: account %q: %v", p.Account, err))
@@ -73,11 +93,17 @@ func (e *Emulator) RegisterAWSPrincipal(p AWSPrincipal) aws.Credentials {
 	if p.ARN == "" || p.UserID == "" {
 		panic("emulator: RegisterAWSPrincipal: ARN and UserID are required")
 	}
+	if err := checkRoleARN(p); err != nil {
+		panic("emulator: RegisterAWSPrincipal: " + err.Error())
+	}
 	creds := aws.Credentials{
 		AccessKeyID:     "ASIA" + randomString(16, upperAlnum),
 		SecretAccessKey: randomString(40, base64ish),
 		SessionToken:    randomString(64, base64ish),
 		Source:          "chainguard-emulator",
+	}
+	if !p.SessionExpiry.IsZero() {
+		creds.CanExpire, creds.Expires = true, p.SessionExpiry
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -103,25 +129,39 @@ func randomString(n int, alphabet string) string {
 	return string(b)
 }
 
-// stsError is an AWS STS error, serialized like the real service's JSON
-// error body.
-type stsError struct {
+// awsError is an AWS error (STS or IAM): the legacy GetCallerIdentity path
+// serializes it like the real service's JSON error body, the AWS Query API
+// (awsquery.go) as its XML ErrorResponse.
+type awsError struct {
 	status  int
 	code    string
 	message string
 }
 
-func (e *stsError) Error() string { return e.code + ": " + e.message }
+func (e *awsError) Error() string { return e.code + ": " + e.message }
 
-// serveAWSSTS is the stand-in's HTTP handler: GetCallerIdentity only.
+// senderError is a client-side (HTTP 4xx) AWS error.
+func senderError(status int, code, format string, args ...any) *awsError {
+	return &awsError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+// serveAWSSTS is the stand-in's HTTP handler. A POST whose URL carries the
+// Action is a GetCallerIdentity token forwarded by auth/aws.VerifyToken (the
+// request shape auth/aws.GenerateToken signs: parameters in the URL, no body,
+// JSON answer); every other request is an AWS Query API call, parameters in a
+// form-encoded body, as the aws-sdk-go-v2 clients send it (awsquery.go).
 func (e *Emulator) serveAWSSTS(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("Action") == "" {
+		e.serveAWSQuery(w, r)
+		return
+	}
 	p, err := e.verifySigV4(r)
 	w.Header().Set("Content-Type", "application/json")
 	reqID := randomString(16, upperAlnum)
 	if err != nil {
-		var se *stsError
+		var se *awsError
 		if !errors.As(err, &se) {
-			se = &stsError{status: http.StatusInternalServerError, code: "InternalFailure", message: err.Error()}
+			se = &awsError{status: http.StatusInternalServerError, code: "InternalFailure", message: err.Error()}
 		}
 		e.log.Info("AWS STS stand-in rejected a request", "code", se.code, "reason", se.message)
 		w.WriteHeader(se.status)
@@ -142,11 +182,8 @@ func (e *Emulator) serveAWSSTS(w http.ResponseWriter, r *http.Request) {
 // verifySigV4 checks r as AWS STS would (for the shape auth/aws.GenerateToken
 // produces) and returns the principal of the signing credentials.
 func (e *Emulator) verifySigV4(r *http.Request) (AWSPrincipal, error) {
-	sender := func(code, format string, args ...any) (AWSPrincipal, error) {
-		return AWSPrincipal{}, &stsError{status: http.StatusForbidden, code: code, message: fmt.Sprintf(format, args...)}
-	}
 	bad := func(code, format string, args ...any) (AWSPrincipal, error) {
-		return AWSPrincipal{}, &stsError{status: http.StatusBadRequest, code: code, message: fmt.Sprintf(format, args...)}
+		return AWSPrincipal{}, senderError(http.StatusBadRequest, code, format, args...)
 	}
 	if r.Method != http.MethodPost {
 		return bad("InvalidAction", "GetCallerIdentity must be a POST, got %s", r.Method)
@@ -165,52 +202,116 @@ func (e *Emulator) verifySigV4(r *http.Request) (AWSPrincipal, error) {
 	if len(body) != 0 {
 		return bad("InvalidRequest", "GetCallerIdentity tokens carry no body")
 	}
+	caller, err := e.verifySignature(r, sigV4Check{service: "sts", requiredHeaders: requiredSignedHeaders})
+	return caller.principal, err
+}
 
+// sigV4Check is what verifySignature requires of a request beyond a valid
+// signature.
+type sigV4Check struct {
+	// service is the service the credential scope must name ("sts", "iam").
+	service string
+	// requiredHeaders are the headers (lower case) SignedHeaders must list.
+	requiredHeaders []string
+	// body is the request payload (nil: none), whose SHA-256 the canonical
+	// request carries.
+	body []byte
+}
+
+// sigV4Caller is the verified signer of a request.
+type sigV4Caller struct {
+	principal AWSPrincipal
+	region    string // the credential scope's region
+}
+
+// verifySignature checks the SigV4 signature of r as AWS does for requests
+// signed in the Authorization header (the AWS General Reference, "Signature
+// Version 4 signing process", and the Common Errors of the STS and IAM API
+// references for the codes): the access key must be registered
+// (RegisterAWSPrincipal) and X-Amz-Security-Token must be its session token
+// (InvalidClientTokenId, 403); X-Amz-Date within 15 minutes of now and the
+// credential scope's date equal to its day; the scope's service equal to
+// c.service and its region a region name (SignatureDoesNotMatch, 403, with
+// AWS's "Credential should be scoped to correct service" wording); and the
+// signature recomputed over the canonical request (method, path, query,
+// the signed headers, the SHA-256 of c.body) equal to the one sent
+// (SignatureDoesNotMatch). A request without an Authorization header is
+// MissingAuthenticationToken (403), a malformed one IncompleteSignature
+// (400). A principal whose SessionExpiry has passed gets ExpiredToken (403),
+// as AWS answers expired temporary credentials.
+func (e *Emulator) verifySignature(r *http.Request, c sigV4Check) (sigV4Caller, error) {
+	sender := func(code, format string, args ...any) (sigV4Caller, error) {
+		return sigV4Caller{}, senderError(http.StatusForbidden, code, format, args...)
+	}
+	incomplete := func(format string, args ...any) (sigV4Caller, error) {
+		return sigV4Caller{}, senderError(http.StatusBadRequest, "IncompleteSignature", format, args...)
+	}
+	if len(r.Header.Values("Authorization")) == 0 {
+		return sender("MissingAuthenticationToken", "Request is missing Authentication Token")
+	}
 	auth, err := parseAuthorization(r.Header.Values("Authorization"))
 	if err != nil {
-		return sender("IncompleteSignature", "%v", err)
+		return incomplete("%v", err)
 	}
 	e.mu.Lock()
 	cred, ok := e.awsCreds[auth.accessKeyID]
 	e.mu.Unlock()
 	if !ok {
-		return sender("InvalidClientTokenId", "the security token included in the request is invalid: unknown access key ID %s", auth.accessKeyID)
+		return sender("InvalidClientTokenId", "The security token included in the request is invalid: unknown access key ID %s", auth.accessKeyID)
 	}
 	if tok := r.Header.Values("X-Amz-Security-Token"); len(tok) != 1 || !hmac.Equal([]byte(tok[0]), []byte(cred.sessionToken)) {
-		return sender("InvalidClientTokenId", "the security token included in the request is invalid: the session token does not belong to access key ID %s", auth.accessKeyID)
+		return sender("InvalidClientTokenId", "The security token included in the request is invalid: the session token does not belong to access key ID %s", auth.accessKeyID)
 	}
-	for _, h := range requiredSignedHeaders {
+	for _, h := range c.requiredHeaders {
 		if !slices.Contains(auth.signedHeaders, h) {
 			return sender("SignatureDoesNotMatch", "header %s is not covered by the signature (SignedHeaders=%s)", h, strings.Join(auth.signedHeaders, ";"))
 		}
 	}
 	dates := r.Header.Values("X-Amz-Date")
 	if len(dates) != 1 {
-		return sender("IncompleteSignature", "exactly one X-Amz-Date header is required")
+		return incomplete("exactly one X-Amz-Date header is required")
 	}
 	at, err := time.Parse(amzDateFormat, dates[0])
 	if err != nil {
-		return sender("IncompleteSignature", "X-Amz-Date %q is not in the form 20060102T150405Z", dates[0])
+		return incomplete("X-Amz-Date %q is not in the form 20060102T150405Z", dates[0])
 	}
-	if now := time.Now(); at.Before(now.Add(-maxSigningSkew)) {
-		return sender("SignatureDoesNotMatch", "signature expired: %s is more than %s before the time of the request", dates[0], maxSigningSkew)
+	now := time.Now()
+	if at.Before(now.Add(-maxSigningSkew)) {
+		return sender("SignatureDoesNotMatch", "Signature expired: %s is now earlier than %s (%s - %s)", dates[0],
+			now.Add(-maxSigningSkew).UTC().Format(amzDateFormat), now.UTC().Format(amzDateFormat), maxSigningSkew)
 	} else if at.After(now.Add(maxSigningSkew)) {
-		return sender("SignatureDoesNotMatch", "signature not yet current: %s is more than %s after the time of the request", dates[0], maxSigningSkew)
+		return sender("SignatureDoesNotMatch", "Signature not yet current: %s is still later than %s (%s + %s)", dates[0],
+			now.Add(maxSigningSkew).UTC().Format(amzDateFormat), now.UTC().Format(amzDateFormat), maxSigningSkew)
 	}
-	if auth.date != at.Format("20060102") || auth.service != "sts" || auth.terminator != "aws4_request" {
-		return sender("SignatureDoesNotMatch", "credential scope %s/%s/%s/%s does not match date %s and service sts", auth.date, auth.region, auth.service, auth.terminator, dates[0])
+	if exp := cred.principal.SessionExpiry; !exp.IsZero() && !now.Before(exp) {
+		return sender("ExpiredToken", "The security token included in the request is expired")
+	}
+	switch {
+	case auth.date != at.Format("20060102"):
+		return sender("SignatureDoesNotMatch", "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from 'X-Amz-Date'", auth.date, at.Format("20060102"))
+	case auth.service != c.service:
+		return sender("SignatureDoesNotMatch", "Credential should be scoped to correct service: '%s'. ", c.service)
+	case !regionName.MatchString(auth.region):
+		return sender("SignatureDoesNotMatch", "Credential should be scoped to a valid region, not '%s'. ", auth.region)
+	case auth.terminator != "aws4_request":
+		return sender("SignatureDoesNotMatch", "Credential should be scoped with a valid terminator: 'aws4_request', not '%s'. ", auth.terminator)
 	}
 
 	// Recompute the signature over the headers the caller says it signed.
-	u := &url.URL{Scheme: "https", Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
+	u := &url.URL{Scheme: "https", Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	re, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), nil)
 	if err != nil {
-		return bad("InvalidRequest", "rebuild the request: %v", err)
+		return sigV4Caller{}, senderError(http.StatusBadRequest, "InvalidRequest", "rebuild the request: %v", err)
 	}
 	re.Host = r.Host
 	for _, h := range auth.signedHeaders {
 		switch h {
-		case "host", "content-length":
+		case "host":
+			continue
+		case "content-length":
+			// The signer signs the length it is given (and only when
+			// non-zero): give it the length of the body received.
+			re.ContentLength = int64(len(c.body))
 			continue
 		}
 		vs := r.Header.Values(h)
@@ -221,24 +322,26 @@ func (e *Emulator) verifySigV4(r *http.Request) (AWSPrincipal, error) {
 			re.Header.Add(h, v)
 		}
 	}
+	sum := sha256.Sum256(c.body)
 	signer := v4.NewSigner()
 	creds := aws.Credentials{AccessKeyID: auth.accessKeyID, SecretAccessKey: cred.secret, SessionToken: cred.sessionToken}
-	if err := signer.SignHTTP(r.Context(), creds, re, emptySHA256, auth.service, auth.region, at); err != nil {
-		return AWSPrincipal{}, fmt.Errorf("recompute signature: %w", err)
+	if err := signer.SignHTTP(r.Context(), creds, re, hex.EncodeToString(sum[:]), auth.service, auth.region, at); err != nil {
+		return sigV4Caller{}, fmt.Errorf("recompute signature: %w", err)
 	}
 	want, err := parseAuthorization(re.Header.Values("Authorization"))
 	if err != nil {
-		return AWSPrincipal{}, fmt.Errorf("parse recomputed signature: %w", err)
+		return sigV4Caller{}, fmt.Errorf("parse recomputed signature: %w", err)
 	}
 	if strings.Join(want.signedHeaders, ";") != strings.Join(auth.signedHeaders, ";") ||
 		!hmac.Equal([]byte(want.signature), []byte(auth.signature)) {
-		return sender("SignatureDoesNotMatch", "the request signature we calculated does not match the signature you provided: check your AWS secret access key and signing method")
+		return sender("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
 	}
-	return cred.principal, nil
+	return sigV4Caller{principal: cred.principal, region: auth.region}, nil
 }
 
-// emptySHA256 is the SHA-256 of an empty payload, hex-encoded.
-const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+// regionName is the shape of an AWS region name (us-east-1, eu-west-2,
+// us-gov-west-1, cn-north-1, ap-southeast-5, eu-isoe-west-1, ...).
+var regionName = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
 
 // sigV4Auth is a parsed SigV4 Authorization header.
 type sigV4Auth struct {

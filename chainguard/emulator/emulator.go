@@ -120,6 +120,23 @@
 // makes the issuer a host that refuses connections (SDK clients then block
 // until their deadline), SetIssuerReachable(true) restores it.
 //
+// # AWS side
+//
+// The AWS stand-in (AWSURL, the same as AWSSTSURL) also serves, to the real
+// aws-sdk-go-v2 clients pointed at it (BaseEndpoint, AWS_ENDPOINT_URL_STS,
+// AWS_ENDPOINT_URL_IAM), SigV4-verified AWS Query API calls (awsquery.go):
+// STS GetCallerIdentity and GetWebIdentityToken (webidentity_token.go), and
+// IAM Enable-, Get- and DisableOutboundWebIdentityFederation for the signing
+// principal's account (federation.go), with AWS's error codes, statuses and
+// XML shapes, so the clients return their typed errors. An account's
+// outbound identity federation is off until enabled (by the IAM API, or
+// EnableWebIdentityFederation as a console click; WebIdentityFederation
+// reports it); its issuer, <AWSURL>/federation/<uuid>, serves OIDC discovery
+// and JWKS (oidc_issuer.go) for the emulator's lifetime, and GetWebIdentityToken
+// mints ES384 or RS256 JWTs with AWS's claim layout, signed with the
+// account's keys. AWSPrincipal.RoleARN sets the tokens' subject, and
+// AWSPrincipal.SessionExpiry the session's end.
+//
 // # Environment
 //
 // Start reads two variables when the matching Options field is zero, so that
@@ -298,6 +315,10 @@ type Emulator struct {
 	awsCreds        map[string]awsCredential // by access key ID
 	calls           map[string]int
 	faults          map[string]*fault
+
+	// AWS outbound identity federation (federation.go), under mu.
+	federations   map[string]*accountFederation // by AWS account
+	federationIDs map[string]*accountFederation // by issuer uuid
 }
 
 type repo struct {
@@ -358,6 +379,8 @@ func Start(opts Options) (*Emulator, error) {
 		roles:               builtinRoles(),
 		tokens:              map[string]token{},
 		awsCreds:            map[string]awsCredential{},
+		federations:         map[string]*accountFederation{},
+		federationIDs:       map[string]*accountFederation{},
 		calls:               map[string]int{},
 		faults:              map[string]*fault{},
 		methods:             map[string]bool{},
@@ -416,6 +439,7 @@ func Start(opts Options) (*Emulator, error) {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", e.serveAWSSTS)
+	e.federationRoutes(mux)
 	e.stsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	stsURL, err := url.Parse(e.awsSTSURL)
