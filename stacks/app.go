@@ -32,6 +32,12 @@ const (
 	CtxIdentityRoles           = "identityRoles"
 	CtxRoleName                = "roleName"
 	CtxFunctionName            = "functionName"
+	// CtxTrust is the trust mode: callerIdentity (TrustCallerIdentity, the
+	// default) or webIdentity (TrustWebIdentity).
+	CtxTrust = "trust"
+	// CtxWebIdentityIssuerParameter is the SSM parameter that publishes the
+	// account's web-identity issuer (DefaultWebIdentityIssuerParameter).
+	CtxWebIdentityIssuerParameter = "webIdentityIssuerParameter"
 )
 
 // Default stack names.
@@ -55,6 +61,7 @@ type AppConfig struct {
 	IdentityRoles           []string
 	RoleName                string
 	FunctionName            string
+	Trust                   TrustMode
 }
 
 // contextReader reads typed values from the CDK context and collects the
@@ -163,12 +170,18 @@ func ConfigFromContext(node constructs.Node) (AppConfig, error) {
 		IdentityRoles:           r.list(CtxIdentityRoles, DefaultRoles()),
 		RoleName:                r.str(CtxRoleName, ""),
 		FunctionName:            r.str(CtxFunctionName, ""),
+		Trust:                   TrustMode(r.str(CtxTrust, string(TrustCallerIdentity))),
 		Provisioner: ProvisionerSettings{
-			Identity:              r.str(CtxProvisionerIdentity, ""),
-			Issuer:                r.str(CtxIssuer, DefaultIssuer),
-			APIURL:                r.str(CtxAPIURL, DefaultAPIURL),
-			ServiceTokenParameter: r.str(CtxServiceTokenParameter, DefaultServiceTokenParameter),
+			Identity:                   r.str(CtxProvisionerIdentity, ""),
+			Issuer:                     r.str(CtxIssuer, DefaultIssuer),
+			APIURL:                     r.str(CtxAPIURL, DefaultAPIURL),
+			ServiceTokenParameter:      r.str(CtxServiceTokenParameter, DefaultServiceTokenParameter),
+			WebIdentityIssuerParameter: r.str(CtxWebIdentityIssuerParameter, DefaultWebIdentityIssuerParameter),
 		},
+	}
+	if err := cfg.Trust.validate(); err != nil {
+		r.fail(CtxTrust, err)
+		cfg.Trust = TrustCallerIdentity
 	}
 	r.validate(CtxProvisionerStackName, cfg.ProvisionerStackName, validateStackName)
 	r.validate(CtxAwsAuthStackName, cfg.AwsAuthStackName, validateStackName)
@@ -181,6 +194,7 @@ func ConfigFromContext(node constructs.Node) (AppConfig, error) {
 	r.validate(CtxIssuer, cfg.Provisioner.Issuer, func(v string) error { return validate.ServiceURL("issuer URL", v) })
 	r.validate(CtxAPIURL, cfg.Provisioner.APIURL, func(v string) error { return validate.ServiceURL("API URL", v) })
 	r.validate(CtxServiceTokenParameter, cfg.Provisioner.ServiceTokenParameter, validateParameterName)
+	r.validate(CtxWebIdentityIssuerParameter, cfg.Provisioner.WebIdentityIssuerParameter, validateParameterName)
 	r.validate(CtxProvisionerIdentityName, cfg.ProvisionerIdentityName, func(v string) error { return validate.Name("provisioner identity name", v) })
 	if cfg.CreateGroup {
 		r.validate(CtxGroupName, cfg.GroupName, func(v string) error { return validate.Name("group name", v) })
@@ -216,10 +230,13 @@ func validateStackName(v string) error {
 
 // NewApp builds the app from its CDK context: the provisioner stack and the
 // aws-auth stack (which depends on it), with the cdk-nag AwsSolutions checks
-// applied. A malformed context value is an error (nothing is built). A
-// missing required value fails only the stacks that need it, with an error
-// annotation that says how to obtain it: the provisioner stack deploys before
-// the provisioner identity exists (that is how it comes to exist).
+// applied, both in the trust mode of the context key "trust" (CtxTrust):
+// callerIdentity (the default) or webIdentity, which also turns the
+// account's outbound identity federation on (and never off). A malformed
+// context value is an error (nothing is built). A missing required value
+// fails only the stacks that need it, with an error annotation that says how
+// to obtain it: the provisioner stack deploys before the provisioner
+// identity exists (that is how it comes to exist).
 func NewApp(app awscdk.App) error {
 	cfg, err := ConfigFromContext(app.Node())
 	if err != nil {
@@ -239,10 +256,13 @@ func NewApp(app awscdk.App) error {
 		provisioner = unbuiltStack(app, cfg.ProvisionerStackName, stackProps, missingGroup)
 	} else {
 		provisioner = NewProvisionerStack(app, cfg.ProvisionerStackName, &ProvisionerStackProps{
-			StackProps:            stackProps,
-			Group:                 cfg.Group,
-			IdentityName:          cfg.ProvisionerIdentityName,
-			ServiceTokenParameter: cfg.Provisioner.ServiceTokenParameter,
+			StackProps:                 stackProps,
+			Group:                      cfg.Group,
+			IdentityName:               cfg.ProvisionerIdentityName,
+			ServiceTokenParameter:      cfg.Provisioner.ServiceTokenParameter,
+			Trust:                      cfg.Trust,
+			Issuer:                     cfg.Provisioner.Issuer,
+			WebIdentityIssuerParameter: cfg.Provisioner.WebIdentityIssuerParameter,
 		})
 	}
 
@@ -267,6 +287,7 @@ func NewApp(app awscdk.App) error {
 			IdentityRoles:       cfg.IdentityRoles,
 			RoleName:            cfg.RoleName,
 			FunctionName:        cfg.FunctionName,
+			Trust:               cfg.Trust,
 		}
 		if cfg.CreateGroup {
 			props.NewGroupName = cfg.GroupName

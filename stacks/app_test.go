@@ -69,6 +69,30 @@ func TestConfigFromContext(t *testing.T) {
 			wantErr: []string{`context key "groupName": expected a string, got 42`}},
 		{name: "parameter name without slash", context: map[string]interface{}{CtxServiceTokenParameter: "service-token"},
 			wantErr: []string{`context key "serviceTokenParameter": SSM parameter name "service-token" is not valid`}},
+		{
+			name:    "web-identity mode",
+			context: map[string]interface{}{CtxTrust: "webIdentity", CtxWebIdentityIssuerParameter: "/team/issuer"},
+			want: func(c *AppConfig) {
+				if c.Trust != TrustWebIdentity || c.Provisioner.WebIdentityIssuerParameter != "/team/issuer" {
+					panic("unexpected config")
+				}
+			},
+		},
+		{
+			name:    "default trust mode",
+			context: map[string]interface{}{},
+			want: func(c *AppConfig) {
+				if c.Trust != TrustCallerIdentity || c.Provisioner.WebIdentityIssuerParameter != DefaultWebIdentityIssuerParameter {
+					panic("unexpected defaults")
+				}
+			},
+		},
+		{name: "unknown trust mode", context: map[string]interface{}{CtxTrust: "web-identity"},
+			wantErr: []string{`context key "trust": "web-identity" is not a trust mode: use "callerIdentity"`, `or "webIdentity"`}},
+		{name: "trust mode as a boolean", context: map[string]interface{}{CtxTrust: true},
+			wantErr: []string{`context key "trust": expected a string`}},
+		{name: "issuer parameter name without slash", context: map[string]interface{}{CtxWebIdentityIssuerParameter: "issuer"},
+			wantErr: []string{`context key "webIdentityIssuerParameter": SSM parameter name "issuer" is not valid`}},
 		{name: "two bad keys reported together", context: map[string]interface{}{CtxGroup: "x", CtxIssuer: "ftp://x"},
 			wantErr: []string{`context key "group"`, `context key "issuer"`}},
 	}
@@ -185,39 +209,43 @@ func errorMessages(t testing.TB, stack awscdk.Stack, re string) []string {
 }
 
 func TestCdkNag(t *testing.T) {
-	// given the whole app with the AwsSolutions checks NewApp applies
-	app := newTestApp(t, false, map[string]interface{}{CtxGroup: testGroup, CtxProvisionerIdentity: testProvisioner})
-	if err := NewApp(app); err != nil {
-		t.Fatalf("NewApp() = %v", err)
-	}
-	// and, as a control, a stack with a finding the checks must report
-	control := awscdk.NewStack(app, jsii.String("Control"), nil)
-	awsiam.NewRole(control, jsii.String("Role"), &awsiam.RoleProps{
-		AssumedBy:       awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
-		ManagedPolicies: &[]awsiam.IManagedPolicy{awsiam.ManagedPolicy_FromAwsManagedPolicyName(jsii.String("service-role/AWSLambdaBasicExecutionRole"))},
-	})
+	for _, mode := range []TrustMode{TrustCallerIdentity, TrustWebIdentity} {
+		t.Run(string(mode), func(t *testing.T) {
+			// given the whole app in the trust mode with the AwsSolutions checks NewApp applies
+			app := newTestApp(t, false, map[string]interface{}{CtxGroup: testGroup, CtxProvisionerIdentity: testProvisioner, CtxTrust: string(mode)})
+			if err := NewApp(app); err != nil {
+				t.Fatalf("NewApp() = %v", err)
+			}
+			// and, as a control, a stack with a finding the checks must report
+			control := awscdk.NewStack(app, jsii.String("Control"), nil)
+			awsiam.NewRole(control, jsii.String("Role"), &awsiam.RoleProps{
+				AssumedBy:       awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+				ManagedPolicies: &[]awsiam.IManagedPolicy{awsiam.ManagedPolicy_FromAwsManagedPolicyName(jsii.String("service-role/AWSLambdaBasicExecutionRole"))},
+			})
 
-	// when it is synthesized
-	if err := Synth(app); err != nil {
-		t.Fatalf("Synth() = %v", err)
-	}
+			// when it is synthesized
+			if err := Synth(app); err != nil {
+				t.Fatalf("Synth() = %v", err)
+			}
 
-	// then the app's stacks have no unsuppressed AwsSolutions error or warning
-	for _, name := range []string{DefaultProvisionerStackName, DefaultAwsAuthStackName} {
-		stack := awscdk.Stack_Of(app.Node().FindChild(jsii.String(name)))
-		if msgs := errorMessages(t, stack, "AwsSolutions-.*"); len(msgs) > 0 {
-			t.Errorf("%s: cdk-nag errors:\n%s", name, strings.Join(msgs, "\n"))
-		}
-		must(t, "warnings", func() {
-			w := *assertions.Annotations_FromStack(stack).FindWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*")))
-			if len(w) > 0 {
-				t.Errorf("%s: %d cdk-nag warnings, first: %s", name, len(w), render(w[0].Entry.Data))
+			// then the app's stacks have no unsuppressed AwsSolutions error or warning
+			for _, name := range []string{DefaultProvisionerStackName, DefaultAwsAuthStackName} {
+				stack := awscdk.Stack_Of(app.Node().FindChild(jsii.String(name)))
+				if msgs := errorMessages(t, stack, "AwsSolutions-.*"); len(msgs) > 0 {
+					t.Errorf("%s: cdk-nag errors:\n%s", name, strings.Join(msgs, "\n"))
+				}
+				must(t, "warnings", func() {
+					w := *assertions.Annotations_FromStack(stack).FindWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*")))
+					if len(w) > 0 {
+						t.Errorf("%s: %d cdk-nag warnings, first: %s", name, len(w), render(w[0].Entry.Data))
+					}
+				})
+			}
+			// and the control's managed policy is reported (the test reads real findings)
+			if msgs := errorMessages(t, control, "AwsSolutions-IAM4.*"); len(msgs) != 1 {
+				t.Errorf("control: IAM4 findings = %v, want exactly one", msgs)
 			}
 		})
-	}
-	// and the control's managed policy is reported (the test reads real findings)
-	if msgs := errorMessages(t, control, "AwsSolutions-IAM4.*"); len(msgs) != 1 {
-		t.Errorf("control: IAM4 findings = %v, want exactly one", msgs)
 	}
 }
 

@@ -56,6 +56,14 @@ type AwsAuthStackProps struct {
 	FunctionName string
 	// LogRetention of the function's log group. Default one month.
 	LogRetention awslogs.RetentionDays
+	// Trust is how the function proves its AWS identity. Default
+	// TrustCallerIdentity: the identity trusts exactly the function's
+	// assumed-role principal, pinned to the role's unique ID
+	// (ExactSession). TrustWebIdentity: the identity trusts the role's web
+	// identity tokens (WebIdentity, issuer read from the provisioner
+	// stack's parameter), and the role may request them for the Chainguard
+	// issuer only.
+	Trust TrustMode
 }
 
 // NewAwsAuthStack creates the reference setup: an IAM role that Lambda may
@@ -63,7 +71,9 @@ type AwsAuthStackProps struct {
 // optionally a new Chainguard group, and an AssumableIdentity trusting
 // exactly the function's assumed-role principal
 // (arn:<partition>:sts::<account>:assumed-role/<role>/<function>, user ID
-// <role unique ID>:<function>), bound to viewer on the group.
+// <role unique ID>:<function>), bound to viewer on the group. With Trust
+// TrustWebIdentity the identity trusts the role's web identity tokens
+// instead (subject arn:<partition>:iam::<account>:role/<role>).
 func NewAwsAuthStack(scope constructs.Construct, id string, props *AwsAuthStackProps) awscdk.Stack {
 	var sp AwsAuthStackProps
 	if props != nil {
@@ -87,6 +97,7 @@ func NewAwsAuthStack(scope constructs.Construct, id string, props *AwsAuthStackP
 		roleName = "invalid-role-name"
 	}
 	p.add("Group", validate.UIDP("group", sp.Group))
+	p.add("Trust", sp.Trust.validate())
 	retention := sp.LogRetention
 	if retention == "" {
 		retention = awslogs.RetentionDays_ONE_MONTH
@@ -120,7 +131,7 @@ func NewAwsAuthStack(scope constructs.Construct, id string, props *AwsAuthStackP
 		Name:        orDefault(sp.IdentityName, DefaultIdentityName),
 		Description: sp.IdentityDescription,
 		Roles:       sp.IdentityRoles,
-		Trust:       ExactSession(fnName),
+		Trust:       trustFor(sp.Trust, fnName),
 		Provisioner: &sp.Provisioner,
 	})
 	fn := newGoFunction(stack, "Function", goFunctionProps{
@@ -142,6 +153,15 @@ func NewAwsAuthStack(scope constructs.Construct, id string, props *AwsAuthStackP
 	output(stack, "InvokeCommand", fmt.Sprintf("aws lambda invoke --region %s --function-name %s response.json && cat response.json", *stack.Region(), *fn.FunctionName()),
 		"invoke the function: it lists the group's repos as its own Chainguard identity")
 	return stack
+}
+
+// trustFor returns the trust of the aws-auth function in mode: its exact
+// session, or web identity.
+func trustFor(mode TrustMode, fnName string) Trust {
+	if mode == TrustWebIdentity {
+		return WebIdentity(nil)
+	}
+	return ExactSession(fnName)
 }
 
 // validateFunctionName checks a Lambda function name (1-64 of letters,

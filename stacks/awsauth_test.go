@@ -49,6 +49,7 @@ func TestAwsAuthStackCreatesGroup(t *testing.T) {
 		"AwsRoleName":  "{" + roleID + "}",
 		"AwsRoleId":    "{" + roleID + ".RoleId}",
 		"AwsSession":   "Auth",
+		"Trust":        "CallerIdentity",
 	}
 	for k, want := range wantIdentity {
 		if got := render(identity[k]); got != want {
@@ -152,6 +153,7 @@ func TestAwsAuthStackExistingGroup(t *testing.T) {
 		"AwsRoleName": "{" + roleID + "}", // Ref of the role named aws-auth
 		"AwsRoleId":   "{" + roleID + ".RoleId}",
 		"AwsSession":  "aws-auth-fn",
+		"Trust":       "CallerIdentity",
 	} {
 		if got := render(identity[k]); got != want {
 			t.Errorf("identity %s = %q, want %q", k, got, want)

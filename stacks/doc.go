@@ -8,7 +8,15 @@
 //     parameter ([DefaultServiceTokenParameter]).
 //   - [NewAssumableIdentity]: makes any awsiam.IRole assumable through a
 //     Custom::ChainguardIdentity resource. Identities in one stack share one
-//     provisioner wiring ([ProvisionerSettings]).
+//     provisioner wiring ([ProvisionerSettings]). Its [Trust] picks the
+//     trust mode: [ExactSession] or [SessionPattern] (caller identity: a
+//     signed GetCallerIdentity request, pinned to the role's unique ID) or
+//     [WebIdentity] (AWS outbound identity federation: a JWT from
+//     sts:GetWebIdentityToken whose subject is the role's ARN).
+//   - [NewOutboundWebIdentityFederation]: turns the account's outbound
+//     identity federation on (never off) through a
+//     Custom::AwsOutboundWebIdentityFederation resource served by the
+//     provisioner; the provisioner stack adds it in web-identity mode.
 //   - [NewGroup]: a Chainguard group created (and, by default, deleted) by
 //     the stack, through a Custom::ChainguardGroup resource.
 //   - [NewAwsAuthStack]: the reference setup: a Go Lambda function that lists
@@ -18,11 +26,16 @@
 // Custom-resource property contract (the handler in lambda/provisioner reads
 // it): PascalCase names, every value a string, lists comma-separated.
 // Custom::ChainguardGroup: Name, Description, Parent, Owned ("true"/"false").
-// Custom::ChainguardIdentity: Name, Description, Group, Roles, and the
-// trusted role as AwsAccount, AwsPartition, AwsRoleName, AwsRoleId and
-// AwsSession or AwsSessionPattern (the provisioner builds the anchored ARN
-// and user ID from them). Both carry ProvisionerIdentity, Issuer and ApiUrl.
-// The physical ID of each resource is the Chainguard UIDP.
+// Custom::ChainguardIdentity: Name, Description, Group, Roles, Trust, and
+// the trusted role as AwsAccount, AwsPartition, AwsRoleName and, for
+// Trust=CallerIdentity, AwsRoleId and AwsSession or AwsSessionPattern (the
+// provisioner builds the anchored ARN and user ID from them), for
+// Trust=WebIdentity, AwsRolePath and AwsIssuer (the provisioner builds the
+// claim_match: issuer, subject = the role's ARN, audience = its Chainguard
+// issuer). Both carry ProvisionerIdentity, Issuer and ApiUrl. The physical
+// ID of each resource is the Chainguard UIDP.
+// Custom::AwsOutboundWebIdentityFederation has no properties; its
+// attribute IssuerIdentifier is the account's federation issuer.
 //
 // Bad values fail `cdk synth` through CDK validation: the message names the
 // construct path, the property and the fix. That includes what the

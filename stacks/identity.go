@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"maps"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -36,17 +37,33 @@ const (
 	// changed configuration makes Lambda (or ECS, for a task definition)
 	// start new environments, which exchange a token with the new roles.
 	EnvRoles = "CHAINGUARD_ROLES"
+	// EnvTrust tells the workload which trust mode to use:
+	// EnvTrustCallerIdentity (the default when unset) or
+	// EnvTrustWebIdentity.
+	EnvTrust = "CHAINGUARD_TRUST"
 )
 
-// Trust says which sessions of the role may assume the identity. Build one
-// with ExactSession or SessionPattern. The interface is sealed so that more
-// kinds (such as Chainguard's claim_match for AWS outbound identity
-// federation) can be added later without breaking existing code.
+// Trust says whom the identity trusts and how the workload proves it: one
+// of ExactSession and SessionPattern (trust mode caller identity: a signed
+// GetCallerIdentity request, pinned to the role's unique ID and a session)
+// or WebIdentity (AWS outbound identity federation: a JWT whose subject is
+// the role's ARN). The interface is sealed so that more kinds can be added
+// without breaking existing code.
 type Trust interface {
-	// properties returns the trust's custom-resource properties beside the
-	// role's (AwsAccount, AwsPartition, AwsRoleName, AwsRoleId), recording
-	// problems under the property name "Trust".
-	properties(p *problems) map[string]interface{}
+	// mode is the trust mode the workload uses.
+	mode() TrustMode
+	// properties validates the trust for the identity being built and
+	// returns its custom-resource properties beside the role's
+	// (AwsAccount, AwsPartition, AwsRoleName): Trust and the kind's own.
+	properties(in trustInput) map[string]interface{}
+}
+
+// trustInput is what a Trust needs to know of the identity being built.
+type trustInput struct {
+	props  *AssumableIdentityProps
+	role   awsiam.IRole // props.Role; nil when missing (already reported)
+	wiring *provisionerWiring
+	p      *problems
 }
 
 // ExactSession trusts exactly one session of the role:
@@ -70,16 +87,34 @@ func SessionPattern(pattern string) Trust { return sessionPattern{pattern: patte
 
 type exactSession struct{ session string }
 
-func (t exactSession) properties(p *problems) map[string]interface{} {
-	p.add("Trust", check(t.session, validate.SessionName))
-	return map[string]interface{}{"AwsSession": t.session}
+func (exactSession) mode() TrustMode { return TrustCallerIdentity }
+
+func (t exactSession) properties(in trustInput) map[string]interface{} {
+	in.p.add("Trust", check(t.session, validate.SessionName))
+	return callerIdentityProperties(in, "AwsSession", t.session)
 }
 
 type sessionPattern struct{ pattern string }
 
-func (t sessionPattern) properties(p *problems) map[string]interface{} {
-	p.add("Trust", validate.SessionPattern(t.pattern))
-	return map[string]interface{}{"AwsSessionPattern": t.pattern}
+func (sessionPattern) mode() TrustMode { return TrustCallerIdentity }
+
+func (t sessionPattern) properties(in trustInput) map[string]interface{} {
+	in.p.add("Trust", validate.SessionPattern(t.pattern))
+	return callerIdentityProperties(in, "AwsSessionPattern", t.pattern)
+}
+
+// callerIdentityProperties are the properties of the caller-identity kinds:
+// Trust, the role's unique ID to pin, and the session property.
+func callerIdentityProperties(in trustInput, sessionProp, session string) map[string]interface{} {
+	roleID := ""
+	if in.role != nil {
+		roleID = roleUniqueID(*in.props, in.p)
+	}
+	return map[string]interface{}{
+		"Trust":     trustPropCallerIdentity,
+		"AwsRoleId": roleID,
+		sessionProp: session,
+	}
 }
 
 // AssumableIdentityProps configures NewAssumableIdentity.
@@ -87,12 +122,13 @@ type AssumableIdentityProps struct {
 	// Role is the AWS IAM role whose sessions may assume the identity.
 	// Required.
 	Role awsiam.IRole
-	// RoleUniqueID is the role's unique ID (AROA...), required when Role is
-	// imported (not an awsiam.Role defined in this app), e.g. from
+	// RoleUniqueID is the role's unique ID (AROA...), required with
+	// ExactSession or SessionPattern when Role is imported (not an
+	// awsiam.Role defined in this app), e.g. from
 	// `aws iam get-role --role-name ROLE --query Role.RoleId`. For roles of
 	// the app it comes from Fn::GetAtt Role.RoleId. The identity trusts only
 	// this ID: a role deleted and re-created under the same name cannot
-	// assume it.
+	// assume it. Leave it empty with WebIdentity, which cannot pin it.
 	RoleUniqueID string
 	// Group is the UIDP of the group the identity lives in and its role
 	// bindings apply to (e.g. Group.GroupId()). Required.
@@ -104,9 +140,11 @@ type AssumableIdentityProps struct {
 	// Roles are the names of the Chainguard roles bound on Group. Default
 	// DefaultRoles() (viewer).
 	Roles []string
-	// Trust says which sessions of Role may assume the identity. Required:
-	// ExactSession(functionName) for a Lambda function, SessionPattern for
-	// ECS, EKS or EC2.
+	// Trust says which sessions of Role may assume the identity and how
+	// they prove it. Required: ExactSession(functionName) for a Lambda
+	// function, SessionPattern for ECS, EKS or EC2 (both: trust mode caller
+	// identity), or WebIdentity (AWS outbound identity federation) for any
+	// of them.
 	Trust Trust
 	// Provisioner settings; may be nil when an earlier Chainguard construct
 	// of the stack set them.
@@ -123,10 +161,23 @@ type AssumableIdentity interface {
 	GroupId() *string
 	// Environment is what a workload needs to exchange its AWS credentials
 	// for a Chainguard token: CHAINGUARD_IDENTITY, CHAINGUARD_GROUP,
-	// CHAINGUARD_ISSUER, CHAINGUARD_API (e.g. for an ECS container), and
-	// CHAINGUARD_ROLES, which changes when the roles do (see EnvRoles).
+	// CHAINGUARD_ISSUER, CHAINGUARD_API (e.g. for an ECS container),
+	// CHAINGUARD_ROLES, which changes when the roles do (see EnvRoles), and
+	// for a WebIdentity trust CHAINGUARD_TRUST=web-identity (see EnvTrust).
 	Environment() *map[string]*string
-	// ConfigureFunction adds Environment to a Lambda function.
+	// Grant gives grantee (the workload's role) the AWS permission its trust
+	// mode needs, least privilege. For WebIdentity: one statement allowing
+	// sts:GetWebIdentityToken on "*" (the action has no resource-level
+	// permissions) only for the Chainguard issuer as audience, at most 300
+	// seconds and ES384 (never sts:TagGetWebIdentityToken), in a policy of
+	// its own attached to grantee's role, user or group. For ExactSession
+	// and SessionPattern nothing: sts:GetCallerIdentity needs no permission
+	// (AWS STS API reference, GetCallerIdentity: "No permissions are
+	// required to perform this operation"; even an explicit deny does not
+	// stop it).
+	Grant(grantee awsiam.IGrantable)
+	// ConfigureFunction adds Environment to a Lambda function and grants its
+	// role what Grant grants.
 	ConfigureFunction(fn awslambda.Function)
 }
 
@@ -134,24 +185,73 @@ type assumableIdentity struct {
 	constructs.Construct
 	id, group, roles *string
 	issuer, apiURL   string
+	mode             TrustMode
+	p                *problems
+	// grants are the policies Grant made, by the grantee principal's
+	// construct path, so that granting one principal twice adds nothing.
+	grants map[string]awsiam.Policy
 }
 
 func (a *assumableIdentity) IdentityId() *string { return a.id }
 func (a *assumableIdentity) GroupId() *string    { return a.group }
 
+// Environment implements AssumableIdentity. CHAINGUARD_TRUST is set only
+// for web identity: unset means caller identity (the workload's default),
+// so the environment of the caller-identity kinds stays what it was before
+// the second mode existed.
 func (a *assumableIdentity) Environment() *map[string]*string {
-	return &map[string]*string{
+	env := map[string]*string{
 		EnvIdentity: a.id,
 		EnvGroup:    a.group,
 		EnvIssuer:   jsii.String(a.issuer),
 		EnvAPI:      jsii.String(a.apiURL),
 		EnvRoles:    a.roles,
 	}
+	if a.mode == TrustWebIdentity {
+		env[EnvTrust] = jsii.String(EnvTrustWebIdentity)
+	}
+	return &env
 }
 
+// Grant implements AssumableIdentity.
+func (a *assumableIdentity) Grant(grantee awsiam.IGrantable) { a.grant(grantee) }
+
+// grant does Grant and returns the policy that holds the grant (nil when
+// there is none, or the principal's own policy took it).
+func (a *assumableIdentity) grant(grantee awsiam.IGrantable) awsiam.Policy {
+	if a.mode != TrustWebIdentity {
+		return nil
+	}
+	if grantee == nil {
+		a.p.addf("Grant", "no grantee: pass the workload's role (or a function, whose role is used)")
+		return nil
+	}
+	key := ""
+	if c, ok := grantee.GrantPrincipal().(constructs.IConstruct); ok {
+		key = *c.Node().Path()
+		if policy, ok := a.grants[key]; ok {
+			return policy
+		}
+	}
+	id := "WebIdentityTokenPolicy"
+	if n := len(a.grants); n > 0 {
+		id += strconv.Itoa(n + 1)
+	}
+	policy := newGrantPolicy(a.Construct, id, grantee, webIdentityTokenStatement(a.issuer), webIdentityTokenNagReason, a.p, "Grant")
+	if policy != nil && key != "" {
+		a.grants[key] = policy
+	}
+	return policy
+}
+
+// ConfigureFunction implements AssumableIdentity. The function depends on
+// the grant's policy, so that it runs only once it may request its token.
 func (a *assumableIdentity) ConfigureFunction(fn awslambda.Function) {
 	for k, v := range *a.Environment() {
 		fn.AddEnvironment(jsii.String(k), v, nil)
+	}
+	if policy := a.grant(fn); policy != nil {
+		fn.Node().AddDependency(policy)
 	}
 }
 
@@ -181,7 +281,7 @@ func NewAssumableIdentity(scope constructs.Construct, id string, props *Assumabl
 		p.add("Roles", validate.RoleName(r))
 	}
 
-	account, roleName, roleID := *stack.Account(), "", ""
+	account, roleName := *stack.Account(), ""
 	switch {
 	case ip.Role == nil:
 		p.addf("Role", "no role: set Role to the IAM role whose sessions may assume the identity (an awsiam.Role, or an imported role with RoleUniqueID)")
@@ -191,7 +291,6 @@ func NewAssumableIdentity(scope constructs.Construct, id string, props *Assumabl
 		}
 		roleName = *ip.Role.RoleName()
 		p.add("Role", check(roleName, validate.IAMRoleName))
-		roleID = roleUniqueID(ip, p)
 	}
 	p.add("Role", check(account, validate.AWSAccount))
 	crProps := map[string]interface{}{
@@ -202,18 +301,19 @@ func NewAssumableIdentity(scope constructs.Construct, id string, props *Assumabl
 		"AwsAccount":   account,
 		"AwsPartition": *stack.Partition(),
 		"AwsRoleName":  roleName,
-		"AwsRoleId":    roleID,
 	}
+	mode := TrustCallerIdentity
 	if ip.Trust == nil {
-		p.addf("Trust", "no trust: set Trust to stacks.ExactSession(<session name>) (for a Lambda function, its name) or stacks.SessionPattern(<regexp>) for sessions that vary")
+		p.addf("Trust", "no trust: set Trust to stacks.ExactSession(<session name>) (for a Lambda function, its name) or stacks.SessionPattern(<regexp>) for sessions that vary, or stacks.WebIdentity(nil) for AWS outbound identity federation")
 	} else {
-		maps.Copy(crProps, ip.Trust.properties(p))
+		mode = ip.Trust.mode()
+		maps.Copy(crProps, ip.Trust.properties(trustInput{props: &ip, role: ip.Role, wiring: w, p: p}))
 	}
 	res := newChainguardResource(this, "Resource", IdentityResourceType, w, crProps)
 	checkDescriptionFits(this, res, description)
 	return &assumableIdentity{
 		Construct: this, id: res.Ref(), group: jsii.String(ip.Group), roles: res.GetAttString(jsii.String("Roles")),
-		issuer: w.settings.Issuer, apiURL: w.settings.APIURL,
+		issuer: w.settings.Issuer, apiURL: w.settings.APIURL, mode: mode, p: p, grants: map[string]awsiam.Policy{},
 	}
 }
 

@@ -111,7 +111,7 @@ func TestAssumableIdentitySessionPattern(t *testing.T) {
 			// then the trust is structured: account, partition, role name and unique ID, and the session pattern as given
 			_, identity := d.one(t, IdentityResourceType)
 			for k, want := range map[string]string{
-				"AwsAccount": testAccount, "AwsPartition": "{AWS::Partition}", "AwsSessionPattern": tt.pattern, "Roles": "registry.pull",
+				"AwsAccount": testAccount, "AwsPartition": "{AWS::Partition}", "AwsSessionPattern": tt.pattern, "Roles": "registry.pull", "Trust": "CallerIdentity",
 				"AwsRoleName": strings.ReplaceAll(tt.wantRoleName, "LOGICAL", logical), "AwsRoleId": strings.ReplaceAll(tt.wantRoleID, "LOGICAL", logical),
 			} {
 				if got := render(identity[k]); got != want {

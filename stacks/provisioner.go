@@ -63,6 +63,12 @@ type ProvisionerSettings struct {
 	// ServiceToken is the provisioner's function ARN. When set, it is used
 	// instead of ServiceTokenParameter.
 	ServiceToken string
+	// WebIdentityIssuerParameter is the SSM parameter holding the issuer URL
+	// of the account's outbound identity federation, which the provisioner
+	// stack publishes in web-identity mode; WebIdentity trusts without an
+	// Issuer read it (once per stack). Default
+	// DefaultWebIdentityIssuerParameter.
+	WebIdentityIssuerParameter string
 }
 
 // withDefaults fills in the default URLs and parameter name.
@@ -72,6 +78,7 @@ func (s ProvisionerSettings) withDefaults() ProvisionerSettings {
 	if s.ServiceToken == "" {
 		s.ServiceTokenParameter = orDefault(s.ServiceTokenParameter, DefaultServiceTokenParameter)
 	}
+	s.WebIdentityIssuerParameter = orDefault(s.WebIdentityIssuerParameter, DefaultWebIdentityIssuerParameter)
 	return s
 }
 
@@ -100,6 +107,7 @@ func (s ProvisionerSettings) validate(p *problems, prop string) {
 	} else {
 		p.add(prop+".ServiceTokenParameter", check(s.ServiceTokenParameter, validateParameterName))
 	}
+	p.add(prop+".WebIdentityIssuerParameter", check(s.WebIdentityIssuerParameter, validateParameterName))
 }
 
 // validateParameterName checks an SSM parameter name of the form /a/b/c.
@@ -121,6 +129,9 @@ type provisionerWiring struct {
 	constructs.Construct
 	settings     ProvisionerSettings
 	serviceToken *string
+	// issuer is the web-identity issuer read from the SSM parameter, once
+	// a WebIdentity trust without Issuer asks for it (webIdentityIssuer).
+	issuer *string
 }
 
 // ToString only returns Construct's own value. Why a Go construct type at
@@ -174,6 +185,20 @@ func wiringFor(scope constructs.Construct, settings *ProvisionerSettings, p *pro
 	return w
 }
 
+// webIdentityIssuer returns the account's web-identity issuer as the
+// provisioner stack publishes it: one SSM parameter lookup per stack,
+// made on first use (a stack without WebIdentity trusts reads nothing).
+func (w *provisionerWiring) webIdentityIssuer() *string {
+	if w.issuer == nil {
+		if w.settings.WebIdentityIssuerParameter == "" { // no settings: already reported
+			w.issuer = jsii.String("")
+		} else {
+			w.issuer = awsssm.StringParameter_ValueForStringParameter(w, jsii.String(w.settings.WebIdentityIssuerParameter), nil)
+		}
+	}
+	return w.issuer
+}
+
 // properties returns the custom-resource properties every Chainguard
 // resource carries.
 func (w *provisionerWiring) properties() map[string]interface{} {
@@ -216,6 +241,20 @@ type ProvisionerStackProps struct {
 	ServiceTokenParameter string
 	// LogRetention of the function's log group. Default one month.
 	LogRetention awslogs.RetentionDays
+	// Trust is how the provisioner proves its AWS identity to Chainguard.
+	// Default TrustCallerIdentity. TrustWebIdentity turns on the account's
+	// outbound identity federation (OutboundWebIdentityFederation, never
+	// turned off), publishes its issuer, lets the provisioner request web
+	// identity tokens for Issuer, and prints a claim_match trust step.
+	Trust TrustMode
+	// Issuer is the Chainguard STS URL the provisioner exchanges its tokens
+	// at: in web-identity mode the only audience it may request tokens for.
+	// Default DefaultIssuer.
+	Issuer string
+	// WebIdentityIssuerParameter is the SSM parameter that publishes, in
+	// web-identity mode, the issuer URL of the account's outbound identity
+	// federation. Default DefaultWebIdentityIssuerParameter.
+	WebIdentityIssuerParameter string
 }
 
 // NewProvisionerStack creates the provisioner: an IAM role that Lambda may
@@ -226,6 +265,16 @@ type ProvisionerStackProps struct {
 // The provisioner makes no Chainguard call until an identity stack sends it
 // a custom-resource event; it then proves it is its own role's assumed-role
 // principal to Chainguard, which is why the trust step must run first.
+//
+// With Trust TrustWebIdentity the provisioner proves instead that it is its
+// role through AWS outbound identity federation. The stack then also turns
+// the account's federation on (OutboundWebIdentityFederation: the role may
+// in addition read and enable it, nothing else; it is never turned off),
+// publishes the federation's issuer (SSM parameter
+// WebIdentityIssuerParameter, output WebIdentityIssuer), lets the role
+// request web identity tokens for Issuer only, sets CHAINGUARD_TRUST on the
+// function, and prints the trust step as a claim_match identity (issuer =
+// the account's federation issuer, subject = the role's ARN).
 func NewProvisionerStack(scope constructs.Construct, id string, props *ProvisionerStackProps) awscdk.Stack {
 	var sprops ProvisionerStackProps
 	if props != nil {
@@ -239,30 +288,43 @@ func NewProvisionerStack(scope constructs.Construct, id string, props *Provision
 	p.add("IdentityName", validate.Name("provisioner identity name", name))
 	param := orDefault(sprops.ServiceTokenParameter, DefaultServiceTokenParameter)
 	p.add("ServiceTokenParameter", validateParameterName(param))
+	p.add("Trust", sprops.Trust.validate())
+	web := sprops.Trust.orDefault() == TrustWebIdentity
+	issuer := orDefault(sprops.Issuer, DefaultIssuer)
+	p.add("Issuer", check(issuer, func(v string) error { return validate.ServiceURL("issuer URL", v) }))
+	issuerParam := orDefault(sprops.WebIdentityIssuerParameter, DefaultWebIdentityIssuerParameter)
+	p.add("WebIdentityIssuerParameter", validateParameterName(issuerParam))
 	retention := sprops.LogRetention
 	if retention == "" {
 		retention = awslogs.RetentionDays_ONE_MONTH
 	}
 
+	roleDescription := "Chainguard provisioner: assumable as a Chainguard identity; may only write its own logs"
+	fnDescription := "Chainguard provisioner: custom resources Custom::ChainguardGroup and Custom::ChainguardIdentity"
+	if web {
+		roleDescription = "Chainguard provisioner: assumable as a Chainguard identity by web identity; may write its own logs, request web identity tokens for Chainguard, and read and enable the account's outbound identity federation"
+		fnDescription = "Chainguard provisioner: custom resources Custom::ChainguardGroup, Custom::ChainguardIdentity and " + OutboundWebIdentityFederationResourceType
+	}
 	role := awsiam.NewRole(stack, jsii.String("Role"), &awsiam.RoleProps{
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
-		Description: jsii.String("Chainguard provisioner: assumable as a Chainguard identity; may only write its own logs"),
+		Description: jsii.String(roleDescription),
 	})
 	logGroup := awslogs.NewLogGroup(stack, jsii.String("LogGroup"), &awslogs.LogGroupProps{
 		Retention:     retention,
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 	})
 	logGroup.GrantWrite(role)
-	fn := newGoFunction(stack, "Function", goFunctionProps{
-		pkg: ProvisionerPackage,
-		props: awslambda.FunctionProps{
-			Description: jsii.String("Chainguard provisioner: custom resources Custom::ChainguardGroup and Custom::ChainguardIdentity"),
-			Role:        role,
-			MemorySize:  jsii.Number(provisionerMemoryMiB),
-			Timeout:     awscdk.Duration_Seconds(jsii.Number(provisionerTimeout)),
-			LogGroup:    logGroup,
-		},
-	})
+	fnProps := awslambda.FunctionProps{
+		Description: jsii.String(fnDescription),
+		Role:        role,
+		MemorySize:  jsii.Number(provisionerMemoryMiB),
+		Timeout:     awscdk.Duration_Seconds(jsii.Number(provisionerTimeout)),
+		LogGroup:    logGroup,
+	}
+	if web {
+		fnProps.Environment = &map[string]*string{EnvTrust: jsii.String(EnvTrustWebIdentity)}
+	}
+	fn := newGoFunction(stack, "Function", goFunctionProps{pkg: ProvisionerPackage, props: fnProps})
 	awsssm.NewStringParameter(stack, jsii.String("ServiceToken"), &awsssm.StringParameterProps{
 		ParameterName: jsii.String(param),
 		StringValue:   fn.FunctionArn(),
@@ -272,9 +334,15 @@ func NewProvisionerStack(scope constructs.Construct, id string, props *Provision
 	account, partition := *stack.Account(), *stack.Partition()
 	roleName, roleID, fnName := *role.RoleName(), *role.RoleId(), *fn.FunctionName()
 	output(stack, "ProvisionerRoleArn", *role.RoleArn(), "ARN of the provisioner role")
-	output(stack, "ProvisionerRoleId", roleID, "unique ID of the provisioner role (pinned by the trust step)")
+	if !web {
+		output(stack, "ProvisionerRoleId", roleID, "unique ID of the provisioner role (pinned by the trust step)")
+	}
 	output(stack, "ProvisionerFunctionName", fnName, "name of the provisioner function (its role session name)")
 	output(stack, "ServiceTokenParameter", param, "SSM parameter holding the provisioner's ServiceToken")
+	if web {
+		provisionerWebIdentity(stack, role, fn, name, sprops.Group, issuer, issuerParam, p)
+		return stack
+	}
 	output(stack, "TrustCommand", fmt.Sprintf(
 		"chainctl iam identities create aws role %s --parent=%s --aws-account-id=%s --aws-partition=%s --aws-role-name=%s --aws-role-id=%s --role=owner -o id",
 		name, sprops.Group, account, partition, roleName, roleID),
@@ -284,6 +352,34 @@ func NewProvisionerStack(scope constructs.Construct, id string, props *Provision
 		name, account, partition, account, roleName, fnName, roleID, fnName),
 		"the same trust as a JSON identity spec, pinned to the function's exact principal: chainctl iam identities create "+name+" --filename=<file> --parent=<group> --role=owner -o id")
 	return stack
+}
+
+// provisionerWebIdentity adds the web-identity mode to the provisioner
+// stack: the account's federation turned on, its issuer published, the
+// role's permission to request tokens for audience (the Chainguard issuer),
+// and the claim_match trust step (identity name, parent group).
+func provisionerWebIdentity(stack awscdk.Stack, role awsiam.Role, fn awslambda.Function, name, group, audience, issuerParam string, p *problems) {
+	federation := NewOutboundWebIdentityFederation(stack, "OutboundWebIdentityFederation", &OutboundWebIdentityFederationProps{Provisioner: fn})
+	issuer := *federation.IssuerIdentifier()
+	awsssm.NewStringParameter(stack, jsii.String("WebIdentityIssuerParameter"), &awsssm.StringParameterProps{
+		ParameterName: jsii.String(issuerParam),
+		StringValue:   jsii.String(issuer),
+		Description:   jsii.String("Issuer URL of the account's AWS outbound identity federation, read by identity stacks with web-identity trusts"),
+	})
+	output(stack, "WebIdentityIssuer", issuer, "issuer URL of the account's AWS outbound identity federation (on; the stack never turns it off)")
+	if policy := newGrantPolicy(stack, "WebIdentityTokenPolicy", role, webIdentityTokenStatement(audience), webIdentityTokenNagReason, p, "Trust"); policy != nil {
+		fn.Node().AddDependency(policy)
+	}
+
+	subject := *role.RoleArn()
+	output(stack, "TrustCommand", fmt.Sprintf(
+		"chainctl iam identities create %s --identity-issuer=%s --subject=%s --parent=%s --role=owner -o id",
+		name, issuer, subject, group),
+		"run once: creates the provisioner's Chainguard identity (trusting the web identity tokens of its role) and prints its ID; pass it as -c provisionerIdentity=<id>")
+	output(stack, "TrustSpec", fmt.Sprintf(
+		`{"name":"%s","description":"CDK provisioner (web identity of its IAM role)","claim_match":{"issuer":"%s","subject":"%s","audience":"%s"}}`,
+		name, issuer, subject, audience),
+		"the same trust as a JSON identity spec, with the audience named: chainctl iam identities create "+name+" --filename=<file> --parent=<group> --role=owner -o id")
 }
 
 // output adds a CloudFormation output.

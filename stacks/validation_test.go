@@ -374,6 +374,124 @@ func TestSynthValidation(t *testing.T) {
 			wantErr: []string{"[A] RoleName: IAM role name \"aws auth\" has the character \" \""},
 		},
 		{
+			name: "web identity with the role's unique ID",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Trust = WebIdentity(nil)
+				p.RoleUniqueID = testRoleID
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{"[S/Id] RoleUniqueID: the web-identity trust cannot pin the role's unique ID", "stacks.ExactSession or stacks.SessionPattern"},
+		},
+		{
+			name: "web identity of an imported role needs no unique ID",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(awsiam.Role_FromRoleArn(s, jsii.String("R"), jsii.String("arn:aws:iam::"+testAccount+":role/service-role/ecs-task"), nil))
+				p.Trust = WebIdentity(&WebIdentityProps{Issuer: "http://127.0.0.1:9000/federation/0123"})
+				NewAssumableIdentity(s, "Id", p)
+			},
+		},
+		{
+			name: "web identity issuer with a trailing slash",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Trust = WebIdentity(&WebIdentityProps{Issuer: "https://0123.tokens.sts.global.api.aws/"})
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{`[S/Id] Trust.Issuer: web identity issuer "https://0123.tokens.sts.global.api.aws/" ends with "/"`},
+		},
+		{
+			name: "web identity issuer over plain http on a public host",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Trust = WebIdentity(&WebIdentityProps{Issuer: "http://0123.tokens.sts.global.api.aws"})
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{`[S/Id] Trust.Issuer: web identity issuer "http://0123.tokens.sts.global.api.aws" uses plain http`},
+		},
+		{
+			name: "web identity role path without its slashes",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(awsiam.Role_FromRoleName(s, jsii.String("R"), jsii.String("ecs-task"), nil))
+				p.Trust = WebIdentity(&WebIdentityProps{RolePath: "service-role"})
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{`[S/Id] Trust.RolePath: IAM role path "service-role" is not valid`},
+		},
+		{
+			name: "web identity role path contradicting the role's ARN",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(awsiam.Role_FromRoleArn(s, jsii.String("R"), jsii.String("arn:aws:iam::"+testAccount+":role/a/ecs-task"), nil))
+				p.Trust = WebIdentity(&WebIdentityProps{RolePath: "/b/"})
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{`[S/Id] Trust.RolePath: "/b/" contradicts the role: the ARN of the imported role shows the path "/a/"`},
+		},
+		{
+			name: "web identity role path for a role of the app",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Trust = WebIdentity(&WebIdentityProps{RolePath: "/team/"})
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{`[S/Id] Trust.RolePath: "/team/" contradicts the role: the role is defined in this app with Path "/"`},
+		},
+		{
+			name: "web identity in a region outside the aws partition",
+			build: func(app awscdk.App, _ awscdk.Stack) {
+				cn := awscdk.NewStack(app, jsii.String("CN"), &awscdk.StackProps{Env: &awscdk.Environment{Account: jsii.String(testAccount), Region: jsii.String("cn-north-1")}})
+				p := validIdentity(lambdaRole(cn))
+				p.Trust = WebIdentity(&WebIdentityProps{Issuer: "https://0123.tokens.sts.global.api.aws"})
+				NewAssumableIdentity(cn, "Id", p)
+			},
+			wantErr: []string{"[CN] Env: region cn-north-1 is in the AWS partition aws-cn", "deploy to a region of the aws partition"},
+		},
+		{
+			name: "web identity issuer parameter not a path",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Trust = WebIdentity(nil)
+				p.Provisioner = &ProvisionerSettings{Identity: testProvisioner, WebIdentityIssuerParameter: "issuer"}
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{`[S/ChainguardProvisioner] Provisioner.WebIdentityIssuerParameter: SSM parameter name "issuer" is not valid`},
+		},
+		{
+			name: "provisioner stack with an unknown trust mode",
+			build: func(app awscdk.App, _ awscdk.Stack) {
+				NewProvisionerStack(app, "P", &ProvisionerStackProps{Group: testGroup, Trust: "web-identity"})
+			},
+			wantErr: []string{`[P] Trust: "web-identity" is not a trust mode: use "callerIdentity"`},
+		},
+		{
+			name: "provisioner stack in web-identity mode with a bad Chainguard issuer",
+			build: func(app awscdk.App, _ awscdk.Stack) {
+				NewProvisionerStack(app, "P", &ProvisionerStackProps{Group: testGroup, Trust: TrustWebIdentity, Issuer: "http://issuer.enforce.dev"})
+			},
+			wantErr: []string{`[P] Issuer: issuer URL "http://issuer.enforce.dev" uses plain http`},
+		},
+		{
+			name: "provisioner stack in web-identity mode with a bad issuer parameter",
+			build: func(app awscdk.App, _ awscdk.Stack) {
+				NewProvisionerStack(app, "P", &ProvisionerStackProps{Group: testGroup, Trust: TrustWebIdentity, WebIdentityIssuerParameter: "issuer"})
+			},
+			wantErr: []string{`[P] WebIdentityIssuerParameter: SSM parameter name "issuer" is not valid`},
+		},
+		{
+			name: "aws-auth stack with an unknown trust mode",
+			build: func(app awscdk.App, _ awscdk.Stack) {
+				NewAwsAuthStack(app, "A", &AwsAuthStackProps{Provisioner: *testSettings(), Group: testGroup, Trust: "oidc"})
+			},
+			wantErr: []string{`[A] Trust: "oidc" is not a trust mode`},
+		},
+		{
+			name: "enablement without the provisioner function",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				NewOutboundWebIdentityFederation(s, "F", nil)
+			},
+			wantErr: []string{"[S/F] Provisioner: no provisioner function"},
+		},
+		{
 			name: "every problem is reported at once",
 			build: func(_ awscdk.App, s awscdk.Stack) {
 				p := validIdentity(lambdaRole(s))
