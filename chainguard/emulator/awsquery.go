@@ -50,7 +50,12 @@ import (
 //
 // Authorization. Every SigV4-verified principal may call every action served:
 // the stand-in has no IAM policies (what a role may do is the CDK tests'
-// concern).
+// concern); FailNextAWS injects the AccessDenied a missing policy would cause.
+//
+// Counting and faults. A verified call (signature and regional scope
+// checked) counts as "<service>:<Action>" for Calls, and then takes the
+// faults injected for that name (FailNextAWS, HangNext, SetLatency) before
+// it is served.
 
 // awsQueryAction is one action the Query API serves.
 type awsQueryAction struct {
@@ -177,6 +182,9 @@ func (e *Emulator) awsQuery(r *http.Request, service *string) (any, string, erro
 	// regional endpoints require.
 	if m := regionalHost.FindStringSubmatch(strings.ToLower(r.Host)); m != nil && m[1] == act.service && m[2] != caller.region {
 		return nil, name, senderError(http.StatusForbidden, "SignatureDoesNotMatch", "Credential should be scoped to a valid region, not '%s'. ", caller.region)
+	}
+	if err := e.beforeAWSCall(r.Context(), act.service+":"+name); err != nil {
+		return nil, name, err
 	}
 	result, err := act.serve(e, &awsQueryCall{action: name, form: form, caller: caller, host: r.Host})
 	return result, name, err

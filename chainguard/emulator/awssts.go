@@ -156,6 +156,9 @@ func (e *Emulator) serveAWSSTS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := e.verifySigV4(r)
+	if err == nil {
+		err = e.beforeAWSCall(r.Context(), "sts:GetCallerIdentity")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	reqID := randomString(16, upperAlnum)
 	if err != nil {

@@ -113,7 +113,10 @@
 //
 // Faults. Calls, FailNext, SetLatency and HangNext take the full gRPC name
 // of any method served, v1 or v2 (e.g.
-// "/chainguard.platform.iam.v2.IdentitiesService/CreateIdentity").
+// "/chainguard.platform.iam.v2.IdentitiesService/CreateIdentity"); Calls,
+// FailNextAWS, SetLatency and HangNext also take the AWS actions of the
+// AWS stand-in, named as IAM policies name them (e.g.
+// "sts:GetWebIdentityToken"), counted once their signature verified.
 // FailNext makes calls fail with any code, including the transient
 // Unknown and Internal the service returns; SetLatency delays calls;
 // HangNext blocks them until the caller's deadline; SetIssuerReachable(false)
@@ -164,6 +167,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -328,9 +332,12 @@ type repo struct {
 
 type fault struct {
 	failN    int
-	failCode codes.Code
-	hangN    int
-	latency  time.Duration
+	failCode codes.Code // a gRPC method's (FailNext)
+	// awsCode and awsStatus are an AWS action's (FailNextAWS).
+	awsCode   string
+	awsStatus int
+	hangN     int
+	latency   time.Duration
 }
 
 // Start starts an emulator on free 127.0.0.1 ports (or the addresses in
@@ -429,6 +436,9 @@ func Start(opts Options) (*Emulator, error) {
 				e.methods["/"+svc+"/"+m.Name] = true
 			}
 		}
+	}
+	for name, act := range awsQueryActions {
+		e.methods[act.service+":"+name] = true
 	}
 	rules, err := loadRules(e.apiSrv)
 	if err != nil {
@@ -564,10 +574,22 @@ func (e *Emulator) APIURL() string { return e.apiURL }
 // http.DefaultClient hook; it is exposed for diagnostics and direct tests.
 func (e *Emulator) AWSSTSURL() string { return e.awsSTSURL }
 
-// Calls returns how many RPCs of the full method (e.g.
-// "/chainguard.platform.iam.Identities/Create") the emulator received,
-// including failed ones. It panics on a method the emulator does not serve,
-// so that a misspelled name cannot make an assertion pass.
+// Calls returns how many calls of method the emulator received: a
+// Chainguard RPC by its full gRPC method name (e.g.
+// "/chainguard.platform.iam.Identities/Create"), counted on arrival,
+// including failed ones; or an AWS action of the AWS stand-in as IAM policies
+// name it, "sts:GetWebIdentityToken", "sts:GetCallerIdentity",
+// "iam:EnableOutboundWebIdentityFederation",
+// "iam:GetOutboundWebIdentityFederationInfo" or
+// "iam:DisableOutboundWebIdentityFederation", counted on every request whose
+// SigV4 signature verified (a request refused before that, e.g. with
+// SignatureDoesNotMatch, reached no action), including those that then fail
+// (an injected fault, a disabled federation, a parameter refused).
+// sts:GetCallerIdentity counts both the Query API calls of the SDK clients
+// and the GetCallerIdentity requests auth/aws.VerifyToken forwards when the
+// Chainguard STS verifies a caller-identity token. It panics on a name the
+// emulator does not serve, so that a misspelled name cannot make an
+// assertion pass.
 func (e *Emulator) Calls(method string) int {
 	e.mustKnow("Calls", method)
 	e.mu.Lock()
@@ -575,15 +597,19 @@ func (e *Emulator) Calls(method string) int {
 	return e.calls[method]
 }
 
-// FailNext makes the next n calls of method fail with code (and a message
-// saying the failure was injected). Any code but OK works; the transient ones
-// the service really returns are Unavailable, Unknown (a raw HTTP 5xx from
-// the gateway) and Internal (the Terraform provider's isRetryable in
-// internal/provider/retry.go, at 5085c9f, retries Unknown, Internal,
-// DeadlineExceeded and Aborted; the SDK's own connection retry covers
-// Unavailable and ResourceExhausted).
+// FailNext makes the next n calls of the gRPC method fail with code (and a
+// message saying the failure was injected). Any code but OK works; the
+// transient ones the service really returns are Unavailable, Unknown (a raw
+// HTTP 5xx from the gateway) and Internal (the Terraform provider's
+// isRetryable in internal/provider/retry.go, at 5085c9f, retries Unknown,
+// Internal, DeadlineExceeded and Aborted; the SDK's own connection retry
+// covers Unavailable and ResourceExhausted). AWS actions fail with
+// FailNextAWS.
 func (e *Emulator) FailNext(method string, n int, code codes.Code) {
 	e.mustKnow("FailNext", method)
+	if isAWSAction(method) {
+		panic(fmt.Sprintf("emulator: FailNext: %q is an AWS action: use FailNextAWS, which takes an AWS error code and HTTP status", method))
+	}
 	if code == codes.OK {
 		panic("emulator: FailNext with codes.OK")
 	}
@@ -593,8 +619,37 @@ func (e *Emulator) FailNext(method string, n int, code codes.Code) {
 	f.failN, f.failCode = n, code
 }
 
-// SetLatency delays every call of method by d (0 removes the delay). A call
-// whose context ends during the delay fails with its context's error.
+// FailNextAWS makes the next n verified calls of the AWS action (named as
+// for Calls, e.g. "sts:GetWebIdentityToken") fail with the AWS error code
+// (e.g. "AccessDenied", "Throttling", "InternalFailure") and HTTP status
+// (400-599; AccessDenied is 403, Throttling 400, InternalFailure 500),
+// answered in the action's own error format (the Query API's XML
+// ErrorResponse, so the SDK clients return a smithy.APIError with that code;
+// the JSON error of a forwarded GetCallerIdentity, which auth/aws.VerifyToken
+// reports as ErrTokenRejected) with a message saying the failure was
+// injected. The call is counted and its signature verified first: an
+// unsigned or badly signed request still gets AWS's own error. The SDK
+// clients retry 5xx and throttling codes by themselves (3 attempts by
+// default), each attempt one call.
+func (e *Emulator) FailNextAWS(action string, n int, code string, httpStatus int) {
+	e.mustKnow("FailNextAWS", action)
+	switch {
+	case !isAWSAction(action):
+		panic(fmt.Sprintf("emulator: FailNextAWS: %q is a gRPC method: use FailNext", action))
+	case code == "":
+		panic("emulator: FailNextAWS with an empty error code")
+	case httpStatus < 400 || httpStatus > 599:
+		panic(fmt.Sprintf("emulator: FailNextAWS: HTTP status %d is not an error status (400-599)", httpStatus))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f := e.fault(action)
+	f.failN, f.awsCode, f.awsStatus = n, code, httpStatus
+}
+
+// SetLatency delays every call of method (a gRPC method or an AWS action,
+// named as for Calls) by d (0 removes the delay). A call whose context ends
+// during the delay fails with its context's error.
 func (e *Emulator) SetLatency(method string, d time.Duration) {
 	e.mustKnow("SetLatency", method)
 	e.mu.Lock()
@@ -602,9 +657,11 @@ func (e *Emulator) SetLatency(method string, d time.Duration) {
 	e.fault(method).latency = d
 }
 
-// HangNext makes the next n calls of method block until the caller's context
-// is done (its deadline passes or it is cancelled); they then fail with
-// DeadlineExceeded or Canceled.
+// HangNext makes the next n calls of method (a gRPC method or an AWS
+// action, named as for Calls) block until the caller's context is done (its
+// deadline passes or it is cancelled; for an AWS action, until the client
+// gives up the HTTP request); gRPC calls then fail with DeadlineExceeded or
+// Canceled.
 func (e *Emulator) HangNext(method string, n int) {
 	e.mustKnow("HangNext", method)
 	e.mu.Lock()
@@ -631,47 +688,89 @@ func (e *Emulator) fault(method string) *fault {
 
 func (e *Emulator) mustKnow(fn, method string) {
 	if !e.methods[method] {
-		panic(fmt.Sprintf("emulator: %s: %q is not a method the emulator serves; use a full gRPC method name such as %q",
-			fn, method, "/chainguard.platform.iam.Identities/Create"))
+		panic(fmt.Sprintf("emulator: %s: %q is not a method the emulator serves; use a full gRPC method name such as %q or an AWS action such as %q",
+			fn, method, "/chainguard.platform.iam.Identities/Create", "sts:GetWebIdentityToken"))
 	}
 }
 
-// beforeCall counts the call and applies injected faults.
-func (e *Emulator) beforeCall(ctx context.Context, method string) error {
+// isAWSAction reports whether a name the emulator serves is an AWS action
+// ("sts:...", "iam:...") rather than a gRPC method ("/...").
+func isAWSAction(name string) bool { return !strings.HasPrefix(name, "/") }
+
+// injected is what the faults of one call say to do.
+type injected struct {
+	latency   time.Duration
+	hang      bool
+	fail      bool
+	code      codes.Code // gRPC
+	awsCode   string     // AWS
+	awsStatus int
+}
+
+// admit counts a call of name (a gRPC method or an AWS action) and takes its
+// share of the injected faults: it waits out the latency and a hang, and
+// returns the failure to answer with (injected.fail). err is the context's
+// when ctx ended while waiting.
+func (e *Emulator) admit(ctx context.Context, name string) (injected, error) {
 	e.mu.Lock()
-	e.calls[method]++
-	var latency time.Duration
-	hang, fail := false, codes.OK
-	if f, ok := e.faults[method]; ok {
-		latency = f.latency
+	e.calls[name]++
+	var in injected
+	if f, ok := e.faults[name]; ok {
+		in.latency = f.latency
 		switch {
 		case f.hangN > 0:
 			f.hangN--
-			hang = true
+			in.hang = true
 		case f.failN > 0:
 			f.failN--
-			fail = f.failCode
+			in.fail, in.code, in.awsCode, in.awsStatus = true, f.failCode, f.awsCode, f.awsStatus
 		}
 	}
 	e.mu.Unlock()
 
-	if latency > 0 {
-		t := time.NewTimer(latency)
+	if in.latency > 0 {
+		t := time.NewTimer(in.latency)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return status.FromContextError(ctx.Err()).Err()
+			return in, ctx.Err()
 		case <-t.C:
 		}
 	}
-	if hang {
-		e.log.Info("injected hang", "method", method)
+	if in.hang {
+		e.log.Info("injected hang", "method", name)
 		<-ctx.Done()
-		return status.FromContextError(ctx.Err()).Err()
+		return in, ctx.Err()
 	}
-	if fail != codes.OK {
-		e.log.Info("injected failure", "method", method, "code", fail)
-		return status.Errorf(fail, "emulator: injected failure of %s", method)
+	if in.fail {
+		e.log.Info("injected failure", "method", name, "code", in.code, "aws_code", in.awsCode)
+	}
+	return in, nil
+}
+
+// beforeCall counts a gRPC call and applies injected faults.
+func (e *Emulator) beforeCall(ctx context.Context, method string) error {
+	in, err := e.admit(ctx, method)
+	switch {
+	case err != nil:
+		return status.FromContextError(err).Err()
+	case in.fail:
+		return status.Errorf(in.code, "emulator: injected failure of %s", method)
+	}
+	return nil
+}
+
+// beforeAWSCall counts a verified call of an AWS action ("sts:...",
+// "iam:...") and applies injected faults.
+func (e *Emulator) beforeAWSCall(ctx context.Context, action string) error {
+	in, err := e.admit(ctx, action)
+	switch {
+	case err != nil:
+		// The client gave up (its deadline, or a closed connection):
+		// nobody reads this answer.
+		return &awsError{status: http.StatusServiceUnavailable, code: "RequestCanceled", message: fmt.Sprintf("the client gave up %s: %v", action, err)}
+	case in.fail:
+		return &awsError{status: in.awsStatus, code: in.awsCode, message: fmt.Sprintf("emulator: injected failure of %s", action)}
 	}
 	return nil
 }

@@ -39,6 +39,24 @@ func (p AWSPrincipal) ExactTrust() *iam.Identity_AWSIdentity {
 	}
 }
 
+// WebIdentitySubject is the sub of p's web identity tokens
+// (GetWebIdentityToken): its RoleARN, else the role ARN of its assumed-role
+// ARN with path "/", else its ARN (see webidentity_token.go).
+func (p AWSPrincipal) WebIdentitySubject() string { return principalARN(p) }
+
+// WebIdentityTrust returns the claim_match that admits exactly p's web
+// identity tokens from issuer (p's account's, EnableWebIdentityFederation)
+// requested for audience (the Chainguard issuer URL, IssuerURL): issuer,
+// subject (WebIdentitySubject) and audience exact, the trust the product
+// writes.
+func (p AWSPrincipal) WebIdentityTrust(issuer, audience string) *iam.Identity_ClaimMatch {
+	return &iam.Identity_ClaimMatch{
+		Iss: &iam.Identity_ClaimMatch_Issuer{Issuer: issuer},
+		Sub: &iam.Identity_ClaimMatch_Subject{Subject: p.WebIdentitySubject()},
+		Aud: &iam.Identity_ClaimMatch_Audience{Audience: audience},
+	}
+}
+
 // StandardOptions configures SeedStandard; zero fields take the defaults in
 // brackets.
 type StandardOptions struct {

@@ -679,67 +679,84 @@ func TestNewSourceOptions(t *testing.T) {
 	}
 }
 
+// BenchmarkSourceTokenCacheHit measures Source.Token with a fresh cached
+// token, in each trust mode (the cache does not depend on it; target < 1µs).
 func BenchmarkSourceTokenCacheHit(b *testing.B) {
-	f := start(b, emulator.Options{})
-	s := mustSource(b, f.config(f.creds))
-	mustToken(b, s)
-	ctx := context.Background()
-	b.Run("serial", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := s.Token(ctx); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if _, err := s.Token(ctx); err != nil {
-					b.Error(err)
-					return
+	for _, trust := range []token.Trust{token.CallerIdentity, token.WebIdentity} {
+		b.Run(string(trust), func(b *testing.B) {
+			e, cfg := coldConfig(b, trust)
+			s := mustSource(b, cfg)
+			mustToken(b, s)
+			ctx := context.Background()
+			b.Run("serial", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := s.Token(ctx); err != nil {
+						b.Fatal(err)
+					}
 				}
+			})
+			b.Run("parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := s.Token(ctx); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+			want := map[token.Trust]int{token.CallerIdentity: 1, token.WebIdentity: 2}[trust]
+			if n := e.Calls(exchangeMethod) + e.Calls(getWebIdentityToken); n != want {
+				b.Fatalf("calls = %d, want %d: the cold exchange's only", n, want)
 			}
 		})
-	})
-	if n := f.e.Calls(exchangeMethod); n != 1 {
-		b.Fatalf("Exchange RPCs = %d, want 1", n)
 	}
 }
 
-// BenchmarkExchange measures one full exchange (sign + STS RPC, fresh
-// connection, verification by the emulator's AWS STS stand-in), answered at
-// the first attempt and after one Internal failure (the retry's own cost:
-// its wait is shortened to 1µs).
+// BenchmarkExchange measures one full exchange in each trust mode, answered
+// at the first attempt and after one Internal failure (the retry's own
+// cost: its wait is shortened to 1µs). Caller identity: sign + STS RPC
+// (fresh connection) + the emulator's verification through its AWS STS
+// stand-in. Web identity: GetWebIdentityToken through the real SDK STS
+// client + STS RPC + the emulator's OIDC verification (discovery cached).
+// It reports the workload's calls per exchange (calls/op: AWS
+// GetWebIdentityToken + Chainguard STS Exchange RPCs) and checks them.
 func BenchmarkExchange(b *testing.B) {
-	f := start(b, emulator.Options{})
 	ctx := context.Background()
 	tests := []struct {
+		trust token.Trust
 		name  string
-		fault func()
+		fail  bool
+		aws   int // GetWebIdentityToken calls per exchange
 		rpcs  int // Exchange RPCs per exchange
 	}{
-		{name: "first attempt", fault: func() {}, rpcs: 1},
-		{name: "retried once", fault: func() { f.e.FailNext(exchangeMethod, 1, codes.Internal) }, rpcs: 2},
+		{trust: token.CallerIdentity, name: "first attempt", rpcs: 1},
+		{trust: token.CallerIdentity, name: "retried once", fail: true, rpcs: 2},
+		{trust: token.WebIdentity, name: "first attempt", aws: 1, rpcs: 1},
+		{trust: token.WebIdentity, name: "retried once", fail: true, aws: 1, rpcs: 2},
 	}
 	for _, tt := range tests {
-		b.Run(tt.name, func(b *testing.B) {
-			cfg := f.config(f.creds)
+		b.Run(string(tt.trust)+"/"+tt.name, func(b *testing.B) {
+			e, cfg := coldConfig(b, tt.trust)
 			cfg.Retry = token.RetryPolicy{InitialBackoff: time.Microsecond}
-			before := f.e.Calls(exchangeMethod)
 			n := 0
 			b.ReportAllocs()
 			for b.Loop() {
-				tt.fault()
+				if tt.fail {
+					e.FailNext(exchangeMethod, 1, codes.Internal)
+				}
 				if _, err := token.Exchange(ctx, cfg); err != nil {
 					b.Fatal(err)
 				}
 				n++
 			}
-			if got := f.e.Calls(exchangeMethod) - before; got != n*tt.rpcs {
-				b.Fatalf("Exchange RPCs = %d for %d exchanges, want %d each", got, n, tt.rpcs)
+			awsCalls, rpcs := e.Calls(getWebIdentityToken), e.Calls(exchangeMethod)
+			if awsCalls != n*tt.aws || rpcs != n*tt.rpcs {
+				b.Fatalf("%d GetWebIdentityToken calls and %d Exchange RPCs for %d exchanges, want %d and %d each", awsCalls, rpcs, n, tt.aws, tt.rpcs)
 			}
+			b.ReportMetric(float64(awsCalls+rpcs)/float64(n), "calls/op")
 		})
 	}
 }

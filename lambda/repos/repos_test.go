@@ -233,3 +233,41 @@ func TestWarmInvocationsShareOneExchange(t *testing.T) {
 		t.Fatalf("ListRepos calls = %d, want %d", got, n)
 	}
 }
+
+// webIdentity switches e to the web-identity trust: its identity becomes
+// one whose claim_match trusts the workload role's web identity tokens
+// from its account's issuer (outbound identity federation enabled), and the
+// returned variables make the function use that trust and reach the
+// emulator's AWS side for GetWebIdentityToken.
+func (e *env) webIdentity() []string {
+	issuer := e.EnableWebIdentityFederation(e.WorkloadPrincipal.Account)
+	e.identity = e.SeedClaimMatchIdentity(e.Group, "aws-auth-web-identity", "the repos function, by web identity",
+		e.WorkloadPrincipal.WebIdentityTrust(issuer, e.IssuerURL()), map[string][]string{e.Group: {"viewer"}})
+	return []string{"CHAINGUARD_TRUST=web-identity", "AWS_ENDPOINT_URL_STS=" + e.AWSURL()}
+}
+
+// TestWebIdentityWarmInvocationsShareOneExchange runs the function in the
+// web-identity trust (config.LoadDefaultConfig's STS client, pointed at the
+// emulator by AWS_ENDPOINT_URL_STS): warm invocations share one exchange,
+// made of exactly 2 calls (AWS GetWebIdentityToken and the Chainguard STS
+// Exchange). The refusals of this trust are tested in chainguard/token.
+func TestWebIdentityWarmInvocationsShareOneExchange(t *testing.T) {
+	e := newEnv(t, nil)
+	f := e.start(t, 10*time.Second, e.webIdentity()...)
+	const n = 20
+	for i := range n {
+		body, err := invoke(t, f)
+		if err != nil {
+			t.Fatalf("invoke %d: %v", i, err)
+		}
+		if !strings.Contains(string(body), `"identity":"`+e.identity+`"`) || !strings.Contains(string(body), `"count":3`) {
+			t.Fatalf("invoke %d: %s", i, body)
+		}
+	}
+	if aws, ex := e.Calls("sts:GetWebIdentityToken"), e.Calls(exchangeMethod); aws != 1 || ex != 1 {
+		t.Fatalf("%d warm invocations made %d GetWebIdentityToken calls and %d exchanges, want 1 and 1", n, aws, ex)
+	}
+	if got := e.Calls("sts:GetCallerIdentity"); got != 0 {
+		t.Fatalf("sts:GetCallerIdentity calls = %d, want 0 in the web-identity trust", got)
+	}
+}

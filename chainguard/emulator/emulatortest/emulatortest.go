@@ -3,7 +3,8 @@
 // credentials for a token through the real SDK (waiting out the emulator's
 // propagation delay in Token), reading a token's expiry whether or not the
 // exchange response carries it, signing AWS tokens at a chosen time (for
-// stale-token tests), and dialing the SDK's IAM v2 clients (IAMv2).
+// stale-token tests), dialing the SDK's IAM v2 clients (IAMv2), and the
+// aws-sdk-go-v2 STS client of a web-identity workload (WebIdentitySTS).
 package emulatortest
 
 import (
@@ -23,6 +24,8 @@ import (
 	"chainguard.dev/sdk/sts"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -147,4 +150,28 @@ func GenerateTokenAt(ctx context.Context, creds aws.Credentials, audience, ident
 		return "", fmt.Errorf("serialize GetCallerIdentity request: %w", err)
 	}
 	return base64.URLEncoding.EncodeToString(b.Bytes()), nil
+}
+
+// Region is the AWS region of the clients WebIdentitySTS returns (a
+// regional STS endpoint: GetWebIdentityToken is not served by the global
+// one).
+const Region = "us-east-1"
+
+// WebIdentitySTS registers the AWS principal p with e's AWS stand-in and
+// returns the real aws-sdk-go-v2 STS client of a workload running as p: it
+// signs with p's fresh credentials (RegisterAWSPrincipal) in Region and
+// addresses e's AWS stand-in (BaseEndpoint = e.AWSURL()), with the SDK's
+// default retryer, as config.LoadDefaultConfig would build it for a Lambda
+// function. optFns adjust the options (e.g. Region, RetryMaxAttempts,
+// APIOptions). Outbound identity federation of p's account is left as it
+// is: enable it with e.EnableWebIdentityFederation. The credentials are
+// client.Options().Credentials.
+func WebIdentitySTS(tb testing.TB, e *emulator.Emulator, p emulator.AWSPrincipal, optFns ...func(*awssts.Options)) *awssts.Client {
+	tb.Helper()
+	creds := e.RegisterAWSPrincipal(p)
+	return awssts.New(awssts.Options{
+		Region:       Region,
+		Credentials:  credentials.StaticCredentialsProvider{Value: creds},
+		BaseEndpoint: aws.String(e.AWSURL()),
+	}, optFns...)
 }
