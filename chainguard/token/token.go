@@ -59,13 +59,14 @@ var (
 	// ErrCredentials: the AWS credentials provider failed or returned no keys.
 	ErrCredentials = errors.New("AWS credentials unavailable")
 	// ErrGenerate: the AWS proof could not be made: signing the
-	// GetCallerIdentity token failed, or AWS STS refused or failed
+	// GetCallerIdentity token failed, or AWS STS refused
 	// GetWebIdentityToken (the message says which AWS rule refused).
 	ErrGenerate = errors.New("AWS token generation failed")
 	// ErrRefused: the Chainguard STS answered and said no; the message carries its reason.
 	ErrRefused = errors.New("refused")
-	// ErrUnreachable: the Chainguard STS was not reached, did not answer within
-	// the deadline, or failed on its side (Unavailable, DeadlineExceeded,
+	// ErrUnreachable: the Chainguard STS (or, for the web-identity trust,
+	// AWS STS) was not reached, did not answer within the deadline, or
+	// failed on its side (Unavailable, DeadlineExceeded,
 	// ResourceExhausted, Internal, ..., or an answer without an access token
 	// or without any way to tell when the token expires), after the retries
 	// of Config.Retry. Retrying later may succeed.
@@ -224,7 +225,7 @@ func exchange(ctx context.Context, cfg Config) (Token, error) {
 		// deadline is the caller's.
 		ce := classify(step, timeout, callerBound || ctx.Err() != nil, err)
 		if cfg.Trust == WebIdentity && errors.Is(ce, ErrRefused) {
-			ce.msg += presented(lastProof)
+			ce.msg += presented(lastProof, err)
 		}
 		ce.note(attempts, sched.pastDeadline)
 		return Token{}, ce
@@ -248,7 +249,11 @@ func prover(ctx context.Context, cfg Config, timeout time.Duration, who string) 
 	if cfg.Trust == WebIdentity {
 		jwt, err := webIdentityToken(ctx, cfg, timeout)
 		if err != nil {
-			return nil, fmt.Errorf("get an AWS web identity token %s: %w: %w", who, ErrGenerate, err)
+			class := ErrGenerate
+			if awsUnavailable(ctx, err) {
+				class = ErrUnreachable
+			}
+			return nil, fmt.Errorf("get an AWS web identity token %s: %w: %w", who, class, err)
 		}
 		return func() (string, error) { return jwt, nil }, nil
 	}

@@ -13,6 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Trust says how the caller proves its AWS identity to the Chainguard STS.
@@ -74,13 +77,26 @@ func webIdentityToken(ctx context.Context, cfg Config, timeout time.Duration) (s
 		SigningAlgorithm: aws.String(WebIdentitySigningAlgorithm),
 		DurationSeconds:  aws.Int32(int32(WebIdentityTokenLifetime / time.Second)),
 	})
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return "", fmt.Errorf("AWS STS did not answer GetWebIdentityToken within %s: check AWS_REGION and that the regional STS endpoint (or AWS_ENDPOINT_URL_STS) is reachable: %w", timeout, err)
+	case err != nil:
 		return "", awsRefusal(err, cfg.Issuer)
 	}
 	if out.WebIdentityToken == nil || *out.WebIdentityToken == "" {
 		return "", errors.New("AWS STS answered without a web identity token")
 	}
 	return *out.WebIdentityToken, nil
+}
+
+// awsUnavailable reports whether a GetWebIdentityToken failure is AWS's
+// side not answering (no answer in time, or a 5xx after the SDK's own
+// retries) rather than a refusal: the exchange is ErrUnreachable then, and
+// trying again later may succeed.
+func awsUnavailable(ctx context.Context, err error) bool {
+	var re *smithyhttp.ResponseError
+	return errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil ||
+		errors.As(err, &re) && re.HTTPStatusCode() >= 500
 }
 
 // awsRefusal explains an AWS STS error of GetWebIdentityToken. It keeps the
@@ -99,10 +115,14 @@ func awsRefusal(err error, audience string) error {
 }
 
 // presented names the issuer and subject a web identity token claims, so
-// that a refusal can be compared with the identity's claim_match. It reads
+// that a refusal (PermissionDenied, Unauthenticated) can be compared with
+// the identity's claim_match; for other errors it says nothing. It reads
 // the claims without verifying them (the Chainguard STS verifies) and never
 // returns the token.
-func presented(jwt string) string {
+func presented(jwt string, err error) string {
+	if c := status.Code(err); c != codes.PermissionDenied && c != codes.Unauthenticated {
+		return ""
+	}
 	parts := strings.Split(jwt, ".")
 	if len(parts) != 3 {
 		return ""

@@ -330,7 +330,8 @@ func TestWebIdentityExchangeRefusals(t *testing.T) {
 		wantAs       any // a pointer to an error type errors.As must find
 		wantCode     codes.Code
 		wantErr      []string
-		wantAWS      int // sts:GetWebIdentityToken calls
+		notErr       []string // what the error must not say
+		wantAWS      int      // sts:GetWebIdentityToken calls
 		wantExchange int
 	}{
 		{
@@ -357,7 +358,7 @@ func TestWebIdentityExchangeRefusals(t *testing.T) {
 		{
 			name: "AWS fails on its side, past the SDK's retries", identity: f.identity, client: quickRetries,
 			fault:   func() { f.e.FailNextAWS(getWebIdentityToken, 3, "InternalFailure", http.StatusInternalServerError) },
-			wantIs:  token.ErrGenerate,
+			wantIs:  token.ErrUnreachable,
 			wantErr: []string{"get an AWS web identity token for identity " + f.identity, "AWS STS GetWebIdentityToken", "InternalFailure"},
 			wantAWS: 3,
 		},
@@ -386,7 +387,8 @@ func TestWebIdentityExchangeRefusals(t *testing.T) {
 		{
 			name: "identity does not exist (Chainguard)", identity: f.group + "/0123456789abcdef", client: f.sts,
 			wantIs: token.ErrRefused, wantCode: codes.NotFound,
-			wantErr: []string{"refused: not found", "check the identity UIDP", presented},
+			wantErr: []string{"refused: not found", "check the identity UIDP"},
+			notErr:  []string{"the AWS token presented"},
 			wantAWS: 1, wantExchange: 1,
 		},
 	}
@@ -405,6 +407,11 @@ func TestWebIdentityExchangeRefusals(t *testing.T) {
 			for _, w := range tt.wantErr {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("Exchange() error = %q, want it to contain %q", err, w)
+				}
+			}
+			for _, w := range tt.notErr {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("Exchange() error = %q, want it not to contain %q", err, w)
 				}
 			}
 			if tt.wantAs != nil && !errors.As(err, tt.wantAs) {
@@ -472,7 +479,7 @@ func TestWebIdentityNotYetPropagated(t *testing.T) {
 // TestWebIdentityDeadlines: every step is bounded by Config.RPCTimeout. An
 // AWS endpoint that never answers (a listener that accepts and stays
 // silent, or the emulator's AWS side hanging) fails the AWS step within the
-// timeout as ErrGenerate, with no Chainguard call; a Chainguard STS that
+// timeout as ErrUnreachable, with no Chainguard call; a Chainguard STS that
 // hangs is retried with the same web identity token (one AWS call).
 func TestWebIdentityDeadlines(t *testing.T) {
 	const timeout = 300 * time.Millisecond
@@ -492,14 +499,14 @@ func TestWebIdentityDeadlines(t *testing.T) {
 	}{
 		{
 			name: "AWS endpoint never answers", client: silentSTS,
-			wantIs:  token.ErrGenerate,
-			wantErr: []string{"get an AWS web identity token for identity " + f.identity, "AWS STS GetWebIdentityToken", "deadline exceeded"},
+			wantIs:  token.ErrUnreachable,
+			wantErr: []string{"get an AWS web identity token for identity " + f.identity, "AWS STS did not answer GetWebIdentityToken within 300ms: check AWS_REGION", "deadline exceeded"},
 			maxTime: timeout + 500*time.Millisecond,
 		},
 		{
 			name: "AWS hangs", client: f.sts, fault: func() { f.e.HangNext(getWebIdentityToken, 1) },
-			wantIs:  token.ErrGenerate,
-			wantErr: []string{"get an AWS web identity token for identity " + f.identity, "deadline exceeded"},
+			wantIs:  token.ErrUnreachable,
+			wantErr: []string{"get an AWS web identity token for identity " + f.identity, "AWS STS did not answer GetWebIdentityToken within 300ms", "deadline exceeded"},
 			maxTime: timeout + 500*time.Millisecond,
 			wantAWS: 1,
 		},
