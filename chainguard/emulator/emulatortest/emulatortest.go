@@ -3,7 +3,10 @@
 // credentials for a token through the real SDK (waiting out the emulator's
 // propagation delay in Token), reading a token's expiry whether or not the
 // exchange response carries it, signing AWS tokens at a chosen time (for
-// stale-token tests), and dialing the SDK's IAM v2 clients (IAMv2).
+// stale-token tests), dialing the SDK's IAM v2 clients (IAMv2), and the
+// web-identity trust: the SDK's AWS STS and IAM clients pointed at the
+// emulator's AWS stand-in, and the exchange of a web identity token
+// (webidentity.go).
 package emulatortest
 
 import (
