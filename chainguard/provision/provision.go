@@ -48,7 +48,8 @@
 //	                    UpdateGroup (mask name, description), DeleteGroup
 //	identities          IdentitiesService/ListIdentities (uidp.children_of,
 //	                    and name on lookups by name), CreateIdentity,
-//	                    UpdateIdentity (mask name, description, aws_identity),
+//	                    UpdateIdentity (mask name, description, and
+//	                    aws_identity or claim_match: the trust's kind),
 //	                    DeleteIdentity
 //	role bindings       RoleBindingsService/ListRoleBindings (uidp.children_of,
 //	                    and identity for one identity's), CreateRoleBinding

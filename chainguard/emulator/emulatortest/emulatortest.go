@@ -4,7 +4,9 @@
 // propagation delay in Token), reading a token's expiry whether or not the
 // exchange response carries it, signing AWS tokens at a chosen time (for
 // stale-token tests), dialing the SDK's IAM v2 clients (IAMv2), and the
-// aws-sdk-go-v2 STS client of a web-identity workload (WebIdentitySTS).
+// web-identity trust: the SDK's AWS STS and IAM clients pointed at the
+// emulator's AWS stand-in, and the exchange of a web identity token
+// (webidentity.go).
 package emulatortest
 
 import (

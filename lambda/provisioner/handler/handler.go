@@ -23,7 +23,8 @@
 // ignores every other property, so a stricter validation or a new property
 // in a later version never leaves a stack unable to delete.
 //
-// Every event:
+// Every event of a Chainguard resource type (Custom::AwsOutboundWebIdentityFederation,
+// which calls AWS alone, takes no property: see TypeFederation):
 //
 //	ProvisionerIdentity  UIDP of the provisioner's assumable identity (owner on the target groups)
 //	Issuer               Chainguard STS URL, e.g. https://issuer.enforce.dev

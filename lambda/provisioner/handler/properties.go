@@ -96,16 +96,22 @@ func (p properties) decode(dst any) error {
 }
 
 // decodeAll is decode for Create and Update: a property that is neither
-// dst's, a Target's nor CloudFormation's own fails, so that a misspelt name
+// dst's, a Target's (except on TypeFederation, which calls AWS alone and
+// takes no property) nor CloudFormation's own fails, so that a misspelt name
 // is not ignored.
 func (p properties) decodeAll(resourceType string, dst any) error {
-	known := slices.Concat(cfnTags(Target{}), cfnTags(dst))
+	known := cfnTags(dst)
+	if resourceType != TypeFederation {
+		known = slices.Concat(cfnTags(Target{}), known)
+	}
 	for _, name := range slices.Sorted(maps.Keys(p)) {
 		switch {
 		case slices.Contains(known, name) || slices.Contains(cfnProperties, name):
 		case resourceType == TypeIdentity && slices.Contains(retiredIdentityProperties, name):
 			return fmt.Errorf("property %s is no longer part of the %s contract: give the trusted role as %s, %s, %s and %s (its unique ID, AROA...), and its sessions as %s (one session name) or %s (a regular expression for the session name alone); the provisioner builds the anchored ARN and user ID from them",
 				name, resourceType, PropAwsAccount, PropAwsPartition, PropAwsRoleName, PropAwsRoleID, PropAwsSession, PropAwsSessionPattern)
+		case len(known) == 0:
+			return fmt.Errorf("property %s is not part of the %s contract: it takes no properties besides CloudFormation's %s", name, resourceType, strings.Join(cfnProperties, " and "))
 		default:
 			return fmt.Errorf("property %s is not part of the %s contract: known properties are %s", name, resourceType, strings.Join(known, ", "))
 		}
