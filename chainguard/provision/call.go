@@ -226,25 +226,10 @@ func statusOf(err error) error {
 }
 
 // transient reports whether err, from one attempt, is a failure worth
-// retrying: Unavailable, Unknown, Internal, Aborted, ResourceExhausted, or
-// the per-RPC timeout (not the caller's deadline).
+// retrying (rpcerr.Transient); never once the caller's own deadline passed
+// or it canceled.
 func (r *retries) transient(ctx context.Context, err error) bool {
-	if ctx.Err() != nil {
-		return false // the caller's own deadline or cancellation
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return false
-	}
-	switch st.Code() {
-	case codes.DeadlineExceeded:
-		// The server may answer a hair before the caller's context
-		// expires: then this is still the caller's deadline.
-		return !r.callerBound
-	case codes.Unavailable, codes.Unknown, codes.Internal, codes.Aborted, codes.ResourceExhausted:
-		return true
-	}
-	return false
+	return ctx.Err() == nil && rpcerr.Transient(err, r.callerBound)
 }
 
 // retryTransient is the first retry loop: it makes attempts until one

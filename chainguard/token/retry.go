@@ -2,13 +2,10 @@ package token
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Defaults of RetryPolicy: up to 4 attempts, waiting about 200ms, 400ms and
@@ -113,33 +110,4 @@ func (s *schedule) NextBackOff() time.Duration {
 		return backoff.Stop
 	}
 	return next
-}
-
-// retryable reports whether a failed exchange attempt is worth another: the
-// issuer was not reached, did not answer within the attempt's own deadline,
-// or failed on its side. The caller's deadline (callerBound: the attempt's
-// deadline was the caller's) and cancellation are final, and so is a
-// refusal: whether a PermissionDenied may be a role binding still
-// propagating is for the caller to decide, within its own budget. An error
-// that is neither a gRPC status nor a deadline (a malformed URL) is final.
-func retryable(err error, callerBound bool) bool {
-	if errors.Is(err, context.DeadlineExceeded) {
-		// The SDK returns its context's error when the deadline passes
-		// between its own Unavailable retries.
-		return !callerBound
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return false
-	}
-	switch st.Code() {
-	case codes.DeadlineExceeded:
-		// The server may answer a hair before the caller's context expires:
-		// that is still the caller's deadline.
-		return !callerBound
-	case codes.Unavailable, codes.Unknown, codes.Internal, codes.ResourceExhausted, codes.Aborted:
-		return true
-	default:
-		return false
-	}
 }

@@ -203,7 +203,7 @@ func exchange(ctx context.Context, cfg Config) (Token, error) {
 			return pair, nil
 		}
 		switch {
-		case !retryable(err, callerBound):
+		case !rpcerr.Transient(err, callerBound):
 			return pair, backoff.Permanent(err)
 		case ctx.Err() != nil:
 			// The caller gave up: that, not this transient failure, ends

@@ -324,39 +324,6 @@ func TestExpiryOf(t *testing.T) {
 	}
 }
 
-func TestRetryable(t *testing.T) {
-	tests := []struct {
-		name        string
-		err         error
-		callerBound bool
-		want        bool
-	}{
-		{"unavailable", status.Error(codes.Unavailable, "connection refused"), false, true},
-		{"unknown (HTTP 500 through the gateway)", status.Error(codes.Unknown, "500"), false, true},
-		{"internal", status.Error(codes.Internal, "boom"), false, true},
-		{"resource exhausted", status.Error(codes.ResourceExhausted, "slow down"), false, true},
-		{"aborted", status.Error(codes.Aborted, "conflict"), false, true},
-		{"own deadline", status.Error(codes.DeadlineExceeded, "context deadline exceeded"), false, true},
-		{"own deadline between the SDK's retries", context.DeadlineExceeded, false, true},
-		{"caller's deadline", status.Error(codes.DeadlineExceeded, "context deadline exceeded"), true, false},
-		{"caller's deadline between the SDK's retries", context.DeadlineExceeded, true, false},
-		{"canceled", status.Error(codes.Canceled, "context canceled"), false, false},
-		{"permission denied", status.Error(codes.PermissionDenied, "no"), false, false},
-		{"unauthenticated", status.Error(codes.Unauthenticated, "no"), false, false},
-		{"not found", status.Error(codes.NotFound, "no"), false, false},
-		{"invalid argument", status.Error(codes.InvalidArgument, "no"), false, false},
-		{"failed precondition", status.Error(codes.FailedPrecondition, "no"), false, false},
-		{"not a status", errors.New("parse URL"), false, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := retryable(tt.err, tt.callerBound); got != tt.want {
-				t.Errorf("retryable(%v, callerBound=%v) = %v, want %v", tt.err, tt.callerBound, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestRetryPolicyDefaults(t *testing.T) {
 	tests := []struct {
 		name string
