@@ -69,6 +69,10 @@ type StandardOptions struct {
 	ProvisionerSession string   // its session name ["chainguard-provisioner"]
 	WorkloadRole       string   // IAM role of the workload ["aws-auth"]
 	WorkloadSession    string   // its session name (a Lambda's function name) ["aws-auth"]
+	// WebIdentity enables Account's outbound identity federation and gives
+	// the provisioner identity the claim_match trust of the web-identity
+	// mode (WebIdentityTrust, audience IssuerURL) instead of ExactTrust.
+	WebIdentity bool
 }
 
 // Standard is what SeedStandard created.
@@ -90,7 +94,8 @@ type Standard struct {
 
 // SeedStandard seeds the layout used by the chainguard-emulator command and
 // by tests: a root group, a child group with repos, an owner "provisioner"
-// identity trusting an assumed-role principal, and a registered workload
+// identity trusting an assumed-role principal (by its aws_identity, or with
+// WebIdentity by its role's web identity tokens), and a registered workload
 // principal. It panics on invalid options, like every Seed method.
 func (e *Emulator) SeedStandard(o StandardOptions) Standard {
 	def := func(v *string, d string) {
@@ -118,8 +123,15 @@ func (e *Emulator) SeedStandard(o StandardOptions) Standard {
 	}
 	s.ProvisionerPrincipal = AssumedRolePrincipal(o.Account, o.ProvisionerRole, o.ProvisionerSession)
 	s.ProvisionerCredentials = e.RegisterAWSPrincipal(s.ProvisionerPrincipal)
-	s.Provisioner = e.SeedIdentity(s.Root, "provisioner", "Provisioner identity seeded by the Chainguard emulator",
-		s.ProvisionerPrincipal.ExactTrust(), map[string][]string{s.Root: {"owner"}})
+	owner := map[string][]string{s.Root: {"owner"}}
+	if o.WebIdentity {
+		issuer := e.EnableWebIdentityFederation(o.Account)
+		s.Provisioner = e.SeedClaimMatchIdentity(s.Root, "provisioner", "Provisioner identity seeded by the Chainguard emulator",
+			s.ProvisionerPrincipal.WebIdentityTrust(issuer, e.IssuerURL()), owner)
+	} else {
+		s.Provisioner = e.SeedIdentity(s.Root, "provisioner", "Provisioner identity seeded by the Chainguard emulator",
+			s.ProvisionerPrincipal.ExactTrust(), owner)
+	}
 	s.WorkloadPrincipal = AssumedRolePrincipal(o.Account, o.WorkloadRole, o.WorkloadSession)
 	s.WorkloadCredentials = e.RegisterAWSPrincipal(s.WorkloadPrincipal)
 	return s

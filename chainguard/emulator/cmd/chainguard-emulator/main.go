@@ -17,6 +17,14 @@
 // refused); -page-size caps IAM v2 List pages. When a flag is not
 // given, the emulator's environment overrides apply
 // (CHAINGUARD_EMULATOR_PROPAGATION_DELAY, CHAINGUARD_EMULATOR_OMIT_EXPIRY).
+//
+// The AWS stand-in (aws_url) also serves the AWS STS and IAM calls of the
+// web-identity trust to SDK clients pointed at it (AWS_ENDPOINT_URL_STS,
+// AWS_ENDPOINT_URL_IAM). With -web-identity the account's outbound identity
+// federation starts enabled (web_identity_issuer) and the provisioner's
+// owner identity is seeded with a claim_match trust (issuer, the
+// provisioner role's ARN, audience = the issuer URL) instead of the
+// aws_identity one.
 package main
 
 import (
@@ -39,16 +47,21 @@ import (
 
 // Output is the JSON object printed on stdout once the emulator serves.
 type Output struct {
-	IssuerURL   string    `json:"issuer_url"`
-	APIURL      string    `json:"api_url"`
-	AWSSTSURL   string    `json:"aws_sts_url"`
-	RootGroup   string    `json:"root_group"`
-	Group       string    `json:"group"`
-	GroupName   string    `json:"group_name"`
-	Repos       []Repo    `json:"repos"`
-	Provisioner Principal `json:"provisioner"`
-	Workload    Principal `json:"workload"`
-	TokenTTL    string    `json:"token_ttl"`
+	IssuerURL string `json:"issuer_url"`
+	APIURL    string `json:"api_url"`
+	AWSSTSURL string `json:"aws_sts_url"`
+	// AWSURL serves AWS STS and IAM to SDK clients (AWS_ENDPOINT_URL_STS,
+	// AWS_ENDPOINT_URL_IAM); the same server as AWSSTSURL.
+	AWSURL string `json:"aws_url"`
+	// WebIdentityIssuer is the account's federation issuer (-web-identity).
+	WebIdentityIssuer string    `json:"web_identity_issuer,omitempty"`
+	RootGroup         string    `json:"root_group"`
+	Group             string    `json:"group"`
+	GroupName         string    `json:"group_name"`
+	Repos             []Repo    `json:"repos"`
+	Provisioner       Principal `json:"provisioner"`
+	Workload          Principal `json:"workload"`
+	TokenTTL          string    `json:"token_ttl"`
 	// Settings are the emulator's strictness settings in effect.
 	PropagationDelay    string            `json:"propagation_delay"`
 	OmitExpiry          bool              `json:"omit_expiry"`
@@ -112,6 +125,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	stateless := fs.Bool("stateless-tokens", false, "tokens keep the role bindings of their exchange after those are deleted or changed")
 	ignoreOutputOnly := fs.Bool("ignore-output-only", false, "IAM v2: drop OUTPUT_ONLY fields and update_mask paths instead of refusing them (InvalidArgument)")
 	pageSize := fs.Int("page-size", 0, "IAM v2: at most this many items per List page (0: the protos' page_size default 50, maximum 200)")
+	webIdentity := fs.Bool("web-identity", false, "enable the account's outbound identity federation and seed the provisioner identity with a claim_match trust (the web-identity trust mode)")
 	verbose := fs.Bool("v", false, "log every RPC")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -143,18 +157,23 @@ func run(args []string, stdout, stderr io.Writer) error {
 	defer func() { _ = e.Close() }()
 
 	var s emulator.Standard
+	var issuer string
 	if err := seed(func() {
 		s = e.SeedStandard(emulator.StandardOptions{
 			RootName: *rootName, GroupName: *groupName, Repos: repoNames, Account: *account,
 			ProvisionerRole: *provRole, ProvisionerSession: *provSession,
 			WorkloadRole: *wlRole, WorkloadSession: *wlSession,
+			WebIdentity: *webIdentity,
 		})
+		if *webIdentity {
+			issuer, _ = e.WebIdentityFederation(*account)
+		}
 	}); err != nil {
 		return err
 	}
 
 	out := Output{
-		IssuerURL: e.IssuerURL(), APIURL: e.APIURL(), AWSSTSURL: e.AWSSTSURL(),
+		IssuerURL: e.IssuerURL(), APIURL: e.APIURL(), AWSSTSURL: e.AWSSTSURL(), AWSURL: e.AWSURL(), WebIdentityIssuer: issuer,
 		RootGroup: s.Root, Group: s.Group, GroupName: s.GroupName,
 		Provisioner:      principal(s.Provisioner, s.ProvisionerPrincipal, *account, *provRole, *provSession, s.ProvisionerCredentials),
 		Workload:         principal("", s.WorkloadPrincipal, *account, *wlRole, *wlSession, s.WorkloadCredentials),

@@ -17,6 +17,8 @@ import (
 	registry "chainguard.dev/sdk/proto/platform/registry/v1"
 	"chainguard.dev/sdk/sts"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
 )
 
 // build compiles the command once per test binary run.
@@ -40,6 +42,7 @@ func TestCommand(t *testing.T) {
 		{"SIGTERM", []string{"-listen", "127.0.0.1:0", "-repos", "nginx, go", "-group-name", "my-group", "-token-ttl", "10m"}, syscall.SIGTERM},
 		{"SIGINT", nil, syscall.SIGINT},
 		{"strict settings", []string{"-propagation-delay", "200ms", "-omit-expiry", "-unique-identity-names", "-stateless-tokens", "-ignore-output-only", "-page-size", "2"}, syscall.SIGTERM},
+		{"web identity", []string{"-web-identity"}, syscall.SIGTERM},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,8 +92,24 @@ func TestCommand(t *testing.T) {
 			// (verification happens in the emulator process).
 			p := out.Provisioner
 			creds := aws.Credentials{AccessKeyID: p.Credentials.AccessKeyID, SecretAccessKey: p.Credentials.SecretAccessKey, SessionToken: p.Credentials.SessionToken}
-			awsTok, err := cgaws.GenerateToken(ctx, creds, out.IssuerURL, p.Identity)
-			if err != nil {
+			web := slices.Contains(tt.args, "-web-identity")
+			if web != (out.WebIdentityIssuer != "") || out.AWSURL != out.AWSSTSURL {
+				t.Errorf("web_identity_issuer %q, aws_url %q, aws_sts_url %q: want an issuer exactly with -web-identity, and one AWS URL", out.WebIdentityIssuer, out.AWSURL, out.AWSSTSURL)
+			}
+			var awsTok string
+			if web {
+				// The provisioner proves itself with a web identity token
+				// from the printed AWS URL, as the provisioner function
+				// does with AWS_ENDPOINT_URL_STS.
+				client := awssts.New(awssts.Options{Region: "us-east-1", Credentials: credentials.StaticCredentialsProvider{Value: creds}, BaseEndpoint: aws.String(out.AWSURL)})
+				got, err := client.GetWebIdentityToken(ctx, &awssts.GetWebIdentityTokenInput{
+					Audience: []string{out.IssuerURL}, SigningAlgorithm: aws.String("ES384"), DurationSeconds: aws.Int32(300),
+				})
+				if err != nil {
+					t.Fatalf("GetWebIdentityToken as the printed provisioner: %v", err)
+				}
+				awsTok = aws.ToString(got.WebIdentityToken)
+			} else if awsTok, err = cgaws.GenerateToken(ctx, creds, out.IssuerURL, p.Identity); err != nil {
 				t.Fatal(err)
 			}
 			pair, err := sts.New(out.IssuerURL, out.APIURL, sts.WithIdentity(p.Identity)).Exchange(ctx, awsTok)
