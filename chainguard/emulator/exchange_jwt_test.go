@@ -184,18 +184,7 @@ func TestExchangeJWT(t *testing.T) {
 			if err != nil {
 				return
 			}
-			exp, err := emulatortest.Expiry(pair)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := time.Until(exp); d < 59*time.Minute || d > time.Hour {
-				t.Errorf("token expires in %s, want about an hour", d)
-			}
-			repos, err := registryClient(t, env.Emulator, pair.AccessToken).ListRepos(ctx, &registry.RepoFilter{Uidp: &common.UIDPFilter{ChildrenOf: env.Group}})
-			checkErr(t, err, codes.OK)
-			if len(repos.GetItems()) != len(env.Repos) {
-				t.Errorf("listed %d repos, want %d", len(repos.GetItems()), len(env.Repos))
-			}
+			wantHourTokenListingRepos(t, env, pair)
 			for _, id := range env.State().Identities {
 				if id.ID == tt.identity && id.Proto.GetLastSeen() == nil {
 					t.Errorf("identity %s has no last_seen after an exchange", id.ID)

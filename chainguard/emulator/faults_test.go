@@ -12,7 +12,6 @@ import (
 	iam "chainguard.dev/sdk/proto/platform/iam/v1"
 	registry "chainguard.dev/sdk/proto/platform/registry/v1"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
 	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
@@ -150,7 +149,7 @@ func TestAWSCalls(t *testing.T) {
 	e := emulatortest.Start(t, emulator.Options{})
 	_, creds := fedPrincipal(e, fedAccount, "workload", nil)
 	ctx := testCtx(t)
-	stsc, iamc := stsClient(e, creds, "eu-west-1"), iamClient(e, creds)
+	stsc, iamc := emulatortest.STSClient(e, creds, "eu-west-1"), emulatortest.IAMClient(e, creds)
 	wit := func() error {
 		_, err := stsc.GetWebIdentityToken(ctx, &awssts.GetWebIdentityTokenInput{Audience: []string{chainguard}, SigningAlgorithm: aws.String("ES384")})
 		return err
@@ -186,7 +185,7 @@ func TestAWSCalls(t *testing.T) {
 			return err
 		}, want: map[string]int{awsGetWebIdentityToken: 2, awsGetFederationInfo: 1, awsEnableFederation: 1, awsGetCallerIdentity: 1}},
 		{name: "badly signed: not counted", call: func() error {
-			_, err := stsClient(e, bad, "eu-west-1").GetWebIdentityToken(ctx, &awssts.GetWebIdentityTokenInput{Audience: []string{chainguard}, SigningAlgorithm: aws.String("ES384")})
+			_, err := emulatortest.STSClient(e, bad, "eu-west-1").GetWebIdentityToken(ctx, &awssts.GetWebIdentityTokenInput{Audience: []string{chainguard}, SigningAlgorithm: aws.String("ES384")})
 			return err
 		}, wantErr: "SignatureDoesNotMatch", want: map[string]int{awsGetWebIdentityToken: 2, awsGetFederationInfo: 1, awsEnableFederation: 1, awsGetCallerIdentity: 1}},
 		{name: "disable", call: func() error {
@@ -238,7 +237,7 @@ func TestAWSFaults(t *testing.T) {
 	e := emulatortest.Start(t, emulator.Options{})
 	_, creds := fedPrincipal(e, fedAccount, "workload", nil)
 	e.EnableWebIdentityFederation(fedAccount)
-	stsc, iamc := stsClient(e, creds, "eu-west-1"), iamClient(e, creds)
+	stsc, iamc := emulatortest.STSClient(e, creds, "eu-west-1"), emulatortest.IAMClient(e, creds)
 	wit := func(ctx context.Context) error {
 		_, err := stsc.GetWebIdentityToken(ctx, &awssts.GetWebIdentityTokenInput{Audience: []string{chainguard}, SigningAlgorithm: aws.String("ES384")})
 		return err
@@ -268,8 +267,7 @@ func TestAWSFaults(t *testing.T) {
 		t.Cleanup(e.ClearFaults)
 		before := e.Calls(awsGetWebIdentityToken)
 		e.FailNextAWS(awsGetWebIdentityToken, 1, "InternalFailure", http.StatusInternalServerError)
-		retrying := awssts.NewFromConfig(aws.Config{Region: "eu-west-1", Credentials: credentials.StaticCredentialsProvider{Value: creds}},
-			func(o *awssts.Options) { o.BaseEndpoint = aws.String(e.AWSURL()) })
+		retrying := emulatortest.STSClient(e, creds, "eu-west-1", emulatortest.SDKRetries)
 		if _, err := retrying.GetWebIdentityToken(testCtx(t), &awssts.GetWebIdentityTokenInput{Audience: []string{chainguard}, SigningAlgorithm: aws.String("ES384")}); err != nil {
 			t.Fatalf("the SDK's retry after one injected 500: %v", err)
 		}

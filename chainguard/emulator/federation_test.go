@@ -43,24 +43,6 @@ const (
 	chainguard      = "https://issuer.enforce.dev"
 )
 
-// awsConfig is an SDK configuration for creds in region that makes one
-// attempt per call (an emulator answer is never transient).
-func awsConfig(creds aws.Credentials, region string) aws.Config {
-	return aws.Config{Region: region, Credentials: credentials.StaticCredentialsProvider{Value: creds}, RetryMaxAttempts: 1}
-}
-
-// stsClient is the real SDK STS client for creds in region, pointed at e
-// with BaseEndpoint.
-func stsClient(e *emulator.Emulator, creds aws.Credentials, region string) *awssts.Client {
-	return awssts.NewFromConfig(awsConfig(creds, region), func(o *awssts.Options) { o.BaseEndpoint = aws.String(e.AWSURL()) })
-}
-
-// iamClient is the real SDK IAM client for creds, pointed at e with
-// BaseEndpoint (region us-east-1, which the SDK signs IAM for).
-func iamClient(e *emulator.Emulator, creds aws.Credentials) *awsiam.Client {
-	return awsiam.NewFromConfig(awsConfig(creds, "us-east-1"), func(o *awsiam.Options) { o.BaseEndpoint = aws.String(e.AWSURL()) })
-}
-
 // checkAWSErr fails t unless err is an AWS API error with code and HTTP
 // status (code "" means err must be nil), whose message contains msg.
 func checkAWSErr(t *testing.T, err error, code string, status int, msg string) {
@@ -104,7 +86,7 @@ func TestOutboundFederationLifecycle(t *testing.T) {
 	e := emulatortest.Start(t, emulator.Options{})
 	_, creds := fedPrincipal(e, fedAccount, "provisioner", nil)
 	_, otherCreds := fedPrincipal(e, fedOtherAccount, "provisioner", nil)
-	iamc := iamClient(e, creds)
+	iamc := emulatortest.IAMClient(e, creds)
 	ctx := testCtx(t)
 
 	var issuer string // set by the first enable
@@ -130,7 +112,7 @@ func TestOutboundFederationLifecycle(t *testing.T) {
 			typed: isErr[*iamtypes.FeatureEnabledException]},
 		{name: "get, enabled", do: get(ctx, iamc), want: func() result { return result{issuer: issuer, enabled: true} }},
 		{name: "Go API agrees", do: goAPI(e, fedAccount), want: func() result { return result{issuer: issuer, enabled: true} }},
-		{name: "another account is untouched", do: get(ctx, iamClient(e, otherCreds)), wantCode: "FeatureDisabled", wantStatus: 404},
+		{name: "another account is untouched", do: get(ctx, emulatortest.IAMClient(e, otherCreds)), wantCode: "FeatureDisabled", wantStatus: 404},
 		{name: "disable", do: disable(ctx, iamc), want: func() result { return result{} }},
 		{name: "get, disabled: the issuer stays, vending off", do: get(ctx, iamc), want: func() result { return result{issuer: issuer} }},
 		{name: "disable again: 404 FeatureDisabled", do: disable(ctx, iamc), wantCode: "FeatureDisabled", wantStatus: 404},
@@ -264,7 +246,7 @@ func TestGetWebIdentityTokenRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := stsClient(e, tt.creds, "eu-west-1").GetWebIdentityToken(ctx, tt.in)
+			out, err := emulatortest.STSClient(e, tt.creds, "eu-west-1").GetWebIdentityToken(ctx, tt.in)
 			checkAWSErr(t, err, tt.wantCode, tt.wantStatus, tt.wantMsg)
 			if tt.typed != nil && !tt.typed(err) {
 				t.Errorf("error %T (%v) is not the SDK's typed error", err, err)
@@ -378,9 +360,9 @@ func TestAWSQuerySignature(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				_, err := iamClient(e, tt.creds).GetOutboundWebIdentityFederationInfo(ctx, &awsiam.GetOutboundWebIdentityFederationInfoInput{})
+				_, err := emulatortest.IAMClient(e, tt.creds).GetOutboundWebIdentityFederationInfo(ctx, &awsiam.GetOutboundWebIdentityFederationInfoInput{})
 				checkAWSErr(t, err, tt.wantCode, tt.wantStatus, "")
-				_, err = stsClient(e, tt.creds, "us-west-2").GetWebIdentityToken(ctx, &awssts.GetWebIdentityTokenInput{Audience: []string{chainguard}, SigningAlgorithm: aws.String("RS256")})
+				_, err = emulatortest.STSClient(e, tt.creds, "us-west-2").GetWebIdentityToken(ctx, &awssts.GetWebIdentityTokenInput{Audience: []string{chainguard}, SigningAlgorithm: aws.String("RS256")})
 				checkAWSErr(t, err, tt.wantCode, tt.wantStatus, "")
 			})
 		}
@@ -493,7 +475,7 @@ func TestWebIdentityTokenVerifies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := time.Now().Unix()
-			out, err := stsClient(e, tt.creds, tt.region).GetWebIdentityToken(ctx, &tt.in)
+			out, err := emulatortest.STSClient(e, tt.creds, tt.region).GetWebIdentityToken(ctx, &tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -574,7 +556,7 @@ func TestWebIdentityTokenAccountIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	mint := func(creds aws.Credentials, alg string) string {
-		out, err := stsClient(e, creds, "us-east-1").GetWebIdentityToken(ctx, &awssts.GetWebIdentityTokenInput{Audience: []string{chainguard}, SigningAlgorithm: aws.String(alg)})
+		out, err := emulatortest.STSClient(e, creds, "us-east-1").GetWebIdentityToken(ctx, &awssts.GetWebIdentityTokenInput{Audience: []string{chainguard}, SigningAlgorithm: aws.String(alg)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -606,13 +588,13 @@ func TestWebIdentityTokenAccountIsolation(t *testing.T) {
 	}
 
 	tok := mint(credsA, "ES384")
-	if _, err := iamClient(e, credsA).DisableOutboundWebIdentityFederation(ctx, &awsiam.DisableOutboundWebIdentityFederationInput{}); err != nil {
+	if _, err := emulatortest.IAMClient(e, credsA).DisableOutboundWebIdentityFederation(ctx, &awsiam.DisableOutboundWebIdentityFederationInput{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := providerA.Verifier(&oidc.Config{ClientID: chainguard}).Verify(ctx, tok); err != nil {
 		t.Errorf("a token issued before the disable no longer verifies: %v", err)
 	}
-	_, err = stsClient(e, credsA, "us-east-1").GetWebIdentityToken(ctx, &awssts.GetWebIdentityTokenInput{Audience: []string{chainguard}, SigningAlgorithm: aws.String("ES384")})
+	_, err = emulatortest.STSClient(e, credsA, "us-east-1").GetWebIdentityToken(ctx, &awssts.GetWebIdentityTokenInput{Audience: []string{chainguard}, SigningAlgorithm: aws.String("ES384")})
 	if !isErr[*ststypes.OutboundWebIdentityFederationDisabledException](err) {
 		t.Errorf("GetWebIdentityToken after the disable: %v, want OutboundWebIdentityFederationDisabledException", err)
 	}

@@ -6,12 +6,15 @@ import (
 	"testing"
 	"time"
 
+	common "chainguard.dev/sdk/proto/platform/common/v1"
 	iam "chainguard.dev/sdk/proto/platform/iam/v1"
 	registry "chainguard.dev/sdk/proto/platform/registry/v1"
+	"chainguard.dev/sdk/sts"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator/emulatortest"
 )
 
 // testCtx is a context with a deadline for one test step (SDK clients wait
@@ -82,4 +85,23 @@ func awsIdentity(account, arn, userID string) *iam.Identity_AWSIdentity {
 		a.AwsUserId = &iam.Identity_AWSIdentity_UserId{UserId: userID}
 	}
 	return a
+}
+
+// wantHourTokenListingRepos checks an exchanged token: it expires in about an
+// hour and works on the API, as the identity, listing the repos of env's
+// group.
+func wantHourTokenListingRepos(t *testing.T, env *emulatortest.Env, pair sts.TokenPair) {
+	t.Helper()
+	exp, err := emulatortest.Expiry(pair)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(exp); d < 59*time.Minute || d > time.Hour {
+		t.Errorf("token expires in %s, want about an hour", d)
+	}
+	repos, err := registryClient(t, env.Emulator, pair.AccessToken).ListRepos(testCtx(t), &registry.RepoFilter{Uidp: &common.UIDPFilter{ChildrenOf: env.Group}})
+	checkErr(t, err, codes.OK)
+	if len(repos.GetItems()) != len(env.Repos) {
+		t.Errorf("listed %d repos, want %d", len(repos.GetItems()), len(env.Repos))
+	}
 }

@@ -34,11 +34,10 @@ import (
 const (
 	// The web workload: role web-auth under the path /team/, whose
 	// sessions' tokens carry sub = webRoleARN.
-	webRole       = "web-auth"
-	webRolePath   = "/team/"
-	webRoleARN    = "arn:aws:iam::111122223333:role/team/web-auth"
-	webSessionARN = "arn:aws:sts::111122223333:assumed-role/web-auth/web-auth-fn"
-	otherIssuer   = "https://00000000-0000-0000-0000-000000000000.tokens.sts.global.api.aws"
+	webRole     = "web-auth"
+	webRolePath = "/team/"
+	webRoleARN  = "arn:aws:iam::111122223333:role/team/web-auth"
+	otherIssuer = "https://00000000-0000-0000-0000-000000000000.tokens.sts.global.api.aws"
 )
 
 // webEnv is env with the account's outbound identity federation enabled
@@ -53,9 +52,9 @@ type webEnv struct {
 func newWebEnv(t *testing.T) *webEnv {
 	t.Helper()
 	env := newEnv(t, "owner")
-	creds := env.e.RegisterAWSPrincipal(emulator.AWSPrincipal{
-		Account: account, ARN: webSessionARN, UserID: emulator.RoleUniqueID(account, webRole) + ":web-auth-fn", RoleARN: webRoleARN,
-	})
+	workload := emulator.AssumedRolePrincipal(account, webRole, "web-auth-fn")
+	workload.RoleARN = webRoleARN
+	creds := env.e.RegisterAWSPrincipal(workload)
 	return &webEnv{
 		env:    env,
 		issuer: env.e.EnableWebIdentityFederation(account),

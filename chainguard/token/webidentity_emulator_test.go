@@ -44,7 +44,7 @@ type wiFixture struct {
 	identity string
 	issuer   string // the workload account's AWS federation issuer
 	tokens   *webIdentityTokens
-	sts      *awssts.Client // signs as workload, records its tokens
+	sts      *awssts.Client // signs as workload with the SDK's default retries, records its tokens
 }
 
 func startWebIdentity(t testing.TB, opts emulator.Options) wiFixture {
@@ -57,7 +57,7 @@ func startWebIdentity(t testing.TB, opts emulator.Options) wiFixture {
 		workload.WebIdentityTrust(issuer, e.IssuerURL()), map[string][]string{group: {"viewer"}})
 	tokens := &webIdentityTokens{}
 	return wiFixture{e: e, group: group, identity: id, issuer: issuer, tokens: tokens,
-		sts: emulatortest.WebIdentitySTS(t, e, workload, tokens.record)}
+		sts: emulatortest.STSClient(e, e.RegisterAWSPrincipal(workload), "us-east-1", tokens.record, emulatortest.SDKRetries)}
 }
 
 // config is the web-identity Config of the workload for identity.
@@ -104,6 +104,27 @@ func (r *webIdentityTokens) all() ([]awssts.GetWebIdentityTokenInput, []string) 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]awssts.GetWebIdentityTokenInput(nil), r.inputs...), append([]string(nil), r.jwts...)
+}
+
+// injecting injects fault (if not nil) into f's emulator, clearing every
+// fault when t ends, and returns a check of the GetWebIdentityToken calls
+// and Exchange RPCs made from then on.
+func (f wiFixture) injecting(t *testing.T, fault func()) (wantCalls func(wantAWS, wantExchange int)) {
+	t.Helper()
+	t.Cleanup(f.e.ClearFaults)
+	awsBefore, exBefore := f.e.Calls(getWebIdentityToken), f.e.Calls(exchangeMethod)
+	if fault != nil {
+		fault()
+	}
+	return func(wantAWS, wantExchange int) {
+		t.Helper()
+		if n := f.e.Calls(getWebIdentityToken) - awsBefore; n != wantAWS {
+			t.Errorf("GetWebIdentityToken calls = %d, want %d", n, wantAWS)
+		}
+		if n := f.e.Calls(exchangeMethod) - exBefore; n != wantExchange {
+			t.Errorf("Exchange RPCs = %d, want %d", n, wantExchange)
+		}
+	}
 }
 
 // jwtParts decodes a JWT's header and claims without verifying it.
@@ -314,9 +335,9 @@ func TestWebIdentityExchangeRefusals(t *testing.T) {
 	trustsAWSIdentity := f.e.SeedIdentity(f.group, "caller-identity", "", workload.ExactTrust(), map[string][]string{f.group: {"viewer"}})
 	offPrincipal := emulator.AssumedRolePrincipal(otherAccount, "aws-auth", "my-fn")
 	offTokens := &webIdentityTokens{}
-	federationOff := emulatortest.WebIdentitySTS(t, f.e, offPrincipal, offTokens.record)
+	federationOff := emulatortest.STSClient(f.e, f.e.RegisterAWSPrincipal(offPrincipal), "us-east-1", offTokens.record, emulatortest.SDKRetries)
 	// The SDK's own retries of a 5xx, without their waits of up to seconds.
-	quickRetries := emulatortest.WebIdentitySTS(t, f.e, workload, f.tokens.record, func(o *awssts.Options) {
+	quickRetries := emulatortest.STSClient(f.e, f.e.RegisterAWSPrincipal(workload), "us-east-1", f.tokens.record, emulatortest.SDKRetries, func(o *awssts.Options) {
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.Backoff = retry.BackoffDelayerFunc(noBackoff) })
 	})
 	presented := "the AWS token presented iss " + f.issuer + " and sub " + workload.WebIdentitySubject()
@@ -394,11 +415,7 @@ func TestWebIdentityExchangeRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Cleanup(f.e.ClearFaults)
-			awsBefore, exBefore := f.e.Calls(getWebIdentityToken), f.e.Calls(exchangeMethod)
-			if tt.fault != nil {
-				tt.fault()
-			}
+			wantCalls := f.injecting(t, tt.fault)
 			_, err := token.Exchange(t.Context(), f.config(tt.identity, tt.client))
 			if !errors.Is(err, tt.wantIs) {
 				t.Fatalf("Exchange() error = %v, want errors.Is %v", err, tt.wantIs)
@@ -423,12 +440,7 @@ func TestWebIdentityExchangeRefusals(t *testing.T) {
 			if tt.wantIs == token.ErrGenerate && errors.Is(err, token.ErrRefused) {
 				t.Errorf("an AWS refusal matches ErrRefused (the Chainguard side's): %v", err)
 			}
-			if n := f.e.Calls(getWebIdentityToken) - awsBefore; n != tt.wantAWS {
-				t.Errorf("GetWebIdentityToken calls = %d, want %d", n, tt.wantAWS)
-			}
-			if n := f.e.Calls(exchangeMethod) - exBefore; n != tt.wantExchange {
-				t.Errorf("Exchange RPCs = %d, want %d", n, tt.wantExchange)
-			}
+			wantCalls(tt.wantAWS, tt.wantExchange)
 			_, jwts := f.tokens.all()
 			_, offJWTs := offTokens.all()
 			noSecrets(t, err, append(append(append(jwts, offJWTs...), awsSecrets(t, tt.client)...), "eyJ")...)
@@ -485,7 +497,7 @@ func TestWebIdentityDeadlines(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	f := startWebIdentity(t, emulator.Options{})
 	silent := silentListener(t)
-	silentSTS := emulatortest.WebIdentitySTS(t, f.e, workload, func(o *awssts.Options) { o.BaseEndpoint = aws.String(silent) })
+	silentSTS := emulatortest.STSClient(f.e, f.e.RegisterAWSPrincipal(workload), "us-east-1", emulatortest.SDKRetries, func(o *awssts.Options) { o.BaseEndpoint = aws.String(silent) })
 
 	tests := []struct {
 		name         string
@@ -525,11 +537,7 @@ func TestWebIdentityDeadlines(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Cleanup(f.e.ClearFaults)
-			awsBefore, exBefore := f.e.Calls(getWebIdentityToken), f.e.Calls(exchangeMethod)
-			if tt.fault != nil {
-				tt.fault()
-			}
+			wantCalls := f.injecting(t, tt.fault)
 			cfg := f.config(f.identity, tt.client)
 			cfg.RPCTimeout = timeout
 			began := time.Now()
@@ -538,12 +546,7 @@ func TestWebIdentityDeadlines(t *testing.T) {
 			if took > tt.maxTime {
 				t.Errorf("Exchange() took %s, want at most %s", took, tt.maxTime)
 			}
-			if n := f.e.Calls(getWebIdentityToken) - awsBefore; n != tt.wantAWS {
-				t.Errorf("GetWebIdentityToken calls = %d, want %d", n, tt.wantAWS)
-			}
-			if n := f.e.Calls(exchangeMethod) - exBefore; n != tt.wantExchange {
-				t.Errorf("Exchange RPCs = %d, want %d", n, tt.wantExchange)
-			}
+			wantCalls(tt.wantAWS, tt.wantExchange)
 			if tt.wantIs == nil {
 				if err != nil || tok.AccessToken == "" {
 					t.Fatalf("Exchange() = %v, %v; want a token", tok, err)

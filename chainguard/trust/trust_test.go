@@ -57,28 +57,37 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.in.Validate()
-			if tt.wantFields == nil {
-				if err != nil {
-					t.Fatalf("want valid, got %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("error %v\nwant one containing %q", err, tt.wantErr)
-			}
-			var fe *FieldError
-			if !errors.As(err, &fe) || !slices.Equal(fe.Fields, tt.wantFields) {
-				t.Fatalf("error %#v, want a *FieldError for %v", err, tt.wantFields)
-			}
-			if strings.Contains(fe.Err.Error(), "Session") || strings.Contains(fe.Err.Error(), "RoleID") {
+			fe := wantValidation(t, tt.in.Validate(), tt.wantFields, tt.wantErr)
+			if fe != nil && (strings.Contains(fe.Err.Error(), "Session") || strings.Contains(fe.Err.Error(), "RoleID")) {
 				t.Errorf("Err %q names a Go field: callers name their own", fe.Err)
-			}
-			if !errors.Is(err, validate.ErrInvalid) {
-				t.Errorf("error %q does not match validate.ErrInvalid", err)
 			}
 		})
 	}
+}
+
+// wantValidation checks an error of Validate: nil when wantFields is nil,
+// else a *FieldError for exactly wantFields that matches
+// validate.ErrInvalid and whose message contains wantErr. It returns the
+// *FieldError (nil for a valid input).
+func wantValidation(t *testing.T, err error, wantFields []string, wantErr string) *FieldError {
+	t.Helper()
+	if wantFields == nil {
+		if err != nil {
+			t.Fatalf("want valid, got %v", err)
+		}
+		return nil
+	}
+	if err == nil || !strings.Contains(err.Error(), wantErr) {
+		t.Fatalf("error %v\nwant one containing %q", err, wantErr)
+	}
+	var fe *FieldError
+	if !errors.As(err, &fe) || !slices.Equal(fe.Fields, wantFields) {
+		t.Fatalf("error %#v, want a *FieldError for %v", err, wantFields)
+	}
+	if !errors.Is(err, validate.ErrInvalid) {
+		t.Errorf("error %q does not match validate.ErrInvalid", err)
+	}
+	return fe
 }
 
 func TestAWSIdentity(t *testing.T) {
@@ -178,23 +187,7 @@ func TestWebIdentityValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.in.Validate()
-			if tt.wantFields == nil {
-				if err != nil {
-					t.Fatalf("want valid, got %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("error %v\nwant one containing %q", err, tt.wantErr)
-			}
-			var fe *FieldError
-			if !errors.As(err, &fe) || !slices.Equal(fe.Fields, tt.wantFields) {
-				t.Fatalf("error %#v, want a *FieldError for %v", err, tt.wantFields)
-			}
-			if !errors.Is(err, validate.ErrInvalid) {
-				t.Errorf("error %q does not match validate.ErrInvalid", err)
-			}
+			wantValidation(t, tt.in.Validate(), tt.wantFields, tt.wantErr)
 		})
 	}
 }

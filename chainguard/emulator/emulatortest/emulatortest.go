@@ -3,10 +3,11 @@
 // credentials for a token through the real SDK (waiting out the emulator's
 // propagation delay in Token), reading a token's expiry whether or not the
 // exchange response carries it, signing AWS tokens at a chosen time (for
-// stale-token tests), dialing the SDK's IAM v2 clients (IAMv2), and the
-// web-identity trust: the SDK's AWS STS and IAM clients pointed at the
-// emulator's AWS stand-in, and the exchange of a web identity token
-// (webidentity.go).
+// stale-token tests), dialing the SDK's IAM v2 clients (IAMv2), and, in
+// webidentity.go, the web-identity trust: the real aws-sdk-go-v2 STS and IAM
+// clients pointed at the emulator's AWS stand-in (STSClient, IAMClient) and
+// the exchange of a web identity token (WebIdentityJWT,
+// ExchangeWebIdentity, WebIdentityToken).
 package emulatortest
 
 import (
@@ -26,8 +27,6 @@ import (
 	"chainguard.dev/sdk/sts"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -104,11 +103,20 @@ func ExchangeToken(ctx context.Context, e *emulator.Emulator, awsToken, identity
 // plus a second; every other error fails tb at once.
 func Token(tb testing.TB, e *emulator.Emulator, creds aws.Credentials, identity string) string {
 	tb.Helper()
+	return untilPropagated(tb, e, func(ctx context.Context) (sts.TokenPair, error) { return Exchange(ctx, e, creds, identity) })
+}
+
+// untilPropagated calls exchange until it returns a token, retrying the
+// NotFound of an identity that has not propagated yet for at most e's
+// propagation delay plus a second, and returns the access token; any other
+// error fails tb at once.
+func untilPropagated(tb testing.TB, e *emulator.Emulator, exchange func(context.Context) (sts.TokenPair, error)) string {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+e.PropagationDelay())
 	defer cancel()
 	giveUp := time.Now().Add(e.PropagationDelay() + time.Second)
 	for {
-		pair, err := Exchange(ctx, e, creds, identity)
+		pair, err := exchange(ctx)
 		if err == nil {
 			return pair.AccessToken
 		}
@@ -152,28 +160,4 @@ func GenerateTokenAt(ctx context.Context, creds aws.Credentials, audience, ident
 		return "", fmt.Errorf("serialize GetCallerIdentity request: %w", err)
 	}
 	return base64.URLEncoding.EncodeToString(b.Bytes()), nil
-}
-
-// Region is the AWS region of the clients WebIdentitySTS returns (a
-// regional STS endpoint: GetWebIdentityToken is not served by the global
-// one).
-const Region = "us-east-1"
-
-// WebIdentitySTS registers the AWS principal p with e's AWS stand-in and
-// returns the real aws-sdk-go-v2 STS client of a workload running as p: it
-// signs with p's fresh credentials (RegisterAWSPrincipal) in Region and
-// addresses e's AWS stand-in (BaseEndpoint = e.AWSURL()), with the SDK's
-// default retryer, as config.LoadDefaultConfig would build it for a Lambda
-// function. optFns adjust the options (e.g. Region, RetryMaxAttempts,
-// APIOptions). Outbound identity federation of p's account is left as it
-// is: enable it with e.EnableWebIdentityFederation. The credentials are
-// client.Options().Credentials.
-func WebIdentitySTS(tb testing.TB, e *emulator.Emulator, p emulator.AWSPrincipal, optFns ...func(*awssts.Options)) *awssts.Client {
-	tb.Helper()
-	creds := e.RegisterAWSPrincipal(p)
-	return awssts.New(awssts.Options{
-		Region:       Region,
-		Credentials:  credentials.StaticCredentialsProvider{Value: creds},
-		BaseEndpoint: aws.String(e.AWSURL()),
-	}, optFns...)
 }

@@ -3,7 +3,6 @@ package emulatortest
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -12,8 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
 	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 )
@@ -21,22 +18,38 @@ import (
 // The web-identity trust (AWS outbound identity federation) against the
 // emulator, through the real aws-sdk-go-v2 clients pointed at e.AWSURL().
 
-// AWSConfig is an SDK configuration for creds in region that makes one
-// attempt per call (an emulator answer is never transient).
-func AWSConfig(creds aws.Credentials, region string) aws.Config {
-	return aws.Config{Region: region, Credentials: credentials.StaticCredentialsProvider{Value: creds}, RetryMaxAttempts: 1}
+// STSClient is the SDK's STS client of a principal holding creds (from
+// e.RegisterAWSPrincipal, or the Standard layout's), signing in region
+// (GetWebIdentityToken wants a regional endpoint) and calling e's AWS
+// stand-in through BaseEndpoint. It makes one attempt per call (an emulator
+// answer is never transient); SDKRetries gives it the SDK's default
+// retries. optFns adjust the options further (e.g. APIOptions, Retryer).
+// The credentials are client.Options().Credentials.
+func STSClient(e *emulator.Emulator, creds aws.Credentials, region string, optFns ...func(*awssts.Options)) *awssts.Client {
+	return awssts.New(awssts.Options{
+		Region:           region,
+		Credentials:      credentials.StaticCredentialsProvider{Value: creds},
+		BaseEndpoint:     aws.String(e.AWSURL()),
+		RetryMaxAttempts: 1,
+	}, optFns...)
 }
 
-// STSClient is the SDK's STS client for creds in region (GetWebIdentityToken
-// wants a regional one), calling e's AWS stand-in through BaseEndpoint.
-func STSClient(e *emulator.Emulator, creds aws.Credentials, region string) *awssts.Client {
-	return awssts.NewFromConfig(AWSConfig(creds, region), func(o *awssts.Options) { o.BaseEndpoint = aws.String(e.AWSURL()) })
-}
+// SDKRetries is an STSClient option: the SDK's default retries (3 attempts
+// with backoff, as config.LoadDefaultConfig sets them up for a Lambda
+// function) instead of one attempt. With a Retryer of the test's own, it
+// keeps the 3 attempts.
+func SDKRetries(o *awssts.Options) { o.RetryMaxAttempts = 3 }
 
-// IAMClient is the SDK's IAM client for creds (region us-east-1, as the SDK
-// signs IAM), calling e's AWS stand-in through BaseEndpoint.
+// IAMClient is the SDK's IAM client of a principal holding creds (region
+// us-east-1, as the SDK signs IAM), calling e's AWS stand-in through
+// BaseEndpoint, one attempt per call.
 func IAMClient(e *emulator.Emulator, creds aws.Credentials) *awsiam.Client {
-	return awsiam.NewFromConfig(AWSConfig(creds, "us-east-1"), func(o *awsiam.Options) { o.BaseEndpoint = aws.String(e.AWSURL()) })
+	return awsiam.New(awsiam.Options{
+		Region:           "us-east-1",
+		Credentials:      credentials.StaticCredentialsProvider{Value: creds},
+		BaseEndpoint:     aws.String(e.AWSURL()),
+		RetryMaxAttempts: 1,
+	})
 }
 
 // WebIdentityJWT asks AWS STS (client) for a web identity token for e's
@@ -69,21 +82,11 @@ func ExchangeWebIdentity(ctx context.Context, e *emulator.Emulator, client *awss
 // JWT outlives the retries), and fails tb on any other error.
 func WebIdentityToken(tb testing.TB, e *emulator.Emulator, client *awssts.Client, identity string) string {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+e.PropagationDelay())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	jwt, err := WebIdentityJWT(ctx, e, client)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	giveUp := time.Now().Add(e.PropagationDelay() + time.Second)
-	for {
-		pair, err := ExchangeToken(ctx, e, jwt, identity)
-		if err == nil {
-			return pair.AccessToken
-		}
-		if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), emulator.NotYetKnown) || time.Now().After(giveUp) {
-			tb.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return untilPropagated(tb, e, func(ctx context.Context) (sts.TokenPair, error) { return ExchangeToken(ctx, e, jwt, identity) })
 }

@@ -1,17 +1,10 @@
 package handler
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"maps"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,88 +17,27 @@ import (
 )
 
 // Custom::AwsOutboundWebIdentityFederation through Handle, with the real
-// aws-sdk-go-v2 IAM client calling the emulator's AWS stand-in.
-//
-// The emulator does not count the AWS Query API calls it serves, so the
-// client reaches it through awsProxy, which counts them by Action (every
-// request the client sent, as the stand-in would see it) and can answer an
-// action with AccessDenied or run something just before forwarding it.
+// aws-sdk-go-v2 IAM client calling the emulator's AWS stand-in, which counts
+// the IAM calls (emulator.Calls) and answers AccessDenied when told to
+// (emulator.FailNextAWS).
 
-// Actions of the IAM Query API the resource may call.
+// The IAM actions the resource may call, as emulator.Calls names them.
 const (
-	actionGet     = "GetOutboundWebIdentityFederationInfo"
-	actionEnable  = "EnableOutboundWebIdentityFederation"
-	actionDisable = "DisableOutboundWebIdentityFederation"
+	actionGet     = "iam:GetOutboundWebIdentityFederationInfo"
+	actionEnable  = "iam:EnableOutboundWebIdentityFederation"
+	actionDisable = "iam:DisableOutboundWebIdentityFederation"
 )
 
-// awsProxy forwards AWS Query API requests to the emulator's AWS stand-in,
-// counting them by Action. The SigV4 signature stays valid: the request
-// keeps its Host header, which is the proxy's, as signed.
-type awsProxy struct {
-	srv *httptest.Server
-
-	mu     sync.Mutex
-	calls  map[string]int
-	deny   map[string]bool   // actions answered AccessDenied instead
-	before map[string]func() // run before the action is forwarded
-}
-
-func newAWSProxy(t *testing.T, target string) *awsProxy {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &awsProxy{calls: map[string]int{}, deny: map[string]bool{}, before: map[string]func(){}}
-	forward := httputil.NewSingleHostReverseProxy(u)
-	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		form, _ := url.ParseQuery(string(body))
-		action := form.Get("Action")
-		p.mu.Lock()
-		p.calls[action]++
-		deny, before := p.deny[action], p.before[action]
-		p.mu.Unlock()
-		if deny {
-			// As IAM answers a principal no policy allows the action
-			// (AWS Query error shape, code AccessDenied, HTTP 403).
-			w.Header().Set("Content-Type", "text/xml")
-			w.WriteHeader(http.StatusForbidden)
-			fmt.Fprintf(w, `<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type><Code>AccessDenied</Code>`+
-				`<Message>User: arn:aws:sts::111122223333:assumed-role/chainguard-provisioner/chainguard-provisioner is not authorized to perform: iam:%s on resource: * because no identity-based policy allows the iam:%s action</Message>`+
-				`</Error><RequestId>0d3e4f5a-0000-4000-8000-000000000000</RequestId></ErrorResponse>`, action, action)
-			return
-		}
-		if before != nil {
-			before()
-		}
-		forward.ServeHTTP(w, r)
-	}))
-	t.Cleanup(p.srv.Close)
-	return p
-}
-
-// count returns the number of requests of each action, without zeros.
-func (p *awsProxy) count() map[string]int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// iamCallsSince returns e's calls of each IAM action since before (an
+// earlier iamCallsSince(e, nil)), without zeros.
+func iamCallsSince(e *emulator.Emulator, before map[string]int) map[string]int {
 	out := map[string]int{}
-	for a, n := range p.calls {
-		if n > 0 {
+	for _, a := range []string{actionGet, actionEnable, actionDisable} {
+		if n := e.Calls(a) - before[a]; n > 0 {
 			out[a] = n
 		}
 	}
 	return out
-}
-
-// iamClient is the SDK's IAM client acting with creds through p.
-func (p *awsProxy) iamClient(creds aws.Credentials) *awsiam.Client {
-	return awsiam.NewFromConfig(emulatortest.AWSConfig(creds, "us-east-1"), func(o *awsiam.Options) { o.BaseEndpoint = aws.String(p.srv.URL) })
 }
 
 // federationEvent is an event of the provisioner stack's federation
@@ -144,7 +76,7 @@ func TestFederationResource(t *testing.T) {
 		props      map[string]any // nil: serviceProps
 		noClient   bool           // Config.Federation nil
 		unknownKey bool           // credentials the stand-in does not know
-		deny       string         // action answered AccessDenied
+		deny       string         // action answered AccessDenied (403)
 		raceEnable bool           // someone enables it between the read and the Enable
 		wantErr    []string       // substrings of the reason; nil: success
 		wantCalls  map[string]int
@@ -162,7 +94,10 @@ func TestFederationResource(t *testing.T) {
 			wantCalls: map[string]int{actionGet: 1, actionEnable: 1}, wantOn: true},
 		{name: "update, never enabled", kind: cfn.RequestUpdate, state: neverEnabled,
 			wantCalls: map[string]int{actionGet: 1, actionEnable: 1}, wantOn: true},
-		{name: "create, enabled by someone else meanwhile", kind: cfn.RequestCreate, state: neverEnabled, raceEnable: true,
+		// The account is on, but the read still found it off (an injected
+		// 404 FeatureDisabled, as for an account never enabled): the Enable
+		// meets FeatureEnabled, and the state is read again.
+		{name: "create, enabled by someone else meanwhile", kind: cfn.RequestCreate, state: enabled, raceEnable: true,
 			wantCalls: map[string]int{actionGet: 2, actionEnable: 1}, wantOn: true},
 		{name: "delete, enabled", kind: cfn.RequestDelete, state: enabled,
 			wantCalls: map[string]int{}, wantOn: true},
@@ -192,9 +127,12 @@ func TestFederationResource(t *testing.T) {
 			wantErr: []string{"enable outbound identity federation (iam:EnableOutboundWebIdentityFederation): AWS refused: ",
 				"the provisioner role needs iam:GetOutboundWebIdentityFederationInfo and iam:EnableOutboundWebIdentityFederation", "AccessDenied"},
 			wantCalls: map[string]int{actionGet: 1, actionEnable: 1}, wantOn: false},
+		// Refused before any action (emulator.Calls counts none), by the
+		// stand-in itself (AWS's message).
 		{name: "create with credentials AWS does not know", kind: cfn.RequestCreate, state: neverEnabled, unknownKey: true,
-			wantErr:   []string{"read the outbound identity federation state (iam:GetOutboundWebIdentityFederationInfo): ", "InvalidClientTokenId"},
-			wantCalls: map[string]int{actionGet: 1}, wantOn: false},
+			wantErr: []string{"read the outbound identity federation state (iam:GetOutboundWebIdentityFederationInfo): ", "InvalidClientTokenId",
+				"The security token included in the request is invalid"},
+			wantCalls: map[string]int{}, wantOn: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,23 +146,22 @@ func TestFederationResource(t *testing.T) {
 				issuer = e.EnableWebIdentityFederation(account)
 				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 				defer cancel()
-				// Out of band, straight to the stand-in (not counted).
+				// Out of band (before the calls counted).
 				if _, err := emulatortest.IAMClient(e.Emulator, e.ProvisionerCredentials).DisableOutboundWebIdentityFederation(ctx, &awsiam.DisableOutboundWebIdentityFederationInput{}); err != nil {
 					t.Fatalf("disable: %v", err)
 				}
 			}
-			proxy := newAWSProxy(t, e.AWSURL())
 			if tt.deny != "" {
-				proxy.deny[tt.deny] = true
+				e.FailNextAWS(tt.deny, 1, "AccessDenied", http.StatusForbidden)
 			}
 			if tt.raceEnable {
-				proxy.before[actionEnable] = func() { issuer = e.EnableWebIdentityFederation(account) }
+				e.FailNextAWS(actionGet, 1, "FeatureDisabled", http.StatusNotFound)
 			}
 			creds := e.ProvisionerCredentials
 			if tt.unknownKey {
 				creds = aws.Credentials{AccessKeyID: "ASIAUNKNOWNUNKNOWN00", SecretAccessKey: "secret", SessionToken: "session"}
 			}
-			cfg := Config{Credentials: noCall, Margin: time.Second, Federation: proxy.iamClient(creds)}
+			cfg := Config{Credentials: noCall, Margin: time.Second, Federation: emulatortest.IAMClient(e.Emulator, creds)}
 			if tt.noClient {
 				cfg.Federation = nil
 			}
@@ -238,7 +175,9 @@ func TestFederationResource(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
+			before := iamCallsSince(e.Emulator, nil)
 			id, data, err := New(cfg, nil).Handle(ctx, federationEvent(tt.kind, physicalID, props))
+			calls := iamCallsSince(e.Emulator, before)
 
 			gotIssuer, on := e.WebIdentityFederation(account)
 			switch {
@@ -258,10 +197,10 @@ func TestFederationResource(t *testing.T) {
 			if on != tt.wantOn {
 				t.Fatalf("federation enabled afterwards: %v, want %v", on, tt.wantOn)
 			}
-			if got := proxy.count(); !maps.Equal(got, tt.wantCalls) {
-				t.Fatalf("IAM calls = %v, want %v", got, tt.wantCalls)
+			if !maps.Equal(calls, tt.wantCalls) {
+				t.Fatalf("IAM calls = %v, want %v", calls, tt.wantCalls)
 			}
-			if n := proxy.count()[actionDisable]; n != 0 {
+			if n := calls[actionDisable]; n != 0 {
 				t.Fatalf("%s was called %d times", actionDisable, n)
 			}
 		})
@@ -274,8 +213,7 @@ func TestFederationResource(t *testing.T) {
 func TestFederationResourceLifecycle(t *testing.T) {
 	e := emulatortest.NewEnv(t, emulator.Options{})
 	account := e.ProvisionerPrincipal.Account
-	proxy := newAWSProxy(t, e.AWSURL())
-	h := New(Config{Credentials: noCall, Margin: time.Second, Federation: proxy.iamClient(e.ProvisionerCredentials)}, nil)
+	h := New(Config{Credentials: noCall, Margin: time.Second, Federation: emulatortest.IAMClient(e.Emulator, e.ProvisionerCredentials)}, nil)
 	props := map[string]any{"ServiceToken": "arn:aws:lambda:us-east-1:111122223333:function:chainguard-provisioner"}
 	send := func(kind cfn.RequestType, physicalID string) answer {
 		t.Helper()
@@ -295,21 +233,21 @@ func TestFederationResourceLifecycle(t *testing.T) {
 		kind cfn.RequestType
 		id   string
 	}{{cfn.RequestCreate, ""}, {cfn.RequestUpdate, a.id}, {cfn.RequestDelete, a.id}, {cfn.RequestCreate, ""}} {
-		enables := proxy.count()[actionEnable]
+		enables := e.Calls(actionEnable)
 		a := send(ev.kind, ev.id)
 		if ev.kind == cfn.RequestDelete {
 			wantSuccess(t, a, a.id, nil)
 		} else {
 			wantSuccess(t, a, "outbound-web-identity-federation", map[string]any{"IssuerIdentifier": issuer})
 		}
-		if n := proxy.count()[actionEnable] - enables; n != 0 {
+		if n := e.Calls(actionEnable) - enables; n != 0 {
 			t.Fatalf("%s made %d Enable calls, want none: it is on", ev.kind, n)
 		}
 		if got, on := e.WebIdentityFederation(account); !on || got != issuer {
 			t.Fatalf("after %s the account's federation is %q, enabled %v; want %q, enabled", ev.kind, got, on, issuer)
 		}
 	}
-	if got := proxy.count(); got[actionEnable] != 1 || got[actionDisable] != 0 {
+	if got := iamCallsSince(e.Emulator, nil); got[actionEnable] != 1 || got[actionDisable] != 0 {
 		t.Fatalf("IAM calls = %v, want one Enable in all and no Disable", got)
 	}
 }

@@ -127,6 +127,15 @@ func (w *webEmuEnv) workloadRepos(t *testing.T, identity, group string) []string
 	return names
 }
 
+// countingHandler is a handler whose Connect is exchange, each call counted
+// in connects.
+func countingHandler(exchange func(context.Context, Target) (iam.Clients, error), connects *atomic.Int32) *Handler {
+	return New(Config{Credentials: noCall, Margin: time.Second, Options: fastRetries, Connect: func(ctx context.Context, tgt Target) (iam.Clients, error) {
+		connects.Add(1)
+		return exchange(ctx, tgt)
+	}}, nil)
+}
+
 // A Trust WebIdentity identity's life through Handle, with the provisioner
 // proving itself by caller identity or by web identity: Create (claim_match
 // exact, bindings, the workload's web identity token lists repos), a
@@ -145,20 +154,13 @@ func TestWebIdentityTrustThroughHandle(t *testing.T) {
 		name: "caller-identity provisioner, Connect injected",
 		handler: func(w *webEmuEnv, connects *atomic.Int32) (*Handler, string) {
 			exchange := ExchangeConnect(token.CallerIdentity, credentials.StaticCredentialsProvider{Value: w.ProvisionerCredentials}, nil)
-			return New(Config{Credentials: noCall, Margin: time.Second, Options: fastRetries, Connect: func(ctx context.Context, tgt Target) (iam.Clients, error) {
-				connects.Add(1)
-				return exchange(ctx, tgt)
-			}}, nil), w.Provisioner
+			return countingHandler(exchange, connects), w.Provisioner
 		},
 		counted: true,
 	}, {
 		name: "web-identity provisioner, ExchangeConnect",
 		handler: func(w *webEmuEnv, connects *atomic.Int32) (*Handler, string) {
-			exchange := ExchangeConnect(token.WebIdentity, nil, w.provisionerSTS)
-			return New(Config{Credentials: noCall, Margin: time.Second, Options: fastRetries, Connect: func(ctx context.Context, tgt Target) (iam.Clients, error) {
-				connects.Add(1)
-				return exchange(ctx, tgt)
-			}}, nil), w.webProvisioner
+			return countingHandler(ExchangeConnect(token.WebIdentity, nil, w.provisionerSTS), connects), w.webProvisioner
 		},
 		counted: true,
 	}, {
