@@ -60,7 +60,7 @@ func TestDeployRules(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fns := newFunctions(t.TempDir(), t.TempDir(), "", nil, io.Discard)
+			fns := newFunctions(t.TempDir(), t.TempDir(), "", nil, nil, io.Discard)
 			c := newCloud(tt.env, fns, nil, io.Discard)
 			c.ssm[bootstrapVersionParameter] = ssmParameter{value: tt.bootstrap}
 			out, err := c.deploy(context.Background(), &template.Stack{ID: "S", Name: "S", Template: tmpl})

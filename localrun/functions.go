@@ -26,6 +26,10 @@ type Principal struct {
 	Account string // e.g. 111122223333
 	ARN     string // arn:aws:sts::111122223333:assumed-role/<role name>/<function name>
 	UserID  string // <role unique ID>:<function name>
+	// RoleARN is the role's ARN with its path from the template,
+	// arn:aws:iam::111122223333:role<path><role name>: the sub of the web
+	// identity tokens AWS STS issues to the session.
+	RoleARN string
 }
 
 // credentialsFunc returns AWS credentials that sign as p.
@@ -52,13 +56,17 @@ type functions struct {
 	rieBinary string
 	creds     credentialsFunc
 	logs      io.Writer
+	// awsEnv is the environment every function gets on top of its own, as
+	// Lambda adds its variables: the AWS SDK endpoint overrides that point
+	// its STS and IAM clients at the local AWS stand-in.
+	awsEnv []string
 
 	byARN map[string]*function
 	built map[string]string // Go package -> host bootstrap
 }
 
-func newFunctions(moduleDir, workDir, rieBinary string, creds credentialsFunc, logs io.Writer) *functions {
-	return &functions{moduleDir: moduleDir, workDir: workDir, rieBinary: rieBinary, creds: creds, logs: logs,
+func newFunctions(moduleDir, workDir, rieBinary string, creds credentialsFunc, awsEnv []string, logs io.Writer) *functions {
+	return &functions{moduleDir: moduleDir, workDir: workDir, rieBinary: rieBinary, creds: creds, awsEnv: awsEnv, logs: logs,
 		byARN: map[string]*function{}, built: map[string]string{}}
 }
 
@@ -90,6 +98,7 @@ func (fs *functions) define(ctx context.Context, run *template.StackRun, logical
 		Account: env.Account,
 		ARN:     fmt.Sprintf("arn:%s:sts::%s:assumed-role/%s/%s", env.Partition, env.Account, r.name, name),
 		UserID:  r.id + ":" + name,
+		RoleARN: roleARN,
 	}
 
 	f.timeout = 3 * time.Second // Lambda's default
@@ -121,6 +130,7 @@ func (fs *functions) define(ctx context.Context, run *template.StackRun, logical
 		}
 	}
 	f.env = append(f.env, "AWS_REGION="+env.Region, "AWS_DEFAULT_REGION="+env.Region)
+	f.env = append(f.env, fs.awsEnv...)
 
 	asset, err := codeAsset(stack, props)
 	if err != nil {

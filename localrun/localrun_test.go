@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
 	"github.com/assumable-identity/cdk-chainguard/internal/syncbuf"
 	"github.com/assumable-identity/cdk-chainguard/localrun/template"
 	"github.com/assumable-identity/cdk-chainguard/stacks"
@@ -25,8 +26,18 @@ import (
 // pushed to the group the stack created, and the run must end with the
 // provisioner identity deleted. The created-group mode synthesizes the app
 // environment-agnostic, so its stacks carry the ChainguardPartition rule,
-// which the deploy must evaluate and pass. It takes a minute or more per
-// mode (three synths, and the waits for propagation), so -short skips it.
+// which the deploy must evaluate and pass.
+//
+// Each run takes 40-50 s (three synths, and the waits for propagation), so
+// the test pairs the modes instead of running all four combinations
+// (cmd/local-run does): the caller-identity trust with the pre-existing
+// group, the web-identity trust with the created group. The trust mode and
+// the group mode change different parts of the stacks (the identities'
+// trust, the provisioner's federation resource and the functions' tokens;
+// the group resource and the repos), so two runs cover both values of each
+// at about half the time of four, and the web-identity run gets the
+// environment-agnostic templates, whose role ARNs (the claim_match
+// subjects) are built from pseudo parameters. -short skips it.
 func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the full local run synthesizes the app three times: skipped with -short")
@@ -38,17 +49,32 @@ func TestRun(t *testing.T) {
 		wantRepos []string
 		wantSteps []string // besides the steps of both modes
 		wantRules []string // the rules of the provisioner stack as deployed
+		wantLines []string // besides the lines of both modes
 	}{
 		{
-			name: "pre-existing group", opts: Options{PropagationDelay: delay},
+			name: "caller identity, pre-existing group", opts: Options{Trust: token.CallerIdentity, PropagationDelay: delay},
 			wantRepos: []string{"nginx", "python", "static"}, wantRules: []string{"CheckBootstrapVersion"},
+			wantLines: []string{
+				"outbound identity federation: never enabled (the caller-identity mode leaves the account setting alone)",
+				"; aws_identity arn:aws:sts::111122223333:assumed-role/",
+			},
 		},
 		{
-			name: "group created by the stack, environment-agnostic", opts: Options{CreateGroup: true, EnvironmentAgnostic: true, PropagationDelay: delay},
+			name:      "web identity, group created by the stack, environment-agnostic",
+			opts:      Options{Trust: token.WebIdentity, CreateGroup: true, EnvironmentAgnostic: true, PropagationDelay: delay},
 			wantRepos: []string{"hello"}, wantRules: []string{"ChainguardPartition", "CheckBootstrapVersion"},
 			wantSteps: []string{
 				"push an image: repo hello into the created group",
 				"delete the image: repo hello from the created group",
+				"deploy the provisioner stack again (federation already on)",
+				"delete the provisioner stack again",
+			},
+			wantLines: []string{
+				"Create Custom::AwsOutboundWebIdentityFederation ",
+				"outbound identity federation: off before the deploy, enabled by it; issuer http://127.0.0.1:",
+				"; claim_match issuer http://127.0.0.1:",
+				"Delete Custom::AwsOutboundWebIdentityFederation ",
+				"found on and left on by 1 later deploy(s), still enabled after destroy (never disabled)",
 			},
 		},
 	}
@@ -73,13 +99,16 @@ func TestRun(t *testing.T) {
 			if len(res.Steps) != 15+len(tt.wantSteps) || res.Identity == "" || res.Group == "" || res.ProvisionerIdentity == "" {
 				t.Errorf("result = %+v", res)
 			}
-			lines := []string{
+			if web := opts.Trust == token.WebIdentity; web != (res.FederationIssuer != "") {
+				t.Errorf("federation issuer = %q in trust mode %s", res.FederationIssuer, opts.Trust)
+			}
+			lines := append([]string{
 				"ok   deploy the provisioner stack (",
 				"Update Custom::ChainguardIdentity",
 				"ok   delete the provisioner identity (chainctl iam identities delete) (",
 				"ok   check the end state (",
 				"PASS in ",
-			}
+			}, tt.wantLines...)
 			for _, step := range tt.wantSteps {
 				lines = append(lines, "ok   "+step+" (")
 			}

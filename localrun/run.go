@@ -1,8 +1,8 @@
 // Package localrun runs the whole lifecycle of the CDK app on one machine,
 // with no AWS or Chainguard account: it starts the Chainguard emulator (and
-// its AWS STS stand-in), synthesizes the real app with context pointing at
-// it, performs the provisioner's one-time trust step from the stack's own
-// output, then plays CloudFormation's part — the real Lambda bootstraps run
+// its AWS stand-in, serving STS and IAM), synthesizes the real app with
+// context pointing at it, performs the provisioner's one-time trust step
+// from the stack's own output, then plays CloudFormation's part — the real Lambda bootstraps run
 // under the Lambda Runtime Interface Emulator with their roles' credentials
 // and receive Create, Update and Delete custom resource events — invokes the
 // repos function, performs the README's last destroy step (deleting the
@@ -14,6 +14,25 @@
 // list exactly that repo, and deleting it (the user deleting their image)
 // before the Delete events, so the stack can delete the group.
 //
+// It runs either trust mode (Options.Trust). In the caller-identity mode the
+// functions sign GetCallerIdentity requests and the identities trust their
+// assumed-role principals; the account's AWS outbound identity federation
+// must stay off throughout. In the web-identity mode the app is synthesized
+// with context trust=webIdentity: the provisioner stack's
+// Custom::AwsOutboundWebIdentityFederation, served by the provisioner
+// bootstrap like the other custom resources, enables the account's
+// federation through the emulator's IAM API (its IssuerIdentifier feeds
+// Fn::GetAtt, the issuer's SSM parameter that the identity stacks read, and
+// the outputs); the trust step creates the claim_match identity the stack's
+// TrustSpec describes; the functions exchange web identity tokens from
+// sts:GetWebIdentityToken; and the run checks the federation is off before
+// the provisioner stack's first deploy, on after it, found on by a later
+// deploy of that stack, and still on after destroy. In both modes the
+// functions reach the emulator's AWS stand-in through the SDK's endpoint
+// overrides (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL_IAM), and their
+// principals are registered with their roles' ARNs (path included), the
+// subject of their web identity tokens.
+//
 // The templates are read from the synthesized cloud assembly and resolved by
 // package template: what the run deploys is exactly what `cdk deploy` would
 // send to CloudFormation.
@@ -22,6 +41,7 @@ package localrun
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -30,10 +50,12 @@ import (
 	"strings"
 	"time"
 
+	iam "chainguard.dev/sdk/proto/platform/iam/v1"
 	oidc "chainguard.dev/sdk/proto/platform/oidc/v1"
 	"chainguard.dev/sdk/uidp"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/provision"
@@ -52,8 +74,9 @@ import (
 // (internal/provider/resource_group.go, waitForRoleBindingPropagation).
 const DefaultPropagationDelay = 10 * time.Second
 
-// Options configure Run. The zero value runs the pre-existing group mode
-// from the module containing the working directory, printing nothing.
+// Options configure Run. The zero value runs the caller-identity trust with
+// the pre-existing group mode from the module containing the working
+// directory, printing nothing.
 type Options struct {
 	// ModuleDir is the root of the module holding the CDK app (main package
 	// and cdk.json). Default: the module containing the working directory.
@@ -79,6 +102,20 @@ type Options struct {
 	// repos function after a deploy, the run waits until the deploy's
 	// changes have propagated, as a user would.
 	PropagationDelay time.Duration
+	// Trust is how the provisioner and the repos function prove their AWS
+	// identity to Chainguard: token.CallerIdentity (the default, also for
+	// "": a signed GetCallerIdentity request, identities with
+	// aws_identity) or token.WebIdentity (AWS outbound identity federation:
+	// the app is synthesized with context trust=webIdentity, the provisioner
+	// stack turns the account's federation on, the trust step creates a
+	// claim_match identity, and the functions exchange web identity
+	// tokens). Either way the functions reach the emulator's AWS stand-in
+	// through the SDK's endpoint overrides (AWS_ENDPOINT_URL_STS,
+	// AWS_ENDPOINT_URL_IAM), and the run checks the account's federation:
+	// never enabled in the caller-identity mode; off before the first
+	// provisioner deploy, enabled by it, found on by a later deploy and
+	// still on after destroy in the web-identity mode.
+	Trust token.Trust
 	// EnvironmentAgnostic synthesizes the app as an offline `cdk synth`
 	// does, without CDK_DEFAULT_ACCOUNT and CDK_DEFAULT_REGION: the stacks
 	// then take the account, region and partition from the deployment, and
@@ -101,6 +138,10 @@ type Result struct {
 	// FirstDeploy is how the first deploy of the identity stacks met the
 	// propagation of the trust step's identity.
 	FirstDeploy FirstDeploy
+	// FederationIssuer is the issuer of the account's AWS outbound identity
+	// federation, which the provisioner stack enabled (web-identity mode;
+	// "" in the caller-identity mode, which never enables it).
+	FederationIssuer string
 }
 
 // FirstDeploy describes the first deploy of the identity stacks after the
@@ -150,6 +191,11 @@ const pushedRepo = "hello"
 // app, the RIEs) is stopped before it returns, also when ctx is cancelled.
 func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	r := &runner{opts: opts, res: &Result{}, out: opts.Out}
+	trust, err := token.ParseTrust(string(opts.Trust))
+	if err != nil {
+		return r.res, &StepError{Step: "set up", Err: fmt.Errorf("Options.Trust: %w", err)}
+	}
+	r.web = trust == token.WebIdentity
 	if r.out == nil {
 		r.out = io.Discard
 	}
@@ -177,6 +223,7 @@ type runner struct {
 	opts Options
 	res  *Result
 	out  io.Writer
+	web  bool // Options.Trust is token.WebIdentity
 
 	moduleDir, workDir string
 	removeWork         bool
@@ -197,6 +244,9 @@ type runner struct {
 	identityOutputs map[string]string
 	trustedAt       time.Time // when the trust step created the provisioner identity
 	deployedAt      time.Time // when the last deploy of the identity stacks ended
+	// laterDeploys counts the deploys of the provisioner stack after the
+	// one that enabled the account's federation (web-identity mode).
+	laterDeploys int
 }
 
 type stepFunc struct {
@@ -229,8 +279,19 @@ func (r *runner) steps() []stepFunc {
 	if r.opts.CreateGroup {
 		steps = append(steps, stepFunc{"delete the image: repo " + pushedRepo + " from the created group", r.deletePushedRepo})
 	}
+	steps = append(steps, stepFunc{"delete the stacks", r.destroy})
+	if r.web {
+		// CloudFormation sends no event to a custom resource whose
+		// properties did not change, so the update step's deploy of the
+		// provisioner stack does not reach the federation resource: a new
+		// deploy of the stack does (a Create, as after a destroy or in
+		// another region of the account).
+		steps = append(steps,
+			stepFunc{"deploy the provisioner stack again (federation already on)", r.redeployProvisioner},
+			stepFunc{"delete the provisioner stack again", r.destroy},
+		)
+	}
 	return append(steps,
-		stepFunc{"delete the stacks", r.destroy},
 		stepFunc{"delete the provisioner identity (chainctl iam identities delete)", r.deleteProvisionerIdentity},
 		stepFunc{"check the end state", r.checkEnd},
 	)
@@ -259,10 +320,19 @@ func (r *runner) summary(total time.Duration) {
 	if r.opts.CreateGroup {
 		mode = "group created by the stack"
 	}
+	mode = r.trustName() + ", " + mode
 	fmt.Fprintf(r.out, "PASS in %s (%s): %d steps, %d synths; provisioner identity %s, identity %s in group %s; repos listed: %s; "+
 		"end state: the emulator holds exactly what it held before the trust step\n",
 		total.Round(100*time.Millisecond), mode, len(r.res.Steps), r.synths,
 		r.res.ProvisionerIdentity, r.res.Identity, r.res.Group, strings.Join(r.res.Repos, ", "))
+}
+
+// trustName names the run's trust mode as the -trust flag does.
+func (r *runner) trustName() string {
+	if r.web {
+		return string(token.WebIdentity)
+	}
+	return string(token.CallerIdentity)
 }
 
 func (r *runner) setup() error {
@@ -346,7 +416,11 @@ func (r *runner) buildApp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.fns = newFunctions(r.moduleDir, r.workDir, riePath, r.credentials, r.opts.FunctionLogs)
+	// The SDK's own endpoint overrides (aws-sdk-go-v2 config reads
+	// AWS_ENDPOINT_URL_<SERVICE ID> since v1.25): the functions' STS and
+	// IAM clients call the AWS stand-in, in both trust modes.
+	awsEnv := []string{"AWS_ENDPOINT_URL_STS=" + r.emu.AWSURL(), "AWS_ENDPOINT_URL_IAM=" + r.emu.AWSURL()}
+	r.fns = newFunctions(r.moduleDir, r.workDir, riePath, r.credentials, awsEnv, r.opts.FunctionLogs)
 	r.cloud = newCloud(localEnv(), r.fns, r.responses, r.out)
 	account, region := localAccount, localRegion
 	if r.opts.EnvironmentAgnostic {
@@ -356,9 +430,10 @@ func (r *runner) buildApp(ctx context.Context) error {
 	return err
 }
 
-// credentials registers a function's principal with the AWS STS stand-in.
+// credentials registers a function's principal with the AWS STS stand-in,
+// with its role's ARN (path included): the sub of its web identity tokens.
 func (r *runner) credentials(p Principal) (aws.Credentials, error) {
-	return r.emu.RegisterAWSPrincipal(emulator.AWSPrincipal{Account: p.Account, ARN: p.ARN, UserID: p.UserID}), nil
+	return r.emu.RegisterAWSPrincipal(emulator.AWSPrincipal{Account: p.Account, ARN: p.ARN, UserID: p.UserID, RoleARN: p.RoleARN}), nil
 }
 
 // appContext is the CDK context that points the app at the emulator.
@@ -369,6 +444,9 @@ func (r *runner) appContext(provisionerIdentity string, roles ...string) map[str
 		stacks.CtxGroup:       r.group,
 		stacks.CtxCreateGroup: r.opts.CreateGroup,
 		stacks.CtxGroupName:   groupName,
+	}
+	if r.web {
+		c[stacks.CtxTrust] = string(stacks.TrustWebIdentity)
 	}
 	if provisionerIdentity != "" {
 		c[stacks.CtxProvisionerIdentity] = provisionerIdentity
@@ -412,7 +490,14 @@ func (r *runner) provisionerStack() (*template.Stack, error) {
 	return nil, fmt.Errorf("no stack of the assembly has a %s output (the provisioner stack)", outputTrustSpec)
 }
 
+// deployProvisioner deploys the provisioner stack. The account's outbound
+// identity federation is off before (the emulator starts with it off); in
+// the web-identity mode the deploy enables it and publishes its issuer
+// (output WebIdentityIssuer), in the caller-identity mode it stays off.
 func (r *runner) deployProvisioner(ctx context.Context) error {
+	if issuer, on := r.emu.WebIdentityFederation(localAccount); on || issuer != "" {
+		return fmt.Errorf("the account's outbound identity federation is on (issuer %q) before the provisioner stack's first deploy, want off", issuer)
+	}
 	s, err := r.provisionerStack()
 	if err != nil {
 		return err
@@ -422,6 +507,60 @@ func (r *runner) deployProvisioner(ctx context.Context) error {
 		return err
 	}
 	r.provOutputs = out
+	if !r.web {
+		if _, ok := out[outputWebIdentityIssuer]; ok {
+			return fmt.Errorf("the provisioner stack has a %s output in the caller-identity mode", outputWebIdentityIssuer)
+		}
+		return r.checkFederation("the provisioner stack's deploy")
+	}
+	issuer, on := r.emu.WebIdentityFederation(localAccount)
+	if !on {
+		return errors.New("the provisioner stack's deploy did not enable the account's outbound identity federation")
+	}
+	if out[outputWebIdentityIssuer] != issuer {
+		return fmt.Errorf("the provisioner stack's %s output is %q, want the account's federation issuer %q", outputWebIdentityIssuer, out[outputWebIdentityIssuer], issuer)
+	}
+	r.res.FederationIssuer = issuer
+	fmt.Fprintf(r.out, "     outbound identity federation: off before the deploy, enabled by it; issuer %s\n", issuer)
+	return nil
+}
+
+// redeployProvisioner deploys the provisioner stack once more after the
+// stacks' delete, as a user does later (or in another region of the
+// account): its federation resource finds the federation on, leaves it on
+// and reports the same issuer.
+func (r *runner) redeployProvisioner(ctx context.Context) error {
+	if err := r.checkFederation("the stacks' delete"); err != nil {
+		return err
+	}
+	s, err := r.provisionerStack()
+	if err != nil {
+		return err
+	}
+	out, err := r.cloud.deploy(ctx, s)
+	if err != nil {
+		return err
+	}
+	r.laterDeploys++
+	if out[outputWebIdentityIssuer] != r.res.FederationIssuer {
+		return fmt.Errorf("the later deploy's %s output is %q, want the issuer of the first deploy %q", outputWebIdentityIssuer, out[outputWebIdentityIssuer], r.res.FederationIssuer)
+	}
+	return r.checkFederation("the later deploy of the provisioner stack")
+}
+
+// checkFederation checks the account's outbound identity federation after
+// the named event: in the web-identity mode on, with the issuer the first
+// provisioner deploy enabled; in the caller-identity mode never enabled.
+func (r *runner) checkFederation(after string) error {
+	issuer, on := r.emu.WebIdentityFederation(localAccount)
+	switch {
+	case !r.web && (on || issuer != ""):
+		return fmt.Errorf("after %s the account's outbound identity federation is on (issuer %q): the caller-identity mode must leave the account setting alone", after, issuer)
+	case r.web && !on:
+		return fmt.Errorf("after %s the account's outbound identity federation is off (issuer %q): the stacks must never disable it", after, issuer)
+	case r.web && issuer != r.res.FederationIssuer:
+		return fmt.Errorf("after %s the account's federation issuer is %q, want %q (the issuer the first deploy enabled)", after, issuer, r.res.FederationIssuer)
+	}
 	return nil
 }
 
@@ -434,13 +573,27 @@ func (r *runner) trustStep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if cm := req.identity.GetClaimMatch(); cm != nil {
+		if !r.web {
+			return fmt.Errorf("output %s is a claim_match identity in the caller-identity mode", outputTrustSpec)
+		}
+		if cm.GetIssuer() != r.res.FederationIssuer {
+			return fmt.Errorf("output %s trusts issuer %q, want the account's federation issuer %q", outputTrustSpec, cm.GetIssuer(), r.res.FederationIssuer)
+		}
+	} else if r.web {
+		return fmt.Errorf("output %s is an aws_identity in the web-identity mode, want a claim_match", outputTrustSpec)
+	}
 	id, err := createTrustedIdentity(ctx, r.emu.APIURL(), r.adminToken, req)
 	if err != nil {
 		return err
 	}
 	r.res.ProvisionerIdentity = id
 	r.trustedAt = time.Now()
-	fmt.Fprintf(r.out, "     provisioner identity %s (%s on %s)\n", id, req.role, req.parent)
+	trusts := "aws_identity " + req.identity.GetAwsIdentity().GetArn()
+	if cm := req.identity.GetClaimMatch(); cm != nil {
+		trusts = fmt.Sprintf("claim_match issuer %s, subject %s, audience %s", cm.GetIssuer(), cm.GetSubject(), cm.GetAudience())
+	}
+	fmt.Fprintf(r.out, "     provisioner identity %s (%s on %s; %s)\n", id, req.role, req.parent, trusts)
 	return nil
 }
 
@@ -460,7 +613,7 @@ func (r *runner) deployFirst(ctx context.Context) error {
 	}
 	fmt.Fprintf(r.out, "     started %s after the trust step, %s its identity propagated; the provisioner made %d token exchanges\n",
 		r.res.FirstDeploy.SinceTrustStep.Round(time.Millisecond), met, r.res.FirstDeploy.Exchanges)
-	return nil
+	return r.checkFederation("the first deploy of the identity stacks")
 }
 
 // deployAll deploys (or updates) every stack of the assembly in order.
@@ -481,8 +634,11 @@ func (r *runner) deployAll(ctx context.Context) error {
 	return nil
 }
 
-// Outputs of the aws-auth stack the run checks.
+// Outputs of the provisioner stack (web-identity mode) and of the aws-auth
+// stack the run checks.
 const (
+	outputWebIdentityIssuer = "WebIdentityIssuer"
+
 	outputIdentityID   = "IdentityId"
 	outputGroupID      = "GroupId"
 	outputFunctionName = "FunctionName"
@@ -534,12 +690,37 @@ func (r *runner) checkCreated(context.Context) error {
 	if uidp.Parent(id.ID) != r.res.Group {
 		return fmt.Errorf("identity %s is not in group %s", id.ID, r.res.Group)
 	}
-	aws := id.AWS
-	if aws == nil || aws.GetAwsAccount() != fn.principal.Account || aws.GetArn() != fn.principal.ARN || aws.GetUserId() != fn.principal.UserID {
-		return fmt.Errorf("identity %s trusts %v, want exactly the repos function's principal (account %s, arn %s, user_id %s)",
-			id.ID, aws, fn.principal.Account, fn.principal.ARN, fn.principal.UserID)
+	if err := r.checkTrust(id, fn.principal); err != nil {
+		return err
 	}
 	return checkRoles(st, id.ID, r.res.Group, initialRole)
+}
+
+// checkTrust checks the workload identity trusts exactly the repos
+// function: in the caller-identity mode its assumed-role principal
+// (aws_identity), in the web-identity mode the web identity tokens of its
+// role for the emulator's issuer (claim_match: the account's federation
+// issuer, subject the role's ARN with its path, audience the Chainguard
+// issuer), and nothing else.
+func (r *runner) checkTrust(id emulator.Identity, p Principal) error {
+	if r.web {
+		want := &iam.Identity_ClaimMatch{
+			Iss: &iam.Identity_ClaimMatch_Issuer{Issuer: r.res.FederationIssuer},
+			Sub: &iam.Identity_ClaimMatch_Subject{Subject: p.RoleARN},
+			Aud: &iam.Identity_ClaimMatch_Audience{Audience: r.emu.IssuerURL()},
+		}
+		if id.AWS != nil || !proto.Equal(id.ClaimMatch, want) {
+			return fmt.Errorf("identity %s trusts aws_identity %v, claim_match %v; want exactly the claim_match %v (the repos function's role)",
+				id.ID, id.AWS, id.ClaimMatch, want)
+		}
+		return nil
+	}
+	aws := id.AWS
+	if id.ClaimMatch != nil || aws == nil || aws.GetAwsAccount() != p.Account || aws.GetArn() != p.ARN || aws.GetUserId() != p.UserID {
+		return fmt.Errorf("identity %s trusts aws_identity %v, claim_match %v; want exactly the repos function's principal (account %s, arn %s, user_id %s)",
+			id.ID, aws, id.ClaimMatch, p.Account, p.ARN, p.UserID)
+	}
+	return nil
 }
 
 // pushRepo plays the user pushing an image to the group the stack
@@ -631,6 +812,10 @@ func (r *runner) checkUpdated(ctx context.Context) error {
 	if err := checkRoles(r.emu.State(), r.res.Identity, r.res.Group, updatedRole); err != nil {
 		return err
 	}
+	// The update deployed the provisioner stack too (unchanged).
+	if err := r.checkFederation("the update"); err != nil {
+		return err
+	}
 	if err := r.awaitPropagation(ctx); err != nil {
 		return err
 	}
@@ -664,7 +849,10 @@ func (r *runner) awaitPropagation(ctx context.Context) error {
 }
 
 func (r *runner) destroy(ctx context.Context) error {
-	return r.cloud.destroy(ctx)
+	if err := r.cloud.destroy(ctx); err != nil {
+		return err
+	}
+	return r.checkFederation("the delete")
 }
 
 // deleteProvisionerIdentity performs the README's last destroy step,
@@ -702,6 +890,15 @@ func (r *runner) checkEnd(context.Context) error {
 	}
 	if diff := diffState(r.preState, st); diff != "" {
 		return fmt.Errorf("the emulator does not hold what it held before the trust step: %s", diff)
+	}
+	if err := r.checkFederation("the destroy"); err != nil {
+		return err
+	}
+	if r.web {
+		fmt.Fprintf(r.out, "     outbound identity federation: off before the provisioner stack's first deploy, enabled by it (issuer %s), "+
+			"found on and left on by %d later deploy(s), still enabled after destroy (never disabled)\n", r.res.FederationIssuer, r.laterDeploys)
+	} else {
+		fmt.Fprintf(r.out, "     outbound identity federation: never enabled (the caller-identity mode leaves the account setting alone)\n")
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package localrun
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -12,10 +13,21 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate"
 )
 
-// Output names of the provisioner stack that carry the one-time trust step.
+// Output names of the provisioner stack that carry the one-time trust step,
+// and the role whose principal it trusts.
 const (
-	outputTrustCommand = "TrustCommand"
-	outputTrustSpec    = "TrustSpec"
+	outputTrustCommand       = "TrustCommand"
+	outputTrustSpec          = "TrustSpec"
+	outputProvisionerRoleArn = "ProvisionerRoleArn"
+)
+
+// The trust step commands the provisioner stack prints: for the
+// caller-identity trust (aws_identity) and for the web-identity trust
+// (claim_match, `chainctl iam identities create NAME --identity-issuer=...
+// --subject=...`, as in Chainguard's AWS guide aws-identity-oidc).
+const (
+	awsRoleCommand = "chainctl iam identities create aws role "
+	claimCommand   = "chainctl iam identities create "
 )
 
 // rpcTimeout bounds every Chainguard RPC of the trust step.
@@ -31,7 +43,9 @@ type trustRequest struct {
 }
 
 // parseTrustStep reads the trust step from the provisioner stack's outputs
-// and checks that the command and the spec describe the same principal.
+// and checks that the command and the spec describe the same principal:
+// an aws_identity (caller-identity trust) or a claim_match (web-identity
+// trust).
 func parseTrustStep(outputs map[string]string) (trustRequest, error) {
 	cmd, ok := outputs[outputTrustCommand]
 	if !ok {
@@ -45,20 +59,16 @@ func parseTrustStep(outputs map[string]string) (trustRequest, error) {
 	if err := protojson.Unmarshal([]byte(spec), &id); err != nil {
 		return trustRequest{}, fmt.Errorf("output %s is not a Chainguard identity spec: %w", outputTrustSpec, err)
 	}
+	if cm := id.GetClaimMatch(); cm != nil {
+		return parseClaimMatchStep(outputs, cmd, &id, cm)
+	}
 	aws := id.GetAwsIdentity()
 	if aws == nil {
-		return trustRequest{}, fmt.Errorf("output %s has no aws_identity", outputTrustSpec)
+		return trustRequest{}, fmt.Errorf("output %s has neither an aws_identity nor a claim_match", outputTrustSpec)
 	}
-	flags, err := commandFlags(cmd)
+	req, flags, err := parseCommand(cmd, awsRoleCommand, &id)
 	if err != nil {
-		return trustRequest{}, fmt.Errorf("output %s: %w", outputTrustCommand, err)
-	}
-	req := trustRequest{identity: &id, parent: flags["parent"], role: flags["role"]}
-	if err := validate.UIDP("--parent of "+outputTrustCommand, req.parent); err != nil {
 		return trustRequest{}, err
-	}
-	if req.role == "" {
-		return trustRequest{}, fmt.Errorf("output %s has no --role", outputTrustCommand)
 	}
 	// The command and the spec must describe the same principal.
 	arn, err := validate.AssumedRoleARN(aws.GetArn())
@@ -87,10 +97,68 @@ func parseTrustStep(outputs map[string]string) (trustRequest, error) {
 	return req, nil
 }
 
-// commandFlags parses `chainctl iam identities create aws role NAME --k=v ...`
-// into its --flags (and "name").
-func commandFlags(cmd string) (map[string]string, error) {
-	const prefix = "chainctl iam identities create aws role "
+// parseClaimMatchStep checks the web-identity trust step: the command's
+// --identity-issuer and --subject are the spec's exact issuer and subject,
+// the issuer is the stack's WebIdentityIssuer output and the subject its
+// ProvisionerRoleArn, and the spec asks for nothing the command cannot say
+// (patterns, claims). The audience is the spec's (the command leaves it to
+// Chainguard's default).
+func parseClaimMatchStep(outputs map[string]string, cmd string, id *iam.Identity, cm *iam.Identity_ClaimMatch) (trustRequest, error) {
+	if cm.GetIssuer() == "" || cm.GetSubject() == "" || cm.GetAudiencePattern() != "" || len(cm.GetClaims()) > 0 || len(cm.GetClaimPatterns()) > 0 {
+		return trustRequest{}, fmt.Errorf("output %s: the claim_match %v is not an exact issuer, subject and audience", outputTrustSpec, cm)
+	}
+	if err := validate.FederationIssuer(cm.GetIssuer()); err != nil {
+		return trustRequest{}, fmt.Errorf("output %s: %w", outputTrustSpec, err)
+	}
+	if !iamRoleARN.MatchString(cm.GetSubject()) {
+		return trustRequest{}, fmt.Errorf("output %s: subject %q is not an IAM role ARN (arn:PARTITION:iam::ACCOUNT:role/PATH/NAME)", outputTrustSpec, cm.GetSubject())
+	}
+	if err := validate.ServiceURL("audience of "+outputTrustSpec, cm.GetAudience()); err != nil {
+		return trustRequest{}, err
+	}
+	req, flags, err := parseCommand(cmd, claimCommand, id)
+	if err != nil {
+		return trustRequest{}, err
+	}
+	checks := []struct{ what, spec, other string }{
+		{"the command's --identity-issuer", cm.GetIssuer(), flags["identity-issuer"]},
+		{"output " + outputWebIdentityIssuer, cm.GetIssuer(), outputs[outputWebIdentityIssuer]},
+		{"the command's --subject", cm.GetSubject(), flags["subject"]},
+		{"output " + outputProvisionerRoleArn, cm.GetSubject(), outputs[outputProvisionerRoleArn]},
+		{"the command's name", id.GetName(), flags["name"]},
+	}
+	for _, c := range checks {
+		if c.spec != c.other {
+			return trustRequest{}, fmt.Errorf("output %s disagrees with %s: the spec says %q where %s is %q",
+				outputTrustSpec, c.what, c.spec, c.what, c.other)
+		}
+	}
+	return req, nil
+}
+
+// iamRoleARN is an IAM role ARN, path included.
+var iamRoleARN = regexp.MustCompile(`^arn:[a-z-]+:iam::[0-9]{12}:role/(?:[\x21-\x7E]*/)?[\w+=,.@-]{1,64}$`)
+
+// parseCommand parses the trust step command (prefix, then the identity's
+// name and --flags) and reads its --parent and --role.
+func parseCommand(cmd, prefix string, id *iam.Identity) (trustRequest, map[string]string, error) {
+	flags, err := commandFlags(cmd, prefix)
+	if err != nil {
+		return trustRequest{}, nil, fmt.Errorf("output %s: %w", outputTrustCommand, err)
+	}
+	req := trustRequest{identity: id, parent: flags["parent"], role: flags["role"]}
+	if err := validate.UIDP("--parent of "+outputTrustCommand, req.parent); err != nil {
+		return trustRequest{}, nil, err
+	}
+	if req.role == "" {
+		return trustRequest{}, nil, fmt.Errorf("output %s has no --role", outputTrustCommand)
+	}
+	return req, flags, nil
+}
+
+// commandFlags parses `<prefix>NAME --k=v ... [-o id]` into its --flags (and
+// "name").
+func commandFlags(cmd, prefix string) (map[string]string, error) {
 	rest, ok := strings.CutPrefix(cmd, prefix)
 	if !ok {
 		return nil, fmt.Errorf("%q does not start with %q", cmd, prefix)

@@ -9,12 +9,17 @@ import (
 )
 
 // What the resolver supports is what the synthesized templates of this
-// project contain (both group modes, with and without an environment), and
-// nothing more: Ref of the pseudo parameters AWS::AccountId, AWS::Region and
-// AWS::Partition, of AWS::SSM::Parameter::Value<String> parameters and of
-// resources; Fn::GetAtt in its list form; Fn::Join; Fn::Sub in its string
-// form; and in rule assertions Fn::Equals, Fn::Not and Fn::Contains.
-// Anything else is a ResolveError, never a guess.
+// project contain (both trust modes and both group modes, with and without
+// an environment), and nothing more: Ref of the pseudo parameters
+// AWS::AccountId, AWS::Region and AWS::Partition, of
+// AWS::SSM::Parameter::Value<String> parameters and of resources;
+// Fn::GetAtt in its list form; Fn::Join; Fn::Sub in its string form with
+// pseudo parameters only (CDK's asset bucket name,
+// cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}); and in rule
+// assertions Fn::Equals, Fn::Not and Fn::Contains. Values that must be
+// strings (outputs, Fn::Join parts, rule operands) are strings in those
+// templates: a number there is refused too. Anything else is a
+// ResolveError, never a guess.
 
 // ResolveError says which expression of which resource could not be
 // resolved, and why.
@@ -285,20 +290,17 @@ func (rv *resolver) value(v any, path string) (any, error) {
 	}
 }
 
-// str resolves v and requires a string (numbers are accepted as their text).
+// str resolves v and requires a string.
 func (rv *resolver) str(v any, path string) (string, error) {
 	x, err := rv.value(v, path)
 	if err != nil {
 		return "", err
 	}
-	switch t := x.(type) {
-	case string:
-		return t, nil
-	case json.Number:
-		return t.String(), nil
-	default:
+	s, ok := x.(string)
+	if !ok {
 		return "", rv.fail(v, path, "it resolves to %s, want a string", compact(x))
 	}
+	return s, nil
 }
 
 // list resolves v and requires a list of strings.
@@ -520,8 +522,9 @@ func keysOf(m map[string]any) string {
 	return strings.Join(ks, ", ")
 }
 
-// sub resolves the string form of Fn::Sub: ${Name} is a Ref, ${Name.Attr}
-// a Fn::GetAtt.
+// sub resolves the string form of Fn::Sub whose variables are pseudo
+// parameters, ${AWS::Name}: the only ones the templates use, so a Fn::Sub
+// never makes a resource depend on another.
 func (rv *resolver) sub(tmpl string, expr map[string]any, path string) (string, error) {
 	var b strings.Builder
 	for {
@@ -538,28 +541,21 @@ func (rv *resolver) sub(tmpl string, expr map[string]any, path string) (string, 
 		}
 		name := strings.TrimSpace(tmpl[:j])
 		tmpl = tmpl[j+1:]
-		var x any
-		var err error
-		if logical, attr, ok := strings.Cut(name, "."); ok && !strings.HasPrefix(name, "AWS::") {
-			x, err = rv.r.getAtt(logical, attr)
-		} else {
-			x, err = rv.ref(name)
+		if !strings.HasPrefix(name, "AWS::") {
+			return "", rv.fail(expr, path, "${%s}: the local run supports only pseudo parameters (${AWS::Name}) in Fn::Sub", name)
 		}
+		s, err := rv.ref(name)
 		if err != nil {
 			return "", rv.fail(expr, path, "${%s}: %v", name, err)
-		}
-		s, ok := x.(string)
-		if !ok {
-			return "", rv.fail(expr, path, "${%s} resolves to %s, want a string", name, compact(x))
 		}
 		b.WriteString(s)
 	}
 	return b.String(), nil
 }
 
-// collectRefs adds to set the names v refers to with Ref, Fn::GetAtt or a
-// Fn::Sub variable (parameters and pseudo parameters included: callers keep
-// the resource names).
+// collectRefs adds to set the names v refers to with Ref or Fn::GetAtt
+// (parameters and pseudo parameters included: callers keep the resource
+// names). Fn::Sub refers to pseudo parameters only (see sub).
 func collectRefs(v any, set map[string]bool) {
 	switch t := v.(type) {
 	case map[string]any:
@@ -574,18 +570,6 @@ func collectRefs(v any, set map[string]bool) {
 					if s, ok := a[0].(string); ok {
 						set[s] = true
 					}
-				}
-			case "Fn::Sub":
-				tmpl, _ := arg.(string)
-				for {
-					i := strings.Index(tmpl, "${")
-					j := strings.Index(tmpl[max(i, 0):], "}")
-					if i < 0 || j < 0 {
-						break
-					}
-					name, _, _ := strings.Cut(strings.TrimSpace(tmpl[i+2:i+j]), ".")
-					set[name] = true
-					tmpl = tmpl[i+j+1:]
 				}
 			}
 			collectRefs(arg, set)

@@ -49,8 +49,8 @@ func TestResolve(t *testing.T) {
 		{name: "join", expr: `{"Fn::Join": [":", ["a", {"Ref": "AWS::Region"}, {"Fn::GetAtt": ["Role", "RoleId"]}]]}`, want: "a:us-east-1:AROAEXAMPLE"},
 		{
 			name: "sub",
-			expr: `{"Fn::Sub": "arn:${AWS::Partition}:sts::${AWS::AccountId}:assumed-role/${Role}/x ${Role.RoleId}"}`,
-			want: "arn:aws:sts::111122223333:assumed-role/aws-auth/x AROAEXAMPLE",
+			expr: `{"Fn::Sub": "cdk-hnb659fds-assets-${AWS::AccountId}-${ AWS::Region }/${AWS::Partition}"}`,
+			want: "cdk-hnb659fds-assets-111122223333-us-east-1/aws",
 		},
 		{name: "nested list and map", expr: `[{"K": {"Ref": "Role"}}]`, want: []any{map[string]any{"K": "aws-auth"}}},
 
@@ -67,7 +67,10 @@ func TestResolve(t *testing.T) {
 		{name: "custom data missing", expr: `{"Fn::GetAtt": ["Ident", "Arn"]}`, wantErr: `custom resource Ident returned no "Arn" in its Data \(it returned Id, Name\)`},
 		{name: "ssm parameter missing", expr: `{"Ref": "MissingParam"}`, wantErr: `names SSM parameter /missing, which does not exist in the local environment`},
 		{name: "other parameter type", expr: `{"Ref": "Plain"}`, wantErr: `parameter Plain is of type String: the local run supports AWS::SSM::Parameter::Value<String> parameters only`},
-		{name: "sub unknown variable", expr: `{"Fn::Sub": "${Nope}"}`, wantErr: `\$\{Nope\}: the template defines no parameter or resource Nope`},
+		{name: "sub resource", expr: `{"Fn::Sub": "x${Role}"}`, wantErr: `\$\{Role\}: the local run supports only pseudo parameters \(\$\{AWS::Name\}\) in Fn::Sub`},
+		{name: "sub attribute", expr: `{"Fn::Sub": "x${Role.RoleId}"}`, wantErr: `\$\{Role.RoleId\}: the local run supports only pseudo parameters`},
+		{name: "sub unsupported pseudo parameter", expr: `{"Fn::Sub": "${AWS::StackName}"}`, wantErr: `\$\{AWS::StackName\}: pseudo parameter AWS::StackName is not supported`},
+		{name: "number where a string is needed", expr: `{"Fn::Join": [",", ["a", 5]]}`, wantErr: `cannot resolve 5: it resolves to 5, want a string`},
 		{name: "sub unterminated", expr: `{"Fn::Sub": "${Role"}`, wantErr: `unterminated`},
 		{name: "join of non-list", expr: `{"Fn::Join": [",", "a"]}`, wantErr: `want a list`},
 		{name: "join bad arity", expr: `{"Fn::Join": [","]}`, wantErr: `want a list of 2 arguments`},
@@ -204,7 +207,7 @@ func TestOrder(t *testing.T) {
 		{
 			name: "references and depends on",
 			tmpl: `{"Resources": {
-			  "A": {"Type": "Custom::X", "Properties": {"R": {"Fn::Sub": "x${C.Arn}y${AWS::Region}"}}},
+			  "A": {"Type": "Custom::X", "Properties": {"R": {"Fn::Join": ["", ["x", {"Fn::GetAtt": ["C", "Arn"]}, {"Fn::Sub": "y${AWS::Region}"}]]}}},
 			  "B": {"Type": "AWS::IAM::Role", "DependsOn": "A"},
 			  "C": {"Type": "AWS::Lambda::Function", "Properties": {"Role": {"Fn::GetAtt": ["D", "Arn"]}}},
 			  "D": {"Type": "AWS::IAM::Role", "Properties": {"X": {"Ref": "AWS::Region"}, "Y": {"Ref": "P"}}}
