@@ -537,9 +537,14 @@ func (r *runner) redeployProvisioner(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	const enable = "iam:EnableOutboundWebIdentityFederation"
+	enables := r.emu.Calls(enable)
 	out, err := r.cloud.deploy(ctx, s)
 	if err != nil {
 		return err
+	}
+	if n := r.emu.Calls(enable) - enables; n != 0 {
+		return fmt.Errorf("the later deploy of the provisioner stack called %s %d times, want none: the federation was on", enable, n)
 	}
 	r.laterDeploys++
 	if out[outputWebIdentityIssuer] != r.res.FederationIssuer {
