@@ -38,6 +38,10 @@ const (
 	// CtxWebIdentityIssuerParameter is the SSM parameter that publishes the
 	// account's web-identity issuer (DefaultWebIdentityIssuerParameter).
 	CtxWebIdentityIssuerParameter = "webIdentityIssuerParameter"
+	// CtxArchitecture is the architecture of the app's functions (the
+	// provisioner and the repos function): arm64 (ArchitectureARM64, the
+	// default) or x86_64 (ArchitectureX86_64).
+	CtxArchitecture = "architecture"
 )
 
 // Default stack names.
@@ -62,6 +66,7 @@ type AppConfig struct {
 	RoleName                string
 	FunctionName            string
 	Trust                   TrustMode
+	Architecture            Architecture
 }
 
 // contextReader reads typed values from the CDK context and collects the
@@ -171,6 +176,7 @@ func ConfigFromContext(node constructs.Node) (AppConfig, error) {
 		RoleName:                r.str(CtxRoleName, ""),
 		FunctionName:            r.str(CtxFunctionName, ""),
 		Trust:                   TrustMode(r.str(CtxTrust, string(TrustCallerIdentity))),
+		Architecture:            Architecture(r.str(CtxArchitecture, string(ArchitectureARM64))),
 		Provisioner: ProvisionerSettings{
 			Identity:                   r.str(CtxProvisionerIdentity, ""),
 			Issuer:                     r.str(CtxIssuer, DefaultIssuer),
@@ -182,6 +188,10 @@ func ConfigFromContext(node constructs.Node) (AppConfig, error) {
 	if err := cfg.Trust.validate(); err != nil {
 		r.fail(CtxTrust, err)
 		cfg.Trust = TrustCallerIdentity
+	}
+	if err := cfg.Architecture.validate(); err != nil {
+		r.fail(CtxArchitecture, err)
+		cfg.Architecture = ArchitectureARM64
 	}
 	r.validate(CtxProvisionerStackName, cfg.ProvisionerStackName, validateStackName)
 	r.validate(CtxAwsAuthStackName, cfg.AwsAuthStackName, validateStackName)
@@ -232,7 +242,9 @@ func validateStackName(v string) error {
 // aws-auth stack (which depends on it), with the cdk-nag AwsSolutions checks
 // applied, both in the trust mode of the context key "trust" (CtxTrust):
 // callerIdentity (the default) or webIdentity, which also turns the
-// account's outbound identity federation on (and never off). A malformed
+// account's outbound identity federation on (and never off). Both functions
+// run on the architecture of the context key "architecture"
+// (CtxArchitecture): arm64 (the default) or x86_64. A malformed
 // context value is an error (nothing is built). A missing required value
 // fails only the stacks that need it, with an error annotation that says how
 // to obtain it: the provisioner stack deploys before the provisioner
@@ -263,6 +275,7 @@ func NewApp(app awscdk.App) error {
 			Trust:                      cfg.Trust,
 			Issuer:                     cfg.Provisioner.Issuer,
 			WebIdentityIssuerParameter: cfg.Provisioner.WebIdentityIssuerParameter,
+			Architecture:               cfg.Architecture,
 		})
 	}
 
@@ -288,6 +301,7 @@ func NewApp(app awscdk.App) error {
 			RoleName:            cfg.RoleName,
 			FunctionName:        cfg.FunctionName,
 			Trust:               cfg.Trust,
+			Architecture:        cfg.Architecture,
 		}
 		if cfg.CreateGroup {
 			props.NewGroupName = cfg.GroupName

@@ -91,6 +91,30 @@ func TestConfigFromContext(t *testing.T) {
 			wantErr: []string{`context key "trust": "web-identity" is not a trust mode: use "callerIdentity"`, `or "webIdentity"`}},
 		{name: "trust mode as a boolean", context: map[string]interface{}{CtxTrust: true},
 			wantErr: []string{`context key "trust": expected a string`}},
+		{
+			name:    "default architecture",
+			context: map[string]interface{}{},
+			want: func(c *AppConfig) {
+				if c.Architecture != ArchitectureARM64 {
+					panic("unexpected default architecture " + string(c.Architecture))
+				}
+			},
+		},
+		{
+			name:    "x86_64 architecture",
+			context: map[string]interface{}{CtxArchitecture: "x86_64"},
+			want: func(c *AppConfig) {
+				if c.Architecture != ArchitectureX86_64 {
+					panic("unexpected architecture " + string(c.Architecture))
+				}
+			},
+		},
+		{name: "Go's name for x86_64", context: map[string]interface{}{CtxArchitecture: "amd64"},
+			wantErr: []string{`context key "architecture": "amd64" is not a Lambda architecture: use "arm64" (the default) or "x86_64" (Lambda's name for it is "x86_64")`}},
+		{name: "unknown architecture", context: map[string]interface{}{CtxArchitecture: "riscv64"},
+			wantErr: []string{`context key "architecture": "riscv64" is not a Lambda architecture: use "arm64" (the default) or "x86_64"`}},
+		{name: "architecture as a list", context: map[string]interface{}{CtxArchitecture: []interface{}{"arm64"}},
+			wantErr: []string{`context key "architecture": expected a string`}},
 		{name: "issuer parameter name without slash", context: map[string]interface{}{CtxWebIdentityIssuerParameter: "issuer"},
 			wantErr: []string{`context key "webIdentityIssuerParameter": SSM parameter name "issuer" is not valid`}},
 		{name: "two bad keys reported together", context: map[string]interface{}{CtxGroup: "x", CtxIssuer: "ftp://x"},

@@ -64,12 +64,17 @@ type AwsAuthStackProps struct {
 	// stack's parameter), and the role may request them for the Chainguard
 	// issuer only.
 	Trust TrustMode
+	// Architecture of the repos function; its bootstrap is built for the
+	// matching GOARCH. Default ArchitectureARM64; ArchitectureX86_64 for
+	// accounts or CloudFormation engines that run only x86_64.
+	Architecture Architecture
 }
 
 // NewAwsAuthStack creates the reference setup: an IAM role that Lambda may
-// assume, the repos function with a deterministic name running as that role,
-// optionally a new Chainguard group, and an AssumableIdentity trusting
-// exactly the function's assumed-role principal
+// assume, the repos function (provided.al2023; arm64, or x86_64 with
+// Architecture) with a deterministic name running as that role, optionally
+// a new Chainguard group, and an AssumableIdentity trusting exactly the
+// function's assumed-role principal
 // (arn:<partition>:sts::<account>:assumed-role/<role>/<function>, user ID
 // <role unique ID>:<function>), bound to viewer on the group. With Trust
 // TrustWebIdentity the identity trusts the role's web identity tokens
@@ -98,6 +103,7 @@ func NewAwsAuthStack(scope constructs.Construct, id string, props *AwsAuthStackP
 	}
 	p.add("Group", validate.UIDP("group", sp.Group))
 	p.add("Trust", sp.Trust.validate())
+	arch := checkedArchitecture(p, "Architecture", sp.Architecture)
 	retention := sp.LogRetention
 	if retention == "" {
 		retention = awslogs.RetentionDays_ONE_MONTH
@@ -135,7 +141,8 @@ func NewAwsAuthStack(scope constructs.Construct, id string, props *AwsAuthStackP
 		Provisioner: &sp.Provisioner,
 	})
 	fn := newGoFunction(stack, "Function", goFunctionProps{
-		pkg: ReposPackage,
+		pkg:  ReposPackage,
+		arch: arch,
 		props: awslambda.FunctionProps{
 			FunctionName: jsii.String(fnName),
 			Description:  jsii.String("Lists the Chainguard registry repos of a group, as its own Chainguard identity"),

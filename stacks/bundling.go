@@ -24,7 +24,7 @@ const (
 	ReposPackage       = "github.com/assumable-identity/cdk-chainguard/lambda/repos"
 )
 
-// bundleTimeout bounds one `go build` (a cold arm64 build of the provisioner
+// bundleTimeout bounds one `go build` (a cold build of the provisioner
 // takes about 100 s on 2 cores).
 const bundleTimeout = 10 * time.Minute
 
@@ -34,16 +34,16 @@ const bundleTimeout = 10 * time.Minute
 const bundlingImage = "local-go-bundling-only-docker-is-never-used"
 
 // goBundler is an awscdk.ILocalBundling that compiles a Go main package into
-// a linux/arm64 `bootstrap` with lambdabuild. A failed build is recorded, not
-// panicked (a panic inside a jsii callback kills the process) and not
-// reported as false (CDK would then try Docker and fail with an unrelated
-// message): the function's validation turns it into a failed synth that
-// names the function and carries the compiler output.
+// a linux/arm64 or linux/amd64 `bootstrap` with lambdabuild. A failed build
+// is recorded, not panicked (a panic inside a jsii callback kills the
+// process) and not reported as false (CDK would then try Docker and fail
+// with an unrelated message): the function's validation turns it into a
+// failed synth that names the function and carries the compiler output.
 type goBundler struct {
 	pkg  string
 	err  error
 	dir  string // module root to build in; empty: found from the working directory
-	arch string
+	arch string // GOARCH
 }
 
 // TryBundle implements awscdk.ILocalBundling.
@@ -71,42 +71,58 @@ func (b *goBundler) Validate() *[]*string {
 }
 
 // goFunctionProps are the settings of a Go Lambda function; the rest
-// (runtime, architecture, handler, code) is fixed by newGoFunction.
+// (runtime, architecture, handler, code) is set by newGoFunction.
 type goFunctionProps struct {
-	pkg   string // main package import path
+	pkg string // main package import path
+	// arch is the function's architecture, which the bootstrap is built
+	// for. Default ArchitectureARM64. Callers validate it against their own
+	// prop (checkedArchitecture); an invalid value fails synth here too.
+	arch  Architecture
 	props awslambda.FunctionProps
 }
 
-// newGoFunction creates a provided.al2023 arm64 function running the Go main
-// package p.pkg, bundled locally (AssetHashType_OUTPUT: the hash of the
-// binary, so a change in any imported package redeploys, and an unchanged
-// binary does not).
+// newGoFunction creates a provided.al2023 function for p.arch (arm64 by
+// default) running the Go main package p.pkg, bundled locally for the
+// matching GOARCH (AssetHashType_OUTPUT: the hash of the binary, so a change
+// in any imported package redeploys, and an unchanged binary does not).
 func newGoFunction(scope constructs.Construct, id string, p goFunctionProps) awslambda.Function {
+	arch := p.arch.orDefault()
+	archErr := arch.validate()
+	if archErr != nil {
+		arch = ArchitectureARM64
+	}
 	root, rootErr := lambdabuild.ModuleRoot()
-	b := &goBundler{pkg: p.pkg, arch: "arm64", dir: root}
+	b := &goBundler{pkg: p.pkg, arch: arch.goarch(), dir: root}
 	source := root
 	if rootErr != nil {
 		// Still build a function so that synth reports every problem at once.
 		b.err = rootErr
 		source = "."
 	}
+	// Never run (no Docker), but part of CDK's asset staging cache key and,
+	// when bundling is skipped, of the stand-in asset hash: without it every
+	// Go function of an app, all staged from the module root with otherwise
+	// equal options, would share the first one's bundle. The arm64 command
+	// is the one from before other architectures existed, so arm64 templates
+	// keep their asset hashes.
+	command := jsii.Strings("go", "build", "-o", "/asset-output/bootstrap", p.pkg)
+	if arch != ArchitectureARM64 {
+		command = jsii.Strings("env", "GOARCH="+arch.goarch(), "go", "build", "-o", "/asset-output/bootstrap", p.pkg)
+	}
 	props := p.props
 	props.Runtime = awslambda.Runtime_PROVIDED_AL2023()
-	props.Architecture = awslambda.Architecture_ARM_64()
+	props.Architecture = arch.lambda()
 	props.Handler = jsii.String("bootstrap")
 	props.Code = awslambda.Code_FromAsset(jsii.String(source), &awss3assets.AssetOptions{
 		AssetHashType: awscdk.AssetHashType_OUTPUT,
 		Bundling: &awscdk.BundlingOptions{
-			Image: awscdk.DockerImage_FromRegistry(jsii.String(bundlingImage)),
-			// Never run (no Docker), but part of CDK's asset staging cache
-			// key: without it every Go function of an app, all staged from
-			// the module root with otherwise equal options, would share the
-			// first one's bundle.
-			Command: jsii.Strings("go", "build", "-o", "/asset-output/bootstrap", p.pkg),
+			Image:   awscdk.DockerImage_FromRegistry(jsii.String(bundlingImage)),
+			Command: command,
 			Local:   b,
 		},
 	})
 	fn := awslambda.NewFunction(scope, jsii.String(id), &props)
+	newProblems(fn).add("Architecture", archErr)
 	// Bundling runs while the function is built: its outcome is known now.
 	if b.err != nil {
 		fn.Node().AddValidation(b)

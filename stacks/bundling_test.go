@@ -52,55 +52,77 @@ func TestBundlingBuildsArm64Bootstrap(t *testing.T) {
 }
 
 func TestBundlingEachFunctionGetsItsOwnBinary(t *testing.T) {
-	// given one app holding both Go functions, synthesized with bundling
+	// given one app holding both Go functions, and the repos function again
+	// for x86_64, synthesized with bundling
 	app := newTestApp(t, true, nil)
 	stack := awscdk.NewStack(app, jsii.String("S"), nil)
-	pkgs := []string{ProvisionerPackage, ReposPackage}
-	for i, pkg := range pkgs {
+	fns := []struct {
+		pkg    string
+		arch   Architecture
+		goarch string
+	}{
+		{ProvisionerPackage, "", "arm64"},
+		{ReposPackage, "", "arm64"},
+		{ReposPackage, ArchitectureX86_64, "amd64"},
+	}
+	for i, f := range fns {
 		must(t, "function", func() {
-			newGoFunction(stack, fmt.Sprintf("Fn%d", i), goFunctionProps{pkg: pkg, props: awslambda.FunctionProps{}})
+			newGoFunction(stack, fmt.Sprintf("Fn%d", i), goFunctionProps{pkg: f.pkg, arch: f.arch, props: awslambda.FunctionProps{}})
 		})
 	}
-	ids, fns := docOf(t, templateOf(t, stack)).resources("AWS::Lambda::Function")
-	if len(fns) != len(pkgs) {
-		t.Fatalf("functions = %v, want %d", ids, len(pkgs))
+	ids, props := docOf(t, templateOf(t, stack)).resources("AWS::Lambda::Function")
+	if len(props) != len(fns) {
+		t.Fatalf("functions = %v, want %d", ids, len(fns))
 	}
 
 	// then each function's asset is a bootstrap built from its own package
-	// (CDK's staging cache must not hand the second function the first's bundle)
-	for i, pkg := range pkgs {
-		fn := fns[i] // sorted by logical ID: Fn0..., Fn1...
+	// for its own architecture (CDK's staging cache must not hand a function
+	// another one's bundle)
+	for i, f := range fns {
+		fn := props[i] // sorted by logical ID: Fn0..., Fn1..., Fn2...
 		hash := strings.TrimSuffix(render(fn["Code"].(map[string]interface{})["S3Key"]), ".zip")
 		info, err := buildinfo.ReadFile(filepath.Join(*app.Outdir(), "asset."+hash, "bootstrap"))
 		if err != nil {
 			t.Fatalf("read build info of Fn%d's bootstrap: %v", i, err)
 		}
-		if info.Path != pkg {
-			t.Errorf("Fn%d runs a bootstrap built from %s, want %s", i, info.Path, pkg)
+		goarch := ""
+		for _, s := range info.Settings {
+			if s.Key == "GOARCH" {
+				goarch = s.Value
+			}
+		}
+		if info.Path != f.pkg || goarch != f.goarch {
+			t.Errorf("Fn%d runs a bootstrap built from %s for %s, want %s for %s", i, info.Path, goarch, f.pkg, f.goarch)
 		}
 	}
 }
 
 func TestBundlingFailureFailsSynth(t *testing.T) {
-	// given a Go function whose package does not build
-	app := newTestApp(t, true, nil)
-	stack := awscdk.NewStack(app, jsii.String("S"), nil)
-	pkg := "github.com/assumable-identity/cdk-chainguard/lambda/does-not-exist"
-	must(t, "build", func() { newGoFunction(stack, "Fn", goFunctionProps{pkg: pkg, props: awslambda.FunctionProps{}}) })
+	for arch, goarch := range map[Architecture]string{"": "arm64", ArchitectureX86_64: "amd64"} {
+		t.Run(goarch, func(t *testing.T) {
+			// given a Go function whose package does not build
+			app := newTestApp(t, true, nil)
+			stack := awscdk.NewStack(app, jsii.String("S"), nil)
+			pkg := "github.com/assumable-identity/cdk-chainguard/lambda/does-not-exist"
+			must(t, "build", func() {
+				newGoFunction(stack, "Fn", goFunctionProps{pkg: pkg, arch: arch, props: awslambda.FunctionProps{}})
+			})
 
-	// when the app is synthesized
-	err := Synth(app)
+			// when the app is synthesized
+			err := Synth(app)
 
-	// then synth fails through validation, naming the function, the package, the go output and the fix
-	if err == nil {
-		t.Fatal("Synth() succeeded with a package that does not build")
-	}
-	for _, want := range []string{"[S/Fn] Code: bundling Go package " + pkg + " for linux/arm64 failed", "does-not-exist", "fix the build (try: GOOS=linux GOARCH=arm64 go build " + pkg} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("Synth() error does not contain %q:\n%v", want, err)
-		}
-	}
-	if strings.Contains(err.Error(), "goroutine ") || strings.Contains(err.Error(), "docker") {
-		t.Errorf("Synth() error holds a stack dump or a Docker failure:\n%v", err)
+			// then synth fails through validation, naming the function, the package and its GOARCH, the go output and the fix
+			if err == nil {
+				t.Fatal("Synth() succeeded with a package that does not build")
+			}
+			for _, want := range []string{"[S/Fn] Code: bundling Go package " + pkg + " for linux/" + goarch + " failed", "does-not-exist", "fix the build (try: GOOS=linux GOARCH=" + goarch + " go build " + pkg} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Synth() error does not contain %q:\n%v", want, err)
+				}
+			}
+			if strings.Contains(err.Error(), "goroutine ") || strings.Contains(err.Error(), "docker") {
+				t.Errorf("Synth() error holds a stack dump or a Docker failure:\n%v", err)
+			}
+		})
 	}
 }

@@ -43,6 +43,11 @@
 // characters, a Description too long to take the provisioner's ownership
 // marker, and a region outside the aws partition (the only one Chainguard's
 // AWS token works in; an environment-agnostic stack gets a CloudFormation
-// rule that refuses other partitions before any resource is created). Go code is bundled locally
-// (linux/arm64, no Docker) by internal/lambdabuild.
+// rule that refuses other partitions before any resource is created).
+//
+// Go code is bundled locally (no Docker) by internal/lambdabuild, for the
+// functions' [Architecture]: arm64 by default (GOARCH=arm64), or x86_64
+// (GOARCH=amd64) for accounts and CloudFormation engines that need it. The
+// context key "architecture" ([CtxArchitecture]) and the stacks'
+// Architecture props choose it; any other value fails synth.
 package stacks

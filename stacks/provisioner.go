@@ -255,12 +255,17 @@ type ProvisionerStackProps struct {
 	// web-identity mode, the issuer URL of the account's outbound identity
 	// federation. Default DefaultWebIdentityIssuerParameter.
 	WebIdentityIssuerParameter string
+	// Architecture of the provisioner function; its bootstrap is built for
+	// the matching GOARCH. Default ArchitectureARM64; ArchitectureX86_64
+	// for accounts or CloudFormation engines that run only x86_64.
+	Architecture Architecture
 }
 
 // NewProvisionerStack creates the provisioner: an IAM role that Lambda may
 // assume and that may only write its own logs, the provisioner function
-// (provided.al2023, arm64) with a log group, the SSM parameter publishing the
-// function ARN, and outputs that print the one-time trust step.
+// (provided.al2023; arm64, or x86_64 with Architecture) with a log group, the
+// SSM parameter publishing the function ARN, and outputs that print the
+// one-time trust step.
 //
 // The provisioner makes no Chainguard call until an identity stack sends it
 // a custom-resource event; it then proves it is its own role's assumed-role
@@ -294,6 +299,7 @@ func NewProvisionerStack(scope constructs.Construct, id string, props *Provision
 	p.add("Issuer", check(issuer, func(v string) error { return validate.ServiceURL("issuer URL", v) }))
 	issuerParam := orDefault(sprops.WebIdentityIssuerParameter, DefaultWebIdentityIssuerParameter)
 	p.add("WebIdentityIssuerParameter", validateParameterName(issuerParam))
+	arch := checkedArchitecture(p, "Architecture", sprops.Architecture)
 	retention := sprops.LogRetention
 	if retention == "" {
 		retention = awslogs.RetentionDays_ONE_MONTH
@@ -324,7 +330,7 @@ func NewProvisionerStack(scope constructs.Construct, id string, props *Provision
 	if web {
 		fnProps.Environment = &map[string]*string{EnvTrust: jsii.String(EnvTrustWebIdentity)}
 	}
-	fn := newGoFunction(stack, "Function", goFunctionProps{pkg: ProvisionerPackage, props: fnProps})
+	fn := newGoFunction(stack, "Function", goFunctionProps{pkg: ProvisionerPackage, arch: arch, props: fnProps})
 	awsssm.NewStringParameter(stack, jsii.String("ServiceToken"), &awsssm.StringParameterProps{
 		ParameterName: jsii.String(param),
 		StringValue:   fn.FunctionArn(),

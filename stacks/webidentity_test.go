@@ -632,15 +632,23 @@ func TestNewAppUnknownTrustMode(t *testing.T) {
 // mode existed. The only difference allowed is the identity's explicit
 // Trust=CallerIdentity; asset keys are left out (they hash the sources).
 // Regenerate the files only for a deliberate change of the first mode.
+// Naming the default architecture (arm64) changes nothing either.
 func TestCallerIdentityTemplatesUnchanged(t *testing.T) {
-	for _, explicit := range []bool{false, true} {
-		t.Run(fmt.Sprintf("trust given=%v", explicit), func(t *testing.T) {
-			// given the app in the default mode, the mode left out or named
+	for _, tc := range []struct {
+		name    string
+		context map[string]interface{}
+	}{
+		{name: "trust given=false"},
+		{name: "trust given=true", context: map[string]interface{}{CtxTrust: string(TrustCallerIdentity)}},
+		{name: "architecture given", context: map[string]interface{}{CtxArchitecture: string(ArchitectureARM64)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// given the app in the default mode, the mode (or the architecture) left out or named
 			context := exampleContext(t)
 			context[CtxGroup] = testGroup
 			context[CtxProvisionerIdentity] = testProvisioner
-			if explicit {
-				context[CtxTrust] = string(TrustCallerIdentity)
+			for k, v := range tc.context {
+				context[k] = v
 			}
 			t.Setenv("CDK_DEFAULT_ACCOUNT", "")
 			t.Setenv("CDK_DEFAULT_REGION", "")

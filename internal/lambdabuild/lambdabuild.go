@@ -1,7 +1,8 @@
 // Package lambdabuild builds Go Lambda functions as static `bootstrap`
 // binaries for the provided.al2023 runtime, the one way the project builds
 // them: tests and benchmarks (host architecture, run under the Lambda Runtime
-// Interface Emulator) and the CDK bundler (linux/arm64 for deployment).
+// Interface Emulator) and the CDK bundler (linux/arm64 by default, or
+// linux/amd64 for x86_64 functions, for deployment).
 //
 // Every build is `CGO_ENABLED=0 GOOS=linux go build -tags
 // lambda.norpc,grpcnotrace,retrynotrace -trimpath -buildvcs=false -ldflags

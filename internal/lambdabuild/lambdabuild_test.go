@@ -41,6 +41,7 @@ func TestBuild(t *testing.T) {
 	}{
 		{name: "host", opts: lambdabuild.Options{Package: "./lambda/bench/testdata/hello"}, wantMachine: hostMachine()},
 		{name: "arm64", opts: lambdabuild.Options{Package: "./lambda/bench/testdata/hello", GOARCH: "arm64"}, wantMachine: elf.EM_AARCH64},
+		{name: "amd64", opts: lambdabuild.Options{Package: "./lambda/bench/testdata/hello", GOARCH: "amd64"}, wantMachine: elf.EM_X86_64},
 		{name: "no package", opts: lambdabuild.Options{}, wantErr: "Package is empty"},
 		{name: "no output dir", opts: lambdabuild.Options{Package: "./lambda/bench/testdata/hello", OutDir: "-"}, wantErr: "OutDir is empty"},
 		{name: "bad arch", opts: lambdabuild.Options{Package: "./lambda/bench/testdata/hello", GOARCH: "386"}, wantErr: "not a Lambda architecture"},
