@@ -208,12 +208,15 @@ func TestV2Propagation(t *testing.T) {
 	start = time.Now()
 	rb, err := v2.RoleBindingsService().CreateRoleBinding(ctx, &iamv2.CreateRoleBindingRequest{Parent: env.Group, RoleBinding: &iamv2.RoleBinding{IdentityUid: first, RoleUid: env.RoleID("viewer")}})
 	checkErr(t, err, codes.OK)
+	// The server stamps the binding between start and now: "within" counts
+	// from start (surely within), the wait from now (surely after).
+	done := time.Now()
 	if tok := emulatortest.Token(t, env.Emulator, env.WorkloadCredentials, first); within(start) {
 		if n := repos(tok); n != 0 {
 			t.Errorf("a token exchanged within the delay after a v2 CreateRoleBinding lists %d repos, want 0", n)
 		}
 	}
-	time.Sleep(time.Until(start.Add(delay)))
+	time.Sleep(time.Until(done.Add(delay)))
 	firstTok := emulatortest.Token(t, env.Emulator, env.WorkloadCredentials, first)
 	if n := repos(firstTok); n != len(env.Repos) {
 		t.Fatalf("after the delay the binding's token lists %d repos, want %d", n, len(env.Repos))
@@ -223,6 +226,7 @@ func TestV2Propagation(t *testing.T) {
 	start = time.Now()
 	_, err = v2.RoleBindingsService().UpdateRoleBinding(ctx, &iamv2.UpdateRoleBindingRequest{RoleBinding: &iamv2.RoleBinding{Uid: rb.GetUid(), IdentityUid: second}, UpdateMask: mask("identity_uid")})
 	checkErr(t, err, codes.OK)
+	done = time.Now()
 	if n := repos(firstTok); n != 0 {
 		t.Errorf("the first identity's token lists %d repos after its binding moved away, want 0", n)
 	}
@@ -231,7 +235,7 @@ func TestV2Propagation(t *testing.T) {
 			t.Errorf("a token exchanged within the delay after the move lists %d repos, want 0", n)
 		}
 	}
-	time.Sleep(time.Until(start.Add(delay)))
+	time.Sleep(time.Until(done.Add(delay)))
 	if n := repos(emulatortest.Token(t, env.Emulator, env.WorkloadCredentials, second)); n != len(env.Repos) {
 		t.Errorf("after the delay the moved binding's token lists %d repos, want %d", n, len(env.Repos))
 	}

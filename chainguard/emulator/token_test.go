@@ -261,17 +261,18 @@ func TestPropagationDelay(t *testing.T) {
 	start = time.Now()
 	_, err = owner.RoleBindings().Create(ctx, &iam.CreateRoleBindingRequest{Parent: env.Group, RoleBinding: &iam.RoleBinding{Identity: seeded, Role: env.RoleID("viewer")}})
 	checkErr(t, err, codes.OK)
+	done := time.Now() // the binding was stamped between start and done
 	early := emulatortest.Token(t, env.Emulator, env.WorkloadCredentials, seeded)
 	if within(start) {
 		if n := repos(early); n != 0 {
 			t.Errorf("a token exchanged within the delay lists %d repos, want 0", n)
 		}
-		time.Sleep(time.Until(start.Add(delay)))
+		time.Sleep(time.Until(done.Add(delay)))
 		if n := repos(early); n != 0 {
 			t.Errorf("after the delay, the early token lists %d repos, want 0 (its bindings are those of its exchange)", n)
 		}
 	} else {
-		time.Sleep(time.Until(start.Add(delay)))
+		time.Sleep(time.Until(done.Add(delay)))
 	}
 	if n := repos(emulatortest.Token(t, env.Emulator, env.WorkloadCredentials, seeded)); n != len(env.Repos) {
 		t.Errorf("a token exchanged after the delay lists %d repos, want %d", n, len(env.Repos))

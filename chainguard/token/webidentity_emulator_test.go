@@ -463,7 +463,6 @@ func TestWebIdentityNotYetPropagated(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	createdAt := time.Now()
 	created, err := client.Identities().Create(ctx, &iam.CreateIdentityRequest{ParentId: f.group, Identity: &iam.Identity{
 		Name:         "fresh",
 		Relationship: &iam.Identity_ClaimMatch_{ClaimMatch: workload.WebIdentityTrust(f.issuer, f.e.IssuerURL())},
@@ -471,6 +470,9 @@ func TestWebIdentityNotYetPropagated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The server stamped the identity before Create returned: the delay
+	// has surely passed once it has passed from now.
+	createdBy := time.Now()
 	cfg := f.config(created.GetId(), f.sts)
 	_, err = token.Exchange(t.Context(), cfg)
 	if !errors.Is(err, token.ErrRefused) || status.Code(err) != codes.NotFound {
@@ -482,7 +484,7 @@ func TestWebIdentityNotYetPropagated(t *testing.T) {
 		}
 	}
 	t.Logf("error: %v", err)
-	time.Sleep(time.Until(createdAt.Add(delay)))
+	time.Sleep(time.Until(createdBy.Add(delay)))
 	if _, err := token.Exchange(t.Context(), cfg); err != nil {
 		t.Fatalf("Exchange() after the propagation delay: %v", err)
 	}
