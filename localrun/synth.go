@@ -77,9 +77,16 @@ func (s *synthesizer) synth(ctx context.Context, outDir string, extra map[string
 	if err != nil {
 		return nil, fmt.Errorf("synth: %w", err)
 	}
-	// What the CLI adds by default.
+	// What the CLI adds by default. failSynthOnValidationErrors=false: the
+	// app reports failed validations (and, with the recommended flags
+	// annotationsInValidationReport and validateAgainstDefaultRules, error
+	// annotations and template checks) instead of throwing, so that a stack
+	// that cannot be built yet (the identity stack before the trust step)
+	// does not fail the synthesis of the others; its errors stay on it
+	// (Assembly.Errors), as the CLI keeps them on the stacks it deploys.
 	cdkCtx["aws:cdk:enable-path-metadata"] = true
 	cdkCtx["aws:cdk:enable-asset-metadata"] = true
+	cdkCtx["@aws-cdk/core:failSynthOnValidationErrors"] = false
 	for k, v := range extra {
 		cdkCtx[k] = v
 	}

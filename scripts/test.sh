@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"). On a fresh machine it
 # needs only Go, Node/npm and git: it installs the pinned CDK CLI into
-# .cdk-cli/ (a dot folder, so `go ... ./...` never looks inside), then checks
-# formatting, vets and runs every test.
+# .cdk-cli/ (a dot folder, so `go ... ./...` never looks inside), together
+# with the CDK integ-tests constructs the integration test case uses, then
+# checks formatting, vets and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Quiet and offline: no CLI telemetry or notices, no Node end-of-life banner
@@ -37,8 +38,17 @@ CHAINGUARD_EMULATOR_PROPAGATION_DELAY=300ms CHAINGUARD_EMULATOR_OMIT_EXPIRY=true
 
 echo "==> cdk synth (pinned CLI, offline, example context)"
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+log=$(mktemp)
+trap 'rm -rf "$out" "$log"' EXIT
 .cdk-cli/node_modules/.bin/cdk synth --quiet --output "$out" \
   -c group=0123456789abcdef0123456789abcdef01234567 \
-  -c provisionerIdentity=0123456789abcdef0123456789abcdef01234567/0123456789abcdef
+  -c provisionerIdentity=0123456789abcdef0123456789abcdef01234567/0123456789abcdef \
+  2>&1 | tee "$log"
 ls "$out"/*.template.json
+# cdk.json carries the recommended feature flags of the pinned CDK version
+# (stacks/featureflags_test.go checks the list); the CLI must not find any
+# unconfigured ("N feature flags are not configured. Run 'cdk flags ...'").
+if grep -Eiq "feature flags? (are|is) not configured|cdk flags" "$log"; then
+  echo "cdk synth printed a feature-flag notice: add the flags to cdk.json's context with their recommended values"
+  exit 1
+fi
