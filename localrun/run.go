@@ -60,6 +60,7 @@ import (
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/provision"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/truststep"
 	"github.com/assumable-identity/cdk-chainguard/internal/lambdabuild"
 	"github.com/assumable-identity/cdk-chainguard/internal/rie"
 	"github.com/assumable-identity/cdk-chainguard/localrun/template"
@@ -574,11 +575,11 @@ func (r *runner) checkFederation(after string) error {
 // checked against the emulator's state just before it.
 func (r *runner) trustStep(ctx context.Context) error {
 	r.preState = r.emu.State()
-	req, err := parseTrustStep(r.provOutputs)
+	req, err := truststep.FromOutputs(r.provOutputs)
 	if err != nil {
 		return err
 	}
-	if cm := req.identity.GetClaimMatch(); cm != nil {
+	if cm := req.Identity.GetClaimMatch(); cm != nil {
 		if !r.web {
 			return fmt.Errorf("output %s is a claim_match identity in the caller-identity mode", outputTrustSpec)
 		}
@@ -588,17 +589,17 @@ func (r *runner) trustStep(ctx context.Context) error {
 	} else if r.web {
 		return fmt.Errorf("output %s is an aws_identity in the web-identity mode, want a claim_match", outputTrustSpec)
 	}
-	id, err := createTrustedIdentity(ctx, r.emu.APIURL(), r.adminToken, req)
+	id, err := truststep.Create(ctx, r.emu.APIURL(), r.adminToken, req)
 	if err != nil {
 		return err
 	}
 	r.res.ProvisionerIdentity = id
 	r.trustedAt = time.Now()
-	trusts := "aws_identity " + req.identity.GetAwsIdentity().GetArn()
-	if cm := req.identity.GetClaimMatch(); cm != nil {
+	trusts := "aws_identity " + req.Identity.GetAwsIdentity().GetArn()
+	if cm := req.Identity.GetClaimMatch(); cm != nil {
 		trusts = fmt.Sprintf("claim_match issuer %s, subject %s, audience %s", cm.GetIssuer(), cm.GetSubject(), cm.GetAudience())
 	}
-	fmt.Fprintf(r.out, "     provisioner identity %s (%s on %s; %s)\n", id, req.role, req.parent, trusts)
+	fmt.Fprintf(r.out, "     provisioner identity %s (%s on %s; %s)\n", id, req.Role, req.Parent, trusts)
 	return nil
 }
 

@@ -22,6 +22,30 @@ func AssumedRolePrincipal(account, roleName, session string) AWSPrincipal {
 	}
 }
 
+// RolePrincipal returns the principal AWS STS reports for a session of the
+// IAM role arn (path included) whose unique ID is roleID, as AWS or a
+// CloudFormation engine assigned them (Fn::GetAtt Role.Arn and Role.RoleId):
+// ARN arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION, user ID
+// ROLEID:SESSION, and RoleARN arn (the subject of its web identity
+// tokens). It checks the shape of arn only: callers validate the parts
+// (chainguard/validate), and RegisterAWSPrincipal the account.
+func RolePrincipal(arn, roleID, session string) (AWSPrincipal, error) {
+	m := roleARN.FindStringSubmatch(arn)
+	if m == nil {
+		return AWSPrincipal{}, fmt.Errorf("emulator: RolePrincipal: %q is not an IAM role ARN (arn:PARTITION:iam::ACCOUNT:role/PATH/NAME)", arn)
+	}
+	if roleID == "" || session == "" {
+		return AWSPrincipal{}, fmt.Errorf("emulator: RolePrincipal: the role unique ID and the session name are required")
+	}
+	partition, account, role := m[1], m[2], m[3]
+	return AWSPrincipal{
+		Account: account,
+		ARN:     fmt.Sprintf("arn:%s:sts::%s:assumed-role/%s/%s", partition, account, role, session),
+		UserID:  roleID + ":" + session,
+		RoleARN: arn,
+	}, nil
+}
+
 // RoleUniqueID is the deterministic role unique ID ("AROA" + 17 characters of
 // [A-Z2-7]) the emulator uses for role roleName in account.
 func RoleUniqueID(account, roleName string) string {
@@ -69,6 +93,12 @@ type StandardOptions struct {
 	ProvisionerSession string   // its session name ["chainguard-provisioner"]
 	WorkloadRole       string   // IAM role of the workload ["aws-auth"]
 	WorkloadSession    string   // its session name (a Lambda's function name) ["aws-auth"]
+	// ProvisionerPrincipal and WorkloadPrincipal, when set, are the two
+	// principals themselves (for example the real principals of functions
+	// a CloudFormation engine deployed: RolePrincipal), in place of the
+	// ones AssumedRolePrincipal derives from the role and session names
+	// above (which are then ignored). They must be in Account.
+	ProvisionerPrincipal, WorkloadPrincipal *AWSPrincipal
 	// WebIdentity enables Account's outbound identity federation and gives
 	// the provisioner identity the claim_match trust of the web-identity
 	// mode (WebIdentityTrust, audience IssuerURL) instead of ExactTrust.
@@ -121,7 +151,16 @@ func (e *Emulator) SeedStandard(o StandardOptions) Standard {
 	for _, name := range o.Repos {
 		s.Repos = append(s.Repos, Repo{ID: e.SeedRepo(s.Group, name), Name: name})
 	}
-	s.ProvisionerPrincipal = AssumedRolePrincipal(o.Account, o.ProvisionerRole, o.ProvisionerSession)
+	principal := func(p *AWSPrincipal, role, session string) AWSPrincipal {
+		if p == nil {
+			return AssumedRolePrincipal(o.Account, role, session)
+		}
+		if p.Account != o.Account {
+			panic(fmt.Sprintf("emulator: SeedStandard: principal %s is not in account %s", p.ARN, o.Account))
+		}
+		return *p
+	}
+	s.ProvisionerPrincipal = principal(o.ProvisionerPrincipal, o.ProvisionerRole, o.ProvisionerSession)
 	s.ProvisionerCredentials = e.RegisterAWSPrincipal(s.ProvisionerPrincipal)
 	owner := map[string][]string{s.Root: {"owner"}}
 	if o.WebIdentity {
@@ -132,7 +171,7 @@ func (e *Emulator) SeedStandard(o StandardOptions) Standard {
 		s.Provisioner = e.SeedIdentity(s.Root, "provisioner", "Provisioner identity seeded by the Chainguard emulator",
 			s.ProvisionerPrincipal.ExactTrust(), owner)
 	}
-	s.WorkloadPrincipal = AssumedRolePrincipal(o.Account, o.WorkloadRole, o.WorkloadSession)
+	s.WorkloadPrincipal = principal(o.WorkloadPrincipal, o.WorkloadRole, o.WorkloadSession)
 	s.WorkloadCredentials = e.RegisterAWSPrincipal(s.WorkloadPrincipal)
 	return s
 }

@@ -136,3 +136,47 @@ func UserID(v string) error {
 	}
 	return nil
 }
+
+// Role is a parsed IAM role ARN.
+type Role struct {
+	Partition string // aws, aws-cn or aws-us-gov
+	Account   string // 12-digit account ID
+	Path      string // IAM path, "/" or "/.../"
+	Name      string // IAM role name
+}
+
+// String returns the ARN.
+func (r Role) String() string {
+	return fmt.Sprintf("arn:%s:iam::%s:role%s%s", r.Partition, r.Account, r.Path, r.Name)
+}
+
+// IAMRoleARN parses and checks the ARN of an IAM role, path included:
+// arn:<aws|aws-cn|aws-us-gov>:iam::<12 digits>:role<path><name>, as
+// "aws iam get-role --query Role.Arn" (or Fn::GetAtt Role.Arn) gives it.
+func IAMRoleARN(v string) (Role, error) {
+	const what = "IAM role ARN"
+	const example = "arn:aws:iam::" + exampleAccount + ":role/service-role/" + exampleRole
+	p, err := splitARN(what, v, example)
+	if err != nil {
+		return Role{}, err
+	}
+	if p.service == "sts" && strings.HasPrefix(p.resource, "assumed-role/") {
+		return Role{}, invalidf("%s %q is the ARN of a session of the role (assumed-role), not of the role: expected arn:%s:iam::%s:role/PATH/ROLE (\"aws iam get-role --role-name ROLE --query Role.Arn\"), e.g. %q", what, v, p.partition, p.account, example)
+	}
+	if p.service != "iam" {
+		return Role{}, invalidf("%s %q names service %q: role ARNs belong to \"iam\", e.g. %q", what, v, p.service, example)
+	}
+	rest, ok := strings.CutPrefix(p.resource, "role/")
+	if !ok {
+		return Role{}, invalidf("%s %q: the resource %q does not start with \"role/\": expected \"role/ROLE\" or \"role/PATH/ROLE\", e.g. %q", what, v, p.resource, example)
+	}
+	i := strings.LastIndex(rest, "/")
+	path, name := "/"+rest[:i+1], rest[i+1:]
+	if err := IAMRolePath(path); err != nil {
+		return Role{}, invalidf("%s %q: %v", what, v, err)
+	}
+	if err := IAMRoleName(name); err != nil {
+		return Role{}, invalidf("%s %q: %v", what, v, err)
+	}
+	return Role{Partition: p.partition, Account: p.account, Path: path, Name: name}, nil
+}

@@ -21,6 +21,9 @@ func TestValidators(t *testing.T) {
 		return func() error { _, err := AssumedRoleARN(v); return err }
 	}
 	sessPat := func(p string) func() error { return func() error { return SessionPattern(p) } }
+	roleARN := func(v string) func() error {
+		return func() error { _, err := IAMRoleARN(v); return err }
+	}
 	tests := []struct {
 		name    string
 		check   func() error
@@ -133,6 +136,21 @@ func TestValidators(t *testing.T) {
 		{"assumed arn bad session", assumed("arn:aws:sts::111122223333:assumed-role/my-role/a/b"), `role session name "a/b" has the character "/"`},
 		{"assumed arn bad role", assumed("arn:aws:sts::111122223333:assumed-role/my role/fn"), `IAM role name "my role" has the character " "`},
 
+		// IAM role ARNs
+		{"role arn", roleARN("arn:aws:iam::111122223333:role/my-role"), ""},
+		{"role arn with path", roleARN("arn:aws:iam::111122223333:role/service-role/team/my-role"), ""},
+		{"role arn gov", roleARN("arn:aws-us-gov:iam::111122223333:role/r"), ""},
+		{"role arn empty", roleARN(""), `IAM role ARN is empty: expected e.g. "arn:aws:iam::111122223333:role/service-role/my-role"`},
+		{"role arn name only", roleARN("my-role"), `IAM role ARN "my-role" is not an ARN`},
+		{"role arn region", roleARN("arn:aws:iam:us-east-1:111122223333:role/r"), `names region "us-east-1"`},
+		{"role arn account", roleARN("arn:aws:iam::1111:role/r"), `AWS account ID "1111" is not valid`},
+		{"role arn is session arn", roleARN(goodARN), `is the ARN of a session of the role (assumed-role), not of the role: expected arn:aws:iam::111122223333:role/PATH/ROLE`},
+		{"role arn service", roleARN("arn:aws:lambda::111122223333:role/r"), `names service "lambda": role ARNs belong to "iam"`},
+		{"role arn user", roleARN("arn:aws:iam::111122223333:user/bob"), `the resource "user/bob" does not start with "role/"`},
+		{"role arn no name", roleARN("arn:aws:iam::111122223333:role/service-role/"), `IAM role name is empty`},
+		{"role arn bad path", roleARN("arn:aws:iam::111122223333:role/a b/r"), `IAM role path "/a b/" is not valid`},
+		{"role arn bad name", roleARN("arn:aws:iam::111122223333:role/r:x"), `IAM role name "r:x" has the character ":"`},
+
 		// Role unique IDs
 		{"role id", func() error { return RoleID(roleID) }, ""},
 		{"role id empty", func() error { return RoleID("") }, `role unique ID is empty: expected AROA followed by 17 uppercase letters or digits (from "aws iam get-role --role-name ROLE --query Role.RoleId"), e.g. "AROA1234567890ABCDEFG"`},
@@ -191,6 +209,21 @@ func TestValidators(t *testing.T) {
 	}
 	if bad < 30 {
 		t.Errorf("only %d bad inputs in the table, want at least 30", bad)
+	}
+}
+
+func TestIAMRoleARNParts(t *testing.T) {
+	for _, tt := range []struct {
+		arn  string
+		want Role
+	}{
+		{"arn:aws:iam::111122223333:role/my-role", Role{Partition: "aws", Account: acct, Path: "/", Name: "my-role"}},
+		{"arn:aws-cn:iam::111122223333:role/service-role/team/r", Role{Partition: "aws-cn", Account: acct, Path: "/service-role/team/", Name: "r"}},
+	} {
+		got, err := IAMRoleARN(tt.arn)
+		if err != nil || got != tt.want || got.String() != tt.arn {
+			t.Errorf("IAMRoleARN(%q) = %+v (%s), %v; want %+v", tt.arn, got, got, err, tt.want)
+		}
 	}
 }
 

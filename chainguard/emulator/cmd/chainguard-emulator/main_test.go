@@ -19,7 +19,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 )
+
+// engineRoleARN is the ARN of a role a CloudFormation engine deployed, with
+// a path.
+const engineRoleARN = "arn:aws:iam::000000000000:role/cdk/Prov-Role"
 
 // build compiles the command once per test binary run.
 func build(t *testing.T) string {
@@ -43,6 +49,11 @@ func TestCommand(t *testing.T) {
 		{"SIGINT", nil, syscall.SIGINT},
 		{"strict settings", []string{"-propagation-delay", "200ms", "-omit-expiry", "-unique-identity-names", "-stateless-tokens", "-ignore-output-only", "-page-size", "2"}, syscall.SIGTERM},
 		{"web identity", []string{"-web-identity"}, syscall.SIGTERM},
+		// The real principal of a function a CloudFormation engine
+		// deployed: a role with a path and a unique ID of the engine's.
+		{"engine principal", []string{"-account", "000000000000", "-provisioner-role", engineRoleARN, "-provisioner-role-id", engineRoleID, "-provisioner-session", "Prov-Fn"}, syscall.SIGTERM},
+		{"engine principal, web identity", []string{"-web-identity", "-account", "000000000000", "-provisioner-role", engineRoleARN, "-provisioner-role-id", engineRoleID, "-provisioner-session", "Prov-Fn",
+			"-workload-role", "Auth-Role", "-workload-role-id", "AROAWORKLOADROLE12345", "-workload-session", "Auth-Fn"}, syscall.SIGTERM},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,8 +95,28 @@ func TestCommand(t *testing.T) {
 			if !slices.Equal(names, wantRepos) || out.GroupName != wantGroup || !strings.HasPrefix(out.Group, out.RootGroup+"/") {
 				t.Errorf("seeded group %s %q with repos %v, want %q under root %s with %v", out.Group, out.GroupName, names, wantGroup, out.RootGroup, wantRepos)
 			}
-			if out.Roles["owner"] == "" || out.Workload.AWSPrincipal.ARN != "arn:aws:sts::111122223333:assumed-role/aws-auth/aws-auth" {
+			wantWorkload := "arn:aws:sts::111122223333:assumed-role/aws-auth/aws-auth"
+			if slices.Contains(tt.args, "000000000000") {
+				wantWorkload = "arn:aws:sts::000000000000:assumed-role/aws-auth/aws-auth"
+			}
+			if slices.Contains(tt.args, "-workload-role-id") {
+				wantWorkload = "arn:aws:sts::000000000000:assumed-role/Auth-Role/Auth-Fn"
+				if w := out.Workload; w.RoleID != "AROAWORKLOADROLE12345" || w.AWSPrincipal.UserID != "AROAWORKLOADROLE12345:Auth-Fn" || w.RoleARN != "arn:aws:iam::000000000000:role/Auth-Role" {
+					t.Errorf("workload printed %+v, want the flags' role ID, session and role", w)
+				}
+			}
+			if out.Roles["owner"] == "" || out.Workload.AWSPrincipal.ARN != wantWorkload {
 				t.Errorf("output lacks roles or the workload principal: %+v", out)
+			}
+			if !strings.HasPrefix(out.ControlURL, "http://127.0.0.1:") || !strings.HasPrefix(out.TrustStepUser, out.RootGroup+"/") {
+				t.Errorf("control_url %q, trust_step_user %q: want a loopback URL and an identity in the root group", out.ControlURL, out.TrustStepUser)
+			}
+			if slices.Contains(tt.args, "-provisioner-role-id") {
+				p := out.Provisioner
+				want := emulator.AWSPrincipal{Account: "000000000000", ARN: "arn:aws:sts::000000000000:assumed-role/Prov-Role/Prov-Fn", UserID: engineRoleID + ":Prov-Fn", RoleARN: engineRoleARN}
+				if p.AWSPrincipal != want || p.RoleID != engineRoleID || p.RoleName != "Prov-Role" || p.SessionName != "Prov-Fn" || p.RoleARN != engineRoleARN {
+					t.Errorf("provisioner printed %+v, want principal %+v", p, want)
+				}
 			}
 
 			// The printed provisioner can exchange and list the group's repos
@@ -154,6 +185,15 @@ func TestCommandRejectsBadFlags(t *testing.T) {
 		{"positional argument", []string{"extra"}, "unexpected arguments"},
 		{"negative propagation delay", []string{"-propagation-delay", "-1s"}, "negative"},
 		{"token TTL under a second", []string{"-token-ttl", "500ms"}, "whole seconds"},
+		{"non-loopback control address", []string{"-control-listen", "0.0.0.0:0"}, `-control-listen "0.0.0.0:0" is not a loopback address`},
+		{"remote control address", []string{"-control-listen", "192.0.2.1:8080"}, `-control-listen "192.0.2.1:8080" is not a loopback address`},
+		{"control address without port", []string{"-control-listen", "127.0.0.1"}, `-control-listen "127.0.0.1" is not host:port`},
+		{"role ID too short", []string{"-provisioner-role-id", "AROA123"}, `-provisioner-role-id: role unique ID "AROA123" is not valid`},
+		{"role ID of a user", []string{"-workload-role-id", "AIDAENGINEASSIGNED123"}, `-workload-role-id: role unique ID "AIDAENGINEASSIGNED123" is the unique ID of an IAM user`},
+		{"role ARN in another account", []string{"-provisioner-role", engineRoleARN}, `-provisioner-role "` + engineRoleARN + `" is in account 000000000000, not in -account 111122223333: pass -account 000000000000`},
+		{"session ARN for a role", []string{"-workload-role", "arn:aws:sts::111122223333:assumed-role/r/s"}, "-workload-role: IAM role ARN"},
+		{"role name with a slash", []string{"-workload-role", "cdk/role"}, `-workload-role: IAM role name "cdk/role" has the character "/"`},
+		{"session too short", []string{"-provisioner-session", "f"}, `-provisioner-session: role session name "f" is too short`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
