@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
@@ -23,7 +24,9 @@ const maxServiceWait = 5 * time.Minute
 // cloud plays CloudFormation: it deploys, updates and deletes stacks of a
 // cloud assembly, checking their rules first, creating built-in resources
 // with deterministic local values (resources.go) and sending custom resource
-// events to the local functions.
+// events to the local functions. A stack whose creation fails is rolled
+// back as CloudFormation does (see deploy); a failed update is not (the
+// error is returned, the stack left as it was deployed before).
 type cloud struct {
 	env       template.Env
 	fns       *functions
@@ -34,7 +37,41 @@ type cloud struct {
 	roles    map[string]role               // by role ARN
 	deployed map[string]*template.StackRun // by stack name
 	order    []string                      // stack names in deployment order
+	// events are the custom resource events sent, in order, with how long
+	// each took to be answered.
+	events []sentEvent
 }
+
+// sentEvent is a custom resource event the cloud sent and its outcome.
+type sentEvent struct {
+	stack, logicalID, typ string
+	request               cfn.RequestType
+	duration              time.Duration
+	end                   time.Time
+	failed                bool // answered FAILED (or not answered correctly)
+}
+
+// createFailedError is the error of a stack creation that failed at one
+// resource: CloudFormation then rolls the stack back (deletes what it
+// created, the failed custom resource included, in reverse order) and the
+// stack ends in ROLLBACK_COMPLETE, or in ROLLBACK_FAILED if a Delete
+// failed too.
+type createFailedError struct {
+	stack, logicalID, typ string
+	err                   error    // why the resource's creation failed
+	rolledBack            []string // "<logical ID> (<type>)" deleted by the rollback, in order
+	rollbackErr           error    // nil: ROLLBACK_COMPLETE
+}
+
+func (e *createFailedError) Error() string {
+	end := fmt.Sprintf("rolled back (ROLLBACK_COMPLETE): %d resources deleted", len(e.rolledBack))
+	if e.rollbackErr != nil {
+		end = fmt.Sprintf("rollback failed (ROLLBACK_FAILED): %v", e.rollbackErr)
+	}
+	return fmt.Sprintf("stack %s: CREATE_FAILED %s (%s): %v; %s", e.stack, e.logicalID, e.typ, e.err, end)
+}
+
+func (e *createFailedError) Unwrap() error { return e.err }
 
 // newCloud returns a CloudFormation of env whose CDK bootstrap is done.
 func newCloud(env template.Env, fns *functions, responses *responseServer, out io.Writer) *cloud {
@@ -49,7 +86,16 @@ func newCloud(env template.Env, fns *functions, responses *responseServer, out i
 // Then custom resources whose resolved properties changed get an Update event (and a
 // Delete of the old physical ID when the handler replaced them), resources
 // gone from the template get a Delete. It returns the stack's outputs.
-func (c *cloud) deploy(ctx context.Context, stack *template.Stack) (map[string]string, error) {
+//
+// When the creation of a new stack fails at a resource (a custom resource
+// answered FAILED, or could not be created), the stack is rolled back as
+// CloudFormation rolls back a failed creation: every resource created so
+// far is deleted in reverse order, and so is the failed custom resource
+// when it answered (a Delete with the physical ID of its FAILED response,
+// which the handler must accept); the stack is then gone (ROLLBACK_COMPLETE:
+// the CDK CLI deletes such a stack before it deploys it again), and the
+// error is a *createFailedError.
+func (c *cloud) deploy(ctx context.Context, stack *template.Stack) (out map[string]string, err error) {
 	if len(stack.Errors) > 0 {
 		return nil, fmt.Errorf("stack %s cannot be deployed: its synth reported errors (the CDK CLI refuses it too):\n  %s",
 			stack.Name, strings.Join(stack.Errors, "\n  "))
@@ -63,12 +109,26 @@ func (c *cloud) deploy(ctx context.Context, stack *template.Stack) (map[string]s
 	if err != nil {
 		return nil, err
 	}
-	type oldResource struct {
-		run      *template.StackRun
-		id       string
-		physical string
+	var cleanup []stackResource // replaced resources, deleted after the update
+	// created are the resources a new stack's creation made, in order, for
+	// its rollback.
+	var created []stackResource
+	if prev == nil {
+		defer func() {
+			var cf *createFailedError
+			if errors.As(err, &cf) {
+				c.rollback(ctx, run, created, cf)
+			}
+		}()
 	}
-	var cleanup []oldResource // replaced resources, deleted after the update
+	// failed makes the error of a resource's creation: for a new stack, a
+	// *createFailedError that the deferred rollback completes.
+	failed := func(id, typ string, cause error) error {
+		if prev != nil {
+			return cause
+		}
+		return &createFailedError{stack: stack.Name, logicalID: id, typ: typ, err: cause}
+	}
 	inNew := map[string]bool{}
 	for _, id := range order {
 		inNew[id] = true
@@ -78,13 +138,15 @@ func (c *cloud) deploy(ctx context.Context, stack *template.Stack) (map[string]s
 		}
 		if !template.IsCustom(rs.Type) {
 			if err := c.createBuiltin(ctx, run, id, rs.Type); err != nil {
-				return nil, err
+				return nil, failed(id, rs.Type, err)
 			}
+			phys, _ := run.PhysicalID(id)
+			created = append(created, stackResource{run: run, id: id, physical: phys})
 			continue
 		}
 		props, err := run.Properties(id)
 		if err != nil {
-			return nil, err
+			return nil, failed(id, rs.Type, err)
 		}
 		oldPhysical, existed := "", false
 		if prev != nil {
@@ -95,11 +157,18 @@ func (c *cloud) deploy(ctx context.Context, stack *template.Stack) (map[string]s
 		if !existed {
 			resp, err := c.send(ctx, run, id, rs.Type, cfn.RequestCreate, "", props, nil)
 			if err != nil {
-				return nil, err
+				var fe *failedError
+				if errors.As(err, &fe) && resp.PhysicalResourceID != "" {
+					// CloudFormation deletes a failed custom resource too,
+					// by the physical ID its FAILED response gave.
+					created = append(created, stackResource{run: run, id: id, physical: resp.PhysicalResourceID})
+				}
+				return nil, failed(id, rs.Type, err)
 			}
 			if err := recordCustom(run, id, resp); err != nil {
-				return nil, err
+				return nil, failed(id, rs.Type, err)
 			}
+			created = append(created, stackResource{run: run, id: id, physical: resp.PhysicalResourceID})
 			continue
 		}
 		oldProps, err := prev.Properties(id)
@@ -117,7 +186,7 @@ func (c *cloud) deploy(ctx context.Context, stack *template.Stack) (map[string]s
 			return nil, err
 		}
 		if resp.PhysicalResourceID != oldPhysical {
-			cleanup = append(cleanup, oldResource{run: prev, id: id, physical: oldPhysical})
+			cleanup = append(cleanup, stackResource{run: prev, id: id, physical: oldPhysical})
 		}
 		if err := recordCustom(run, id, resp); err != nil {
 			return nil, err
@@ -156,6 +225,36 @@ func (c *cloud) deploy(ctx context.Context, stack *template.Stack) (map[string]s
 		}
 	}
 	return outputs, nil
+}
+
+// stackResource is a resource of a deployed stack and its physical ID.
+type stackResource struct {
+	run      *template.StackRun
+	id       string
+	physical string
+}
+
+// rollback deletes, in reverse order, the resources a failed stack
+// creation made, and forgets the SSM parameters the stack wrote, as
+// CloudFormation's rollback of a failed creation does. It records what it
+// deleted, and the first failure (ROLLBACK_FAILED, where CloudFormation
+// stops), in cf.
+func (c *cloud) rollback(ctx context.Context, run *template.StackRun, created []stackResource, cf *createFailedError) {
+	c.logf("    stack %s: CREATE_FAILED at %s; rolling back %d resources", cf.stack, cf.logicalID, len(created))
+	defer c.forgetSSM(cf.stack)
+	for i := len(created) - 1; i >= 0; i-- {
+		r := created[i]
+		rs, err := run.Resource(r.id)
+		if err != nil {
+			cf.rollbackErr = err
+			return
+		}
+		if err := c.deleteResource(ctx, r.run, r.id, r.physical); err != nil {
+			cf.rollbackErr = fmt.Errorf("delete %s (%s): %w", r.id, rs.Type, err)
+			return
+		}
+		cf.rolledBack = append(cf.rolledBack, fmt.Sprintf("%s (%s)", r.id, rs.Type))
+	}
 }
 
 // recordCustom records a custom resource as created with the physical ID
@@ -203,7 +302,8 @@ func (c *cloud) deleteStack(ctx context.Context, name string) error {
 }
 
 // deleteResource deletes one resource: a Delete event for a custom
-// resource, stopping the RIE of a function.
+// resource, stopping the RIE of a function, removing a function's
+// permission.
 func (c *cloud) deleteResource(ctx context.Context, run *template.StackRun, id, physical string) error {
 	rs, err := run.Resource(id)
 	if err != nil {
@@ -219,19 +319,28 @@ func (c *cloud) deleteResource(ctx context.Context, run *template.StackRun, id, 
 		return err
 	case rs.Type == "AWS::Lambda::Function":
 		c.fns.remove(functionARN(run.Env(), physical))
+	case rs.Type == "AWS::Lambda::Permission":
+		c.fns.removePermission(physical)
 	}
 	return nil
 }
 
 // send delivers one custom resource event to the function named by the
 // resource's ServiceToken and waits for the response at the local
-// ResponseURL, checked as CloudFormation checks it.
-func (c *cloud) send(ctx context.Context, run *template.StackRun, id, typ string, rt cfn.RequestType, physical string, props, oldProps map[string]any) (cfn.Response, error) {
+// ResponseURL, checked as CloudFormation checks it. A FAILED response is
+// returned with a *failedError (its physical ID is what CloudFormation
+// deletes on a rollback).
+func (c *cloud) send(ctx context.Context, run *template.StackRun, id, typ string, rt cfn.RequestType, physical string, props, oldProps map[string]any) (_ cfn.Response, err error) {
 	start := time.Now()
 	where := fmt.Sprintf("%s %s %s (%s) in stack %s", rt, typ, id, physical, run.Stack().Name)
 	if physical == "" {
 		where = fmt.Sprintf("%s %s %s in stack %s", rt, typ, id, run.Stack().Name)
 	}
+	defer func() {
+		end := time.Now()
+		c.events = append(c.events, sentEvent{stack: run.Stack().Name, logicalID: id, typ: typ, request: rt,
+			duration: end.Sub(start), end: end, failed: err != nil})
+	}()
 	token, ok := props["ServiceToken"].(string)
 	if !ok || token == "" {
 		return cfn.Response{}, fmt.Errorf("%s: the resource has no ServiceToken", where)
@@ -283,6 +392,11 @@ func (c *cloud) send(ctx context.Context, run *template.StackRun, id, typ string
 	}
 	if res.err == nil {
 		res.err = check(ev, res.resp)
+	}
+	var fe *failedError
+	if errors.As(res.err, &fe) {
+		c.logf("    %s -> FAILED (%s)", where, time.Since(start).Round(time.Millisecond))
+		return res.resp, fmt.Errorf("%s: %w", where, res.err)
 	}
 	if res.err != nil {
 		return cfn.Response{}, fmt.Errorf("%s: %w", where, res.err)

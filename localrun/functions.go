@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -49,7 +50,11 @@ type function struct {
 	emu              *rie.Emulator
 }
 
-// functions holds the deployment's functions by ARN and the RIEs running them.
+// functions holds the deployment's functions by ARN, the RIEs running them
+// and their resource-based policies. It is safe for concurrent use: the
+// deploy loop defines functions and invokes the provisioner while the
+// Lambda API (lambdaapi.go) invokes the functions the provisioner checks.
+// The lock is never held during an invocation.
 type functions struct {
 	moduleDir string
 	workDir   string
@@ -58,16 +63,31 @@ type functions struct {
 	logs      io.Writer
 	// awsEnv is the environment every function gets on top of its own, as
 	// Lambda adds its variables: the AWS SDK endpoint overrides that point
-	// its STS and IAM clients at the local AWS stand-in.
+	// its STS, IAM and Lambda clients at the local stand-ins.
 	awsEnv []string
 
+	mu    sync.Mutex
 	byARN map[string]*function
 	built map[string]string // Go package -> host bootstrap
+	// overrides are variables the run sets on one function on top of its
+	// configuration, by ARN (setEnv).
+	overrides map[string][]string
+	// policies are the statements of the functions' resource-based
+	// policies, by statement ID (the AWS::Lambda::Permission's physical ID).
+	policies map[string]permission
+}
+
+// permission is a statement of a function's resource-based policy, from an
+// AWS::Lambda::Permission.
+type permission struct {
+	function  string // the function's ARN
+	principal string // e.g. arn:aws:iam::111122223333:role/name
+	action    string // lambda:InvokeFunction
 }
 
 func newFunctions(moduleDir, workDir, rieBinary string, creds credentialsFunc, awsEnv []string, logs io.Writer) *functions {
 	return &functions{moduleDir: moduleDir, workDir: workDir, rieBinary: rieBinary, creds: creds, awsEnv: awsEnv, logs: logs,
-		byARN: map[string]*function{}, built: map[string]string{}}
+		byARN: map[string]*function{}, built: map[string]string{}, overrides: map[string][]string{}, policies: map[string]permission{}}
 }
 
 // role is what the deployment knows of an IAM role it created.
@@ -140,6 +160,8 @@ func (fs *functions) define(ctx context.Context, run *template.StackRun, logical
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
 	if prev, ok := fs.byARN[f.arn]; ok {
 		if prev.emu != nil && prev.sameConfig(f) {
 			f.emu, f.creds = prev.emu, prev.creds
@@ -194,7 +216,10 @@ func (fs *functions) hostBootstrap(ctx context.Context, a template.Asset) (pkg, 
 	if settings["GOARCH"] == runtime.GOARCH {
 		return pkg, path, nil
 	}
-	if p, ok := fs.built[pkg]; ok {
+	fs.mu.Lock()
+	p, ok := fs.built[pkg]
+	fs.mu.Unlock()
+	if ok {
 		return pkg, p, nil
 	}
 	out, err := lambdabuild.Build(ctx, lambdabuild.Options{
@@ -205,68 +230,190 @@ func (fs *functions) hostBootstrap(ctx context.Context, a template.Asset) (pkg, 
 	if err != nil {
 		return "", "", fmt.Errorf("rebuild %s (the asset's package) for %s: %w", pkg, runtime.GOARCH, err)
 	}
+	fs.mu.Lock()
 	fs.built[pkg] = out
+	fs.mu.Unlock()
 	return pkg, out, nil
 }
 
-// invoke runs the function with payload, starting its RIE on first use.
+// invoke runs the function with payload, starting its RIE on first use
+// (the start under the lock, the invocation outside it).
 func (fs *functions) invoke(ctx context.Context, arn string, payload []byte) ([]byte, error) {
-	f, ok := fs.byARN[arn]
-	if !ok {
-		return nil, fmt.Errorf("no function of the deployment has ARN %s", arn)
-	}
-	if f.emu == nil {
-		creds, err := fs.creds(f.principal)
-		if err != nil {
-			return nil, fmt.Errorf("credentials for %s: %w", f.principal.ARN, err)
-		}
-		env := append([]string{
-			"AWS_ACCESS_KEY_ID=" + creds.AccessKeyID,
-			"AWS_SECRET_ACCESS_KEY=" + creds.SecretAccessKey,
-			"AWS_SESSION_TOKEN=" + creds.SessionToken,
-		}, f.env...)
-		emu, err := rie.Start(ctx, rie.Options{
-			Bootstrap:    f.bootstrap,
-			RIE:          fs.rieBinary,
-			Env:          env,
-			FunctionName: f.name,
-			Timeout:      f.timeout,
-			Logs:         fs.logs,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("start function %s under the RIE: %w", f.name, err)
-		}
-		f.emu, f.creds = emu, creds
-	}
-	out, err := f.emu.Invoke(ctx, payload)
+	emu, name, err := fs.running(ctx, arn)
 	if err != nil {
-		return out, fmt.Errorf("invoke function %s: %w", f.name, err)
+		return nil, err
+	}
+	out, err := emu.Invoke(ctx, payload)
+	if err != nil {
+		return out, fmt.Errorf("invoke function %s: %w", name, err)
 	}
 	return out, nil
 }
 
-// byName returns the function with the given name.
-func (fs *functions) byName(name string) (*function, bool) {
+// running returns the RIE of the function arn, started if need be.
+func (fs *functions) running(ctx context.Context, arn string) (*rie.Emulator, string, error) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f, ok := fs.byARN[arn]
+	if !ok {
+		return nil, "", fmt.Errorf("no function of the deployment has ARN %s", arn)
+	}
+	if f.emu != nil {
+		return f.emu, f.name, nil
+	}
+	creds, err := fs.creds(f.principal)
+	if err != nil {
+		return nil, "", fmt.Errorf("credentials for %s: %w", f.principal.ARN, err)
+	}
+	env := append([]string{
+		"AWS_ACCESS_KEY_ID=" + creds.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + creds.SecretAccessKey,
+		"AWS_SESSION_TOKEN=" + creds.SessionToken,
+	}, f.env...)
+	env = append(env, fs.overrides[arn]...)
+	emu, err := rie.Start(ctx, rie.Options{
+		Bootstrap:    f.bootstrap,
+		RIE:          fs.rieBinary,
+		Env:          env,
+		FunctionName: f.name,
+		Timeout:      f.timeout,
+		Logs:         fs.logs,
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("start function %s under the RIE: %w", f.name, err)
+	}
+	f.emu, f.creds = emu, creds
+	return emu, f.name, nil
+}
+
+// setEnv sets variables ("K=V") on the function arn on top of its
+// configuration, for its next execution environment (a running one is
+// stopped, as Lambda recycles a function whose configuration changed); no
+// variables removes the override.
+func (fs *functions) setEnv(arn string, vars ...string) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f, ok := fs.byARN[arn]
+	if !ok {
+		return fmt.Errorf("no function of the deployment has ARN %s", arn)
+	}
+	if len(vars) == 0 {
+		delete(fs.overrides, arn)
+	} else {
+		fs.overrides[arn] = vars
+	}
+	if f.emu != nil {
+		f.emu.Stop()
+		f.emu = nil
+	}
+	return nil
+}
+
+// lookup returns the function named by an ARN or a name, as Lambda's
+// FunctionName parameters take it ("$LATEST" the only qualifier).
+func (fs *functions) lookup(nameOrARN string) (*function, bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.lookupLocked(nameOrARN)
+}
+
+func (fs *functions) lookupLocked(nameOrARN string) (*function, bool) {
+	nameOrARN = strings.TrimSuffix(nameOrARN, ":$LATEST")
+	if strings.HasPrefix(nameOrARN, "arn:") {
+		f, ok := fs.byARN[nameOrARN]
+		return f, ok
+	}
 	for _, f := range fs.byARN {
-		if f.name == name {
+		if f.name == nameOrARN {
 			return f, true
 		}
 	}
 	return nil, false
 }
 
-// remove stops and forgets a deleted function.
+// byName returns the function with the given name.
+func (fs *functions) byName(name string) (*function, bool) {
+	if strings.HasPrefix(name, "arn:") {
+		return nil, false
+	}
+	return fs.lookup(name)
+}
+
+// addPermission adds the statement id to the resource-based policy of the
+// function p.function names (an ARN or a name), as AddPermission does: the
+// function must exist.
+func (fs *functions) addPermission(id string, p permission) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f, ok := fs.lookupLocked(p.function)
+	if !ok {
+		return fmt.Errorf("ResourceNotFoundException: Function not found: %s", p.function)
+	}
+	p.function = f.arn
+	fs.policies[id] = p
+	return nil
+}
+
+// removePermission removes the statement id (RemovePermission).
+func (fs *functions) removePermission(id string) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	delete(fs.policies, id)
+}
+
+// mayInvoke reports whether the policy of the function arn lets the role
+// roleARN (its ARN, path included) invoke it: a statement whose principal
+// is exactly that role ARN and whose action is lambda:InvokeFunction (or
+// lambda:*). Resource-based statements are all the local run has: no
+// identity-based policy grants lambda:InvokeFunction here, so an account
+// or service principal, which defers to or names something else, admits
+// no caller.
+func (fs *functions) mayInvoke(arn, roleARN string) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for _, p := range fs.policies {
+		if p.function == arn && p.principal == roleARN && (p.action == "lambda:InvokeFunction" || p.action == "lambda:*") {
+			return true
+		}
+	}
+	return false
+}
+
+// statements counts the statements of the policy of the function arn.
+func (fs *functions) statements(arn string) int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	n := 0
+	for _, p := range fs.policies {
+		if p.function == arn {
+			n++
+		}
+	}
+	return n
+}
+
+// remove stops and forgets a deleted function and its policy.
 func (fs *functions) remove(arn string) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
 	if f, ok := fs.byARN[arn]; ok {
 		if f.emu != nil {
 			f.emu.Stop()
 		}
 		delete(fs.byARN, arn)
 	}
+	delete(fs.overrides, arn)
+	for id, p := range fs.policies {
+		if p.function == arn {
+			delete(fs.policies, id)
+		}
+	}
 }
 
 // stopAll stops every RIE.
 func (fs *functions) stopAll() {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
 	for _, f := range fs.byARN {
 		if f.emu != nil {
 			f.emu.Stop()

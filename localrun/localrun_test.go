@@ -28,7 +28,15 @@ import (
 // environment-agnostic, so its stacks carry the ChainguardPartition rule,
 // which the deploy must evaluate and pass.
 //
-// Each run takes 40-50 s (three synths, and the waits for propagation), so
+// Both runs deploy the aws-auth stack's trust check, which passes once the
+// new identity propagated (a later attempt), and, after the normal
+// lifecycle, a wrong-trust variant of the stack, whose check must fail
+// naming both principals (refused for the trust, not the propagation) and
+// whose creation must roll back to what the emulator held before.
+//
+// Each run takes 65-80 s (three synths, the waits for propagation, and the
+// trust checks: about 14 s for the passing one and 14 s for the wrong
+// trust, with the 10 s delay), so
 // the test pairs the modes instead of running all four combinations
 // (cmd/local-run does): the caller-identity trust with the pre-existing
 // group, the web-identity trust with the created group. The trust mode and
@@ -57,6 +65,9 @@ func TestRun(t *testing.T) {
 			wantLines: []string{
 				"outbound identity federation: never enabled (the caller-identity mode leaves the account setting alone)",
 				"; aws_identity arn:aws:sts::111122223333:assumed-role/",
+				"(AwsSession not-ChainguardAwsAuth)",
+				"trusts arn:aws:sts::111122223333:assumed-role/ChainguardAwsAuth-us-east-1/not-ChainguardAwsAuth (user ID ",
+				"; the function ran as arn:aws:sts::111122223333:assumed-role/ChainguardAwsAuth-us-east-1/ChainguardAwsAuth (user ID ",
 			},
 		},
 		{
@@ -75,6 +86,11 @@ func TestRun(t *testing.T) {
 				"; claim_match issuer http://127.0.0.1:",
 				"Delete Custom::AwsOutboundWebIdentityFederation ",
 				"found on and left on by 1 later deploy(s), still enabled after destroy (never disabled)",
+				"(AwsRolePath /not-ChainguardAwsAuth/)",
+				", sub arn:aws:iam::111122223333:role/not-ChainguardAwsAuth/ChainguardAwsAuth-us-east-1 and aud ",
+				"; the function ran as a web identity token with iss http://127.0.0.1:",
+				// The rollback deletes the group the stack created, last.
+				"Role1ABCC5F0 (AWS::IAM::Role), GroupC77FDACD (Custom::ChainguardGroup)\n",
 			},
 		},
 	}
@@ -96,8 +112,20 @@ func TestRun(t *testing.T) {
 			if got := strings.Join(res.Repos, ","); got != strings.Join(tt.wantRepos, ",") {
 				t.Errorf("repos = %q, want %q", res.Repos, tt.wantRepos)
 			}
-			if len(res.Steps) != 15+len(tt.wantSteps) || res.Identity == "" || res.Group == "" || res.ProvisionerIdentity == "" {
+			if len(res.Steps) != 18+len(tt.wantSteps) || res.Identity == "" || res.Group == "" || res.ProvisionerIdentity == "" {
 				t.Errorf("result = %+v", res)
+			}
+			// The trust check of the first deploy met the identity before it
+			// propagated, and passed on a later attempt; the update's ran too
+			// (the roles changed).
+			if c := res.TrustCheck; c.Invocations < 2 || c.Duration < delay {
+				t.Errorf("the first deploy's trust check took %s and %d invocations, want a refused attempt and a later one that passed, after the %s delay", c.Duration, c.Invocations, delay)
+			}
+			if c := res.TrustCheckUpdate; c.Invocations < 1 {
+				t.Errorf("the update's trust check made %d invocations, want it run again (the roles changed)", c.Invocations)
+			}
+			if !strings.Contains(res.WrongTrustReason, "may not assume identity") || !strings.Contains(res.WrongTrustReason, "; the function ran as ") {
+				t.Errorf("the wrong trust's reason is %q, want the trust refused and both principals named", res.WrongTrustReason)
 			}
 			if web := opts.Trust == token.WebIdentity; web != (res.FederationIssuer != "") {
 				t.Errorf("federation issuer = %q in trust mode %s", res.FederationIssuer, opts.Trust)
@@ -105,6 +133,15 @@ func TestRun(t *testing.T) {
 			lines := append([]string{
 				"ok   deploy the provisioner stack (",
 				"Update Custom::ChainguardIdentity",
+				"Create Custom::ChainguardTrustCheck IdentityTrustCheck",
+				"     trust check: passed in ",
+				"Update Custom::ChainguardTrustCheck IdentityTrustCheck",
+				"ok   delete the aws-auth stack (",
+				"-> FAILED (",
+				"stack ChainguardAwsAuth: CREATE_FAILED at IdentityTrustCheck",
+				"     ROLLBACK_COMPLETE after ",
+				"ok   deploy it with a wrong trust: fails at the trust check and rolls back (",
+				"ok   check the rollback: the emulator holds what it held before (",
 				"ok   delete the provisioner identity (chainctl iam identities delete) (",
 				"ok   check the end state (",
 				"PASS in ",

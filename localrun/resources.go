@@ -71,9 +71,11 @@ func (c *cloud) forgetSSM(stackName string) {
 // createBuiltin creates a resource that is not a custom resource, with the
 // physical ID and attributes AWS would give it, and keeps what the run needs
 // of roles and functions. Types the local run knows: AWS::IAM::Role,
-// AWS::Lambda::Function, AWS::Logs::LogGroup, AWS::SSM::Parameter (its value
-// becomes visible to later stacks). Any other type (AWS::IAM::Policy, ...)
-// is recorded as inert: referencing it is an error.
+// AWS::Lambda::Function, AWS::Lambda::Permission (a statement of the
+// function's resource-based policy, which the local Lambda API enforces),
+// AWS::Logs::LogGroup, AWS::SSM::Parameter (its value becomes visible to
+// later stacks). Any other type (AWS::IAM::Policy, ...) is recorded as
+// inert: referencing it is an error.
 func (c *cloud) createBuiltin(ctx context.Context, run *template.StackRun, id, typ string) error {
 	stack := run.Stack().Name
 	props, err := run.Properties(id)
@@ -140,6 +142,24 @@ func (c *cloud) createBuiltin(ctx context.Context, run *template.StackRun, id, t
 		}
 		c.ssm[n] = ssmParameter{value: val, stack: stack}
 		res = template.Created{Physical: n, Ref: n}
+	case "AWS::Lambda::Permission":
+		// A statement of the function's resource-based policy: the Lambda
+		// API (lambdaapi.go) lets the principal invoke the function.
+		var p permission
+		for _, f := range []struct {
+			prop string
+			into *string
+		}{{"FunctionName", &p.function}, {"Principal", &p.principal}, {"Action", &p.action}} {
+			v, ok := props[f.prop].(string)
+			if !ok || v == "" {
+				return fmt.Errorf("stack %s: resource %s (%s): property %s is %v, want a non-empty string", stack, id, typ, f.prop, props[f.prop])
+			}
+			*f.into = v
+		}
+		res = template.Created{Physical: physicalName(stack, id, 255)}
+		if err := c.fns.addPermission(res.Physical, p); err != nil {
+			return fmt.Errorf("stack %s: resource %s (%s): %w", stack, id, typ, err)
+		}
 	default:
 		res = template.Created{Physical: physicalName(stack, id, 255)}
 	}

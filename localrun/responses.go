@@ -109,9 +109,14 @@ func check(ev cfn.Event, resp cfn.Response) error {
 	case resp.Status != cfn.StatusSuccess && resp.Status != cfn.StatusFailed:
 		return fmt.Errorf("the response's Status is %q, want SUCCESS or FAILED", resp.Status)
 	case resp.Status == cfn.StatusFailed:
-		return fmt.Errorf("FAILED: %s", resp.Reason)
+		return &failedError{reason: resp.Reason}
 	case resp.PhysicalResourceID == "":
 		return errors.New("the response has no PhysicalResourceId")
 	}
 	return nil
 }
+
+// failedError is a custom resource's FAILED response, with its reason.
+type failedError struct{ reason string }
+
+func (e *failedError) Error() string { return "FAILED: " + e.reason }

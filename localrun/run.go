@@ -1,6 +1,6 @@
 // Package localrun runs the whole lifecycle of the CDK app on one machine,
 // with no AWS or Chainguard account: it starts the Chainguard emulator (and
-// its AWS stand-in, serving STS and IAM), synthesizes the real app with
+// its AWS stand-in, serving STS and IAM, and a Lambda Invoke API), synthesizes the real app with
 // context pointing at it, performs the provisioner's one-time trust step
 // from the stack's own output, then plays CloudFormation's part — the real Lambda bootstraps run
 // under the Lambda Runtime Interface Emulator with their roles' credentials
@@ -32,6 +32,19 @@
 // overrides (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL_IAM), and their
 // principals are registered with their roles' ARNs (path included), the
 // subject of their web identity tokens.
+//
+// The deploy-time trust check (issue 10) runs as it would in AWS: the
+// provisioner's Lambda client reaches a local Lambda API
+// (AWS_ENDPOINT_URL_LAMBDA, lambdaapi.go) that verifies the caller's SigV4
+// signature with the emulator's own verification and lets it invoke a
+// function only if the function's AWS::Lambda::Permission names the
+// caller's role; the repos function answers the check with a fresh
+// exchange. The run reports the time each check added to its deploy, and,
+// after the normal lifecycle, deletes the aws-auth stack and deploys it
+// again with a wrong trust: the check must fail naming both principals and
+// the creation must roll back, as CloudFormation rolls back a failed
+// creation (cloud.go), to exactly what the emulator held before
+// (trustcheck.go).
 //
 // The templates are read from the synthesized cloud assembly and resolved by
 // package template: what the run deploys is exactly what `cdk deploy` would
@@ -143,6 +156,26 @@ type Result struct {
 	// federation, which the provisioner stack enabled (web-identity mode;
 	// "" in the caller-identity mode, which never enables it).
 	FederationIssuer string
+	// TrustCheck and TrustCheckUpdate are the deploy-time trust checks of
+	// the first deploy of the identity stacks (a Create) and of the update
+	// (an Update: the roles changed).
+	TrustCheck, TrustCheckUpdate CheckTiming
+	// WrongTrustReason is the reason of the FAILED Create of the trust
+	// check of the wrong-trust deploy, which was rolled back.
+	WrongTrustReason string
+}
+
+// CheckTiming is one deploy-time trust check (Custom::ChainguardTrustCheck)
+// of a deploy.
+type CheckTiming struct {
+	// Duration is how long its event took to be answered: the time the
+	// check adds to the deploy (the local run creates resources one after
+	// the other).
+	Duration time.Duration
+	// Invocations is how many times the provisioner invoked the function
+	// (its attempts: a refusal while the new identity or binding
+	// propagates is retried).
+	Invocations int
 }
 
 // FirstDeploy describes the first deploy of the identity stacks after the
@@ -230,6 +263,7 @@ type runner struct {
 	removeWork         bool
 	emu                *emulator.Emulator
 	responses          *responseServer
+	lambda             *lambdaAPI
 	fns                *functions
 	cloud              *cloud
 	synth              *synthesizer
@@ -244,7 +278,16 @@ type runner struct {
 	provOutputs     map[string]string
 	identityOutputs map[string]string
 	trustedAt       time.Time // when the trust step created the provisioner identity
-	deployedAt      time.Time // when the last deploy of the identity stacks ended
+	// changedAt is when the last Chainguard change of the last deploy of
+	// the identity stacks was answered: the end of its last custom
+	// resource event other than the trust check, which changes nothing
+	// (the deploy's end if it sent none).
+	changedAt time.Time
+	// lastCheck is the trust check of the last deploy of the identity
+	// stacks.
+	lastCheck CheckTiming
+	// wrongTrust is what the wrong-trust deploy needs and checks.
+	wrongTrust wrongTrust
 	// laterDeploys counts the deploys of the provisioner stack after the
 	// one that enabled the account's federation (web-identity mode).
 	laterDeploys int
@@ -280,7 +323,12 @@ func (r *runner) steps() []stepFunc {
 	if r.opts.CreateGroup {
 		steps = append(steps, stepFunc{"delete the image: repo " + pushedRepo + " from the created group", r.deletePushedRepo})
 	}
-	steps = append(steps, stepFunc{"delete the stacks", r.destroy})
+	steps = append(steps,
+		stepFunc{"delete the aws-auth stack", r.deleteAwsAuth},
+		stepFunc{"deploy it with a wrong trust: fails at the trust check and rolls back", r.deployWrongTrust},
+		stepFunc{"check the rollback: the emulator holds what it held before", r.checkRollback},
+		stepFunc{"delete the stacks", r.destroy},
+	)
 	if r.web {
 		// CloudFormation sends no event to a custom resource whose
 		// properties did not change, so the update step's deploy of the
@@ -323,9 +371,12 @@ func (r *runner) summary(total time.Duration) {
 	}
 	mode = r.trustName() + ", " + mode
 	fmt.Fprintf(r.out, "PASS in %s (%s): %d steps, %d synths; provisioner identity %s, identity %s in group %s; repos listed: %s; "+
+		"trust check %s on create (%d invocations), %s on update; a wrong trust failed the check and rolled back; "+
 		"end state: the emulator holds exactly what it held before the trust step\n",
 		total.Round(100*time.Millisecond), mode, len(r.res.Steps), r.synths,
-		r.res.ProvisionerIdentity, r.res.Identity, r.res.Group, strings.Join(r.res.Repos, ", "))
+		r.res.ProvisionerIdentity, r.res.Identity, r.res.Group, strings.Join(r.res.Repos, ", "),
+		r.res.TrustCheck.Duration.Round(100*time.Millisecond), r.res.TrustCheck.Invocations,
+		r.res.TrustCheckUpdate.Duration.Round(time.Millisecond))
 }
 
 // trustName names the run's trust mode as the -trust flag does.
@@ -362,6 +413,9 @@ func (r *runner) setup() error {
 
 // cleanup stops everything the run started.
 func (r *runner) cleanup() {
+	if r.lambda != nil {
+		r.lambda.close()
+	}
 	if r.fns != nil {
 		r.fns.stopAll()
 	}
@@ -417,11 +471,20 @@ func (r *runner) buildApp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ln, lambdaURL, err := listenLocal("the Lambda API")
+	if err != nil {
+		return err
+	}
 	// The SDK's own endpoint overrides (aws-sdk-go-v2 config reads
 	// AWS_ENDPOINT_URL_<SERVICE ID> since v1.25): the functions' STS and
-	// IAM clients call the AWS stand-in, in both trust modes.
-	awsEnv := []string{"AWS_ENDPOINT_URL_STS=" + r.emu.AWSURL(), "AWS_ENDPOINT_URL_IAM=" + r.emu.AWSURL()}
+	// IAM clients call the AWS stand-in, in both trust modes, and their
+	// Lambda client (the provisioner's trust checks) the local Lambda API.
+	awsEnv := []string{
+		"AWS_ENDPOINT_URL_STS=" + r.emu.AWSURL(), "AWS_ENDPOINT_URL_IAM=" + r.emu.AWSURL(),
+		"AWS_ENDPOINT_URL_LAMBDA=" + lambdaURL,
+	}
 	r.fns = newFunctions(r.moduleDir, r.workDir, riePath, r.credentials, awsEnv, r.opts.FunctionLogs)
+	r.lambda = serveLambdaAPI(ln, lambdaURL, r.fns, r.emu.VerifyAWSRequest)
 	r.cloud = newCloud(localEnv(), r.fns, r.responses, r.out)
 	account, region := localAccount, localRegion
 	if r.opts.EnvironmentAgnostic {
@@ -613,6 +676,7 @@ func (r *runner) deployFirst(ctx context.Context) error {
 		return err
 	}
 	r.res.FirstDeploy.Exchanges = r.emu.Calls(exchange) - before
+	r.res.TrustCheck = r.lastCheck
 	met := "after"
 	if r.res.FirstDeploy.SinceTrustStep < r.emu.PropagationDelay() {
 		met = "before"
@@ -622,9 +686,21 @@ func (r *runner) deployFirst(ctx context.Context) error {
 	return r.checkFederation("the first deploy of the identity stacks")
 }
 
-// deployAll deploys (or updates) every stack of the assembly in order.
+// deployAll deploys (or updates) every stack of the assembly in order, and
+// reports the deploy's trust check.
 func (r *runner) deployAll(ctx context.Context) error {
-	defer func() { r.deployedAt = time.Now() }()
+	events, invocations := len(r.cloud.events), r.lambda.invocations.Load()
+	defer func() {
+		r.changedAt = time.Now()
+		if sent := r.cloud.events[events:]; len(sent) > 0 {
+			r.changedAt = time.Time{}
+			for _, e := range sent {
+				if e.typ != stacks.TrustCheckResourceType && e.end.After(r.changedAt) {
+					r.changedAt = e.end
+				}
+			}
+		}
+	}()
 	for _, s := range r.assembly.Stacks {
 		out, err := r.cloud.deploy(ctx, s)
 		if err != nil {
@@ -637,7 +713,7 @@ func (r *runner) deployAll(ctx context.Context) error {
 	if r.identityOutputs == nil {
 		return fmt.Errorf("no stack has an %s output (the aws-auth stack)", outputIdentityID)
 	}
-	return nil
+	return r.reportCheck(r.cloud.events[events:], int(r.lambda.invocations.Load()-invocations))
 }
 
 // Outputs of the provisioner stack (web-identity mode) and of the aws-auth
@@ -822,6 +898,7 @@ func (r *runner) checkUpdated(ctx context.Context) error {
 	if err := r.checkFederation("the update"); err != nil {
 		return err
 	}
+	r.res.TrustCheckUpdate = r.lastCheck
 	if err := r.awaitPropagation(ctx); err != nil {
 		return err
 	}
@@ -837,9 +914,15 @@ func (r *runner) checkUpdated(ctx context.Context) error {
 
 // awaitPropagation waits, as a user would before trying the function, until
 // the changes of the last deploy are effective at the STS: the propagation
-// delay after the deploy ended.
+// delay after its last Chainguard change. After the first deploy the trust
+// check has waited for the identity already (it runs after the identity
+// and its binding were created, and passes once they propagated). A
+// passing check does not make the wait unnecessary, though: it proves the
+// identity's trust, but a listing is filtered by the token's bindings,
+// never refused, so a check that ran before a new binding applied lists
+// nothing and passes (as it does right after the roles' update).
 func (r *runner) awaitPropagation(ctx context.Context) error {
-	wait := time.Until(r.deployedAt.Add(r.emu.PropagationDelay()))
+	wait := time.Until(r.changedAt.Add(r.emu.PropagationDelay()))
 	if wait <= 0 {
 		return nil
 	}

@@ -42,6 +42,10 @@ const (
 	// provisioner and the repos function): arm64 (ArchitectureARM64, the
 	// default) or x86_64 (ArchitectureX86_64).
 	CtxArchitecture = "architecture"
+	// CtxProvisionerRoleArnParameter is the SSM parameter that publishes
+	// the provisioner role's ARN (DefaultRoleArnParameter), which the trust
+	// checks read.
+	CtxProvisionerRoleArnParameter = "provisionerRoleArnParameter"
 )
 
 // Default stack names.
@@ -183,6 +187,7 @@ func ConfigFromContext(node constructs.Node) (AppConfig, error) {
 			APIURL:                     r.str(CtxAPIURL, DefaultAPIURL),
 			ServiceTokenParameter:      r.str(CtxServiceTokenParameter, DefaultServiceTokenParameter),
 			WebIdentityIssuerParameter: r.str(CtxWebIdentityIssuerParameter, DefaultWebIdentityIssuerParameter),
+			RoleArnParameter:           r.str(CtxProvisionerRoleArnParameter, DefaultRoleArnParameter),
 		},
 	}
 	if err := cfg.Trust.validate(); err != nil {
@@ -205,6 +210,7 @@ func ConfigFromContext(node constructs.Node) (AppConfig, error) {
 	r.validate(CtxAPIURL, cfg.Provisioner.APIURL, func(v string) error { return validate.ServiceURL("API URL", v) })
 	r.validate(CtxServiceTokenParameter, cfg.Provisioner.ServiceTokenParameter, validateParameterName)
 	r.validate(CtxWebIdentityIssuerParameter, cfg.Provisioner.WebIdentityIssuerParameter, validateParameterName)
+	r.validate(CtxProvisionerRoleArnParameter, cfg.Provisioner.RoleArnParameter, validateParameterName)
 	r.validate(CtxProvisionerIdentityName, cfg.ProvisionerIdentityName, func(v string) error { return validate.Name("provisioner identity name", v) })
 	if cfg.CreateGroup {
 		r.validate(CtxGroupName, cfg.GroupName, func(v string) error { return validate.Name("group name", v) })
@@ -276,6 +282,7 @@ func NewApp(app awscdk.App) error {
 			Issuer:                     cfg.Provisioner.Issuer,
 			WebIdentityIssuerParameter: cfg.Provisioner.WebIdentityIssuerParameter,
 			Architecture:               cfg.Architecture,
+			RoleArnParameter:           cfg.Provisioner.RoleArnParameter,
 		})
 	}
 

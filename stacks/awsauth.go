@@ -76,9 +76,10 @@ type AwsAuthStackProps struct {
 // a new Chainguard group, and an AssumableIdentity trusting exactly the
 // function's assumed-role principal
 // (arn:<partition>:sts::<account>:assumed-role/<role>/<function>, user ID
-// <role unique ID>:<function>), bound to viewer on the group. With Trust
-// TrustWebIdentity the identity trusts the role's web identity tokens
-// instead (subject arn:<partition>:iam::<account>:role/<role>).
+// <role unique ID>:<function>), bound to viewer on the group, with a
+// deploy-time trust check of the function (AssumableIdentityProps.Check).
+// With Trust TrustWebIdentity the identity trusts the role's web identity
+// tokens instead (subject arn:<partition>:iam::<account>:role/<role>).
 func NewAwsAuthStack(scope constructs.Construct, id string, props *AwsAuthStackProps) awscdk.Stack {
 	var sp AwsAuthStackProps
 	if props != nil {
@@ -139,6 +140,9 @@ func NewAwsAuthStack(scope constructs.Construct, id string, props *AwsAuthStackP
 		Roles:       sp.IdentityRoles,
 		Trust:       trustFor(sp.Trust, fnName),
 		Provisioner: &sp.Provisioner,
+		// The repos function answers the check (lambda/repos wraps its
+		// handler with chainguard/trustcheck).
+		Check: true,
 	})
 	fn := newGoFunction(stack, "Function", goFunctionProps{
 		pkg:  ReposPackage,

@@ -94,3 +94,47 @@ func synthIdentities(tb testing.TB, n int) {
 		tb.Fatal(err)
 	}
 }
+
+// checkEnv tells TestSynthCheckProcessHelper whether to add the trust check.
+const checkEnv = "STACKS_BENCH_TRUST_CHECK"
+
+// BenchmarkSynthTrustCheck measures what the deploy-time trust check adds to
+// `cdk synth`: a fresh process (jsii start included) that builds the
+// reference function's stack (role, function, identity configured on the
+// function) without and with AssumableIdentityProps.Check, and
+// synthesizes it. It reports both times and their ratio. Run:
+//
+//	go test -run '^$' -bench 'BenchmarkSynthTrustCheck$' -benchtime 5x ./stacks
+func BenchmarkSynthTrustCheck(b *testing.B) {
+	var without, with time.Duration
+	for b.Loop() {
+		without += synthCheckProcess(b, false)
+		with += synthCheckProcess(b, true)
+	}
+	b.ReportMetric(float64(without.Milliseconds())/float64(b.N), "ms/synth-without")
+	b.ReportMetric(float64(with.Milliseconds())/float64(b.N), "ms/synth-with")
+	b.ReportMetric(float64(with)/float64(without), "ratio-with/without")
+}
+
+func synthCheckProcess(b *testing.B, check bool) time.Duration {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSynthCheckProcessHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), checkEnv+"="+strconv.FormatBool(check))
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("synth process (check %v): %v\n%s", check, err, out)
+	}
+	return time.Since(start)
+}
+
+// TestSynthCheckProcessHelper is the process BenchmarkSynthTrustCheck
+// starts; it does nothing in a normal test run.
+func TestSynthCheckProcessHelper(t *testing.T) {
+	check, err := strconv.ParseBool(os.Getenv(checkEnv))
+	if err != nil {
+		t.Skip("helper process of BenchmarkSynthTrustCheck")
+	}
+	stack, _, _ := checkedStack(t, check, ExactSession("my-function"), nil, testSettings())
+	templateOf(t, stack)
+}

@@ -4,15 +4,20 @@
 //   - [NewProvisionerStack]: the provisioner, deployed once per account and
 //     region (like `cdk bootstrap`). Its role and function create the
 //     Chainguard objects of every identity stack; its outputs print the
-//     one-time trust step; its service token is published as an SSM
-//     parameter ([DefaultServiceTokenParameter]).
+//     one-time trust step; its service token and its role's ARN are
+//     published as SSM parameters ([DefaultServiceTokenParameter],
+//     [DefaultRoleArnParameter]).
 //   - [NewAssumableIdentity]: makes any awsiam.IRole assumable through a
 //     Custom::ChainguardIdentity resource. Identities in one stack share one
 //     provisioner wiring ([ProvisionerSettings]). Its [Trust] picks the
 //     trust mode: [ExactSession] or [SessionPattern] (caller identity: a
 //     signed GetCallerIdentity request, pinned to the role's unique ID) or
 //     [WebIdentity] (AWS outbound identity federation: a JWT from
-//     sts:GetWebIdentityToken whose subject is the role's ARN).
+//     sts:GetWebIdentityToken whose subject is the role's ARN). With
+//     Check, ConfigureFunction also adds a deploy-time trust check of the
+//     function (Custom::ChainguardTrustCheck, served by the provisioner,
+//     which invokes the function: its handler must be wrapped with
+//     chainguard/trustcheck.Wrap).
 //   - [NewOutboundWebIdentityFederation]: turns the account's outbound
 //     identity federation on (never off) through a
 //     Custom::AwsOutboundWebIdentityFederation resource served by the
@@ -36,6 +41,12 @@
 // ID of each resource is the Chainguard UIDP.
 // Custom::AwsOutboundWebIdentityFederation has no properties; its
 // attribute IssuerIdentifier is the account's federation issuer.
+// Custom::ChainguardTrustCheck: FunctionName (the function's ARN),
+// Identity, Group, ListRepos ("true" when the roles may list repos) and
+// Fingerprint (what the check proves, as deployed: CloudFormation sends an
+// Update, which runs the check again, when it changes); its physical ID is
+// "trust-check:<identity UIDP>", its attribute Principal what the function
+// presented.
 //
 // Bad values fail `cdk synth` through CDK validation: the message names the
 // construct path, the property and the fix. That includes what the

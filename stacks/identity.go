@@ -149,6 +149,24 @@ type AssumableIdentityProps struct {
 	// Provisioner settings; may be nil when an earlier Chainguard construct
 	// of the stack set them.
 	Provisioner *ProvisionerSettings
+	// Check adds a deploy-time trust check for each Lambda function
+	// ConfigureFunction configures: the deployment fails unless the
+	// function itself, with its own credentials and trust mode, can act as
+	// the identity (a fresh token exchange) and, when its roles allow
+	// reading (viewer, registry.pull, editor, owner, ...), list the group's
+	// repos once. The reason names what the function presented and what
+	// the identity trusts. Rights take seconds to apply: the check retries
+	// for up to a minute. The function's handler must be wrapped with
+	// chainguard/trustcheck.Wrap (one line; a function that is not fails
+	// the check within seconds, saying so).
+	//
+	// The check is a Custom::ChainguardTrustCheck served by the
+	// provisioner, which invokes the function: the function gets a
+	// resource-based permission (AWS::Lambda::Permission) for the
+	// provisioner role's ARN alone, read from the SSM parameter the
+	// provisioner stack publishes (ProvisionerSettings.RoleArnParameter);
+	// no identity-based policy is added anywhere. Default false.
+	Check bool
 }
 
 // AssumableIdentity is a Chainguard identity that a role's sessions may
@@ -177,7 +195,8 @@ type AssumableIdentity interface {
 	// stop it).
 	Grant(grantee awsiam.IGrantable)
 	// ConfigureFunction adds Environment to a Lambda function and grants its
-	// role what Grant grants.
+	// role what Grant grants; with Check, it also adds the function's
+	// deploy-time trust check.
 	ConfigureFunction(fn awslambda.Function)
 }
 
@@ -187,6 +206,15 @@ type assumableIdentity struct {
 	issuer, apiURL   string
 	mode             TrustMode
 	p                *problems
+	wiring           *provisionerWiring
+	// crProps are the identity resource's own properties, and roleNames
+	// the roles requested, for the trust checks.
+	crProps   map[string]interface{}
+	roleNames []string
+	// check is AssumableIdentityProps.Check; checked holds the construct
+	// paths of the functions checked.
+	check   bool
+	checked []string
 	// grants are the policies Grant made, by the grantee principal's
 	// construct path, so that granting one principal twice adds nothing.
 	grants map[string]awsiam.Policy
@@ -247,11 +275,19 @@ func (a *assumableIdentity) grant(grantee awsiam.IGrantable) awsiam.Policy {
 // ConfigureFunction implements AssumableIdentity. The function depends on
 // the grant's policy, so that it runs only once it may request its token.
 func (a *assumableIdentity) ConfigureFunction(fn awslambda.Function) {
+	if fn == nil {
+		a.p.addf("ConfigureFunction", "no function: pass the Lambda function that acts as the identity")
+		return
+	}
 	for k, v := range *a.Environment() {
 		fn.AddEnvironment(jsii.String(k), v, nil)
 	}
-	if policy := a.grant(fn); policy != nil {
+	policy := a.grant(fn)
+	if policy != nil {
 		fn.Node().AddDependency(policy)
+	}
+	if a.check {
+		a.addTrustCheck(fn, policy)
 	}
 }
 
@@ -311,10 +347,15 @@ func NewAssumableIdentity(scope constructs.Construct, id string, props *Assumabl
 	}
 	res := newChainguardResource(this, "Resource", IdentityResourceType, w, crProps)
 	checkDescriptionFits(this, res, description)
-	return &assumableIdentity{
+	a := &assumableIdentity{
 		Construct: this, id: res.Ref(), group: jsii.String(ip.Group), roles: res.GetAttString(jsii.String("Roles")),
 		issuer: w.settings.Issuer, apiURL: w.settings.APIURL, mode: mode, p: p, grants: map[string]awsiam.Policy{},
+		wiring: w, crProps: crProps, roleNames: roles, check: ip.Check,
 	}
+	if ip.Check {
+		this.Node().AddValidation(&checkWiring{a})
+	}
+	return a
 }
 
 // roleUniqueID returns the unique ID to pin: RoleUniqueID when given, else

@@ -21,6 +21,11 @@ const (
 	// provisioner stack publishes its function ARN (the custom resources'
 	// ServiceToken) and where identity stacks read it at deploy time.
 	DefaultServiceTokenParameter = "/chainguard-cdk/provisioner/service-token"
+	// DefaultRoleArnParameter is the SSM parameter under which the
+	// provisioner stack publishes its role's ARN, and where identity stacks
+	// with a trust check read it at deploy time: each checked function
+	// lets that role, and only it, invoke it (AWS::Lambda::Permission).
+	DefaultRoleArnParameter = "/chainguard-cdk/provisioner/role-arn"
 	// DefaultIssuer is Chainguard's STS.
 	DefaultIssuer = "https://issuer.enforce.dev"
 	// DefaultAPIURL is Chainguard's API.
@@ -69,6 +74,14 @@ type ProvisionerSettings struct {
 	// Issuer read it (once per stack). Default
 	// DefaultWebIdentityIssuerParameter.
 	WebIdentityIssuerParameter string
+	// RoleArnParameter is the SSM parameter holding the provisioner role's
+	// ARN, which identities with a trust check (AssumableIdentityProps.Check)
+	// read (once per stack) to let the provisioner invoke the checked
+	// function. Default DefaultRoleArnParameter.
+	RoleArnParameter string
+	// RoleArn is the provisioner role's ARN. When set, it is used instead
+	// of RoleArnParameter.
+	RoleArn string
 }
 
 // withDefaults fills in the default URLs and parameter name.
@@ -79,11 +92,15 @@ func (s ProvisionerSettings) withDefaults() ProvisionerSettings {
 		s.ServiceTokenParameter = orDefault(s.ServiceTokenParameter, DefaultServiceTokenParameter)
 	}
 	s.WebIdentityIssuerParameter = orDefault(s.WebIdentityIssuerParameter, DefaultWebIdentityIssuerParameter)
+	if s.RoleArn == "" {
+		s.RoleArnParameter = orDefault(s.RoleArnParameter, DefaultRoleArnParameter)
+	}
 	return s
 }
 
 var (
 	ssmParameterNameRE   = regexp.MustCompile(`^(/[a-zA-Z0-9_.-]+)+$`)
+	iamRoleARNRE         = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/([\x21-\x7e]+/)?[\w+=,.@-]{1,64}$`)
 	lambdaARNRE          = regexp.MustCompile(`^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[a-zA-Z0-9_-]{1,64}$`)
 	lambdaFunctionNameRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{2,64}$`)
 	stackNameRE          = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,127}$`)
@@ -108,6 +125,14 @@ func (s ProvisionerSettings) validate(p *problems, prop string) {
 		p.add(prop+".ServiceTokenParameter", check(s.ServiceTokenParameter, validateParameterName))
 	}
 	p.add(prop+".WebIdentityIssuerParameter", check(s.WebIdentityIssuerParameter, validateParameterName))
+	if s.RoleArn != "" {
+		if !unresolved(s.RoleArn) && !iamRoleARNRE.MatchString(s.RoleArn) {
+			p.addf(prop+".RoleArn", "%q is not an IAM role ARN: expected e.g. %q (the provisioner stack's ProvisionerRoleArn output), or leave it empty to read the ARN from the SSM parameter %s",
+				s.RoleArn, "arn:aws:iam::111122223333:role/ChainguardProvisioner-Role1ABCDEF", DefaultRoleArnParameter)
+		}
+	} else {
+		p.add(prop+".RoleArnParameter", check(s.RoleArnParameter, validateParameterName))
+	}
 }
 
 // validateParameterName checks an SSM parameter name of the form /a/b/c.
@@ -132,6 +157,9 @@ type provisionerWiring struct {
 	// issuer is the web-identity issuer read from the SSM parameter, once
 	// a WebIdentity trust without Issuer asks for it (webIdentityIssuer).
 	issuer *string
+	// roleArn is the provisioner role's ARN, once a trust check asks for
+	// it (provisionerRoleArn).
+	roleArn *string
 }
 
 // ToString only returns Construct's own value. Why a Go construct type at
@@ -199,6 +227,23 @@ func (w *provisionerWiring) webIdentityIssuer() *string {
 	return w.issuer
 }
 
+// provisionerRoleArn returns the provisioner role's ARN: RoleArn, or the
+// SSM parameter the provisioner stack publishes, read once per stack on
+// first use (a stack without trust checks reads nothing).
+func (w *provisionerWiring) provisionerRoleArn() *string {
+	if w.roleArn == nil {
+		switch {
+		case w.settings.RoleArn != "":
+			w.roleArn = jsii.String(w.settings.RoleArn)
+		case w.settings.RoleArnParameter == "": // no settings: already reported
+			w.roleArn = jsii.String("")
+		default:
+			w.roleArn = awsssm.StringParameter_ValueForStringParameter(w, jsii.String(w.settings.RoleArnParameter), nil)
+		}
+	}
+	return w.roleArn
+}
+
 // properties returns the custom-resource properties every Chainguard
 // resource carries.
 func (w *provisionerWiring) properties() map[string]interface{} {
@@ -259,6 +304,10 @@ type ProvisionerStackProps struct {
 	// the matching GOARCH. Default ArchitectureARM64; ArchitectureX86_64
 	// for accounts or CloudFormation engines that run only x86_64.
 	Architecture Architecture
+	// RoleArnParameter is the SSM parameter that publishes the role's ARN,
+	// for the trust checks of identity stacks. Default
+	// DefaultRoleArnParameter.
+	RoleArnParameter string
 }
 
 // NewProvisionerStack creates the provisioner: an IAM role that Lambda may
@@ -300,16 +349,18 @@ func NewProvisionerStack(scope constructs.Construct, id string, props *Provision
 	issuerParam := orDefault(sprops.WebIdentityIssuerParameter, DefaultWebIdentityIssuerParameter)
 	p.add("WebIdentityIssuerParameter", validateParameterName(issuerParam))
 	arch := checkedArchitecture(p, "Architecture", sprops.Architecture)
+	roleParam := orDefault(sprops.RoleArnParameter, DefaultRoleArnParameter)
+	p.add("RoleArnParameter", validateParameterName(roleParam))
 	retention := sprops.LogRetention
 	if retention == "" {
 		retention = awslogs.RetentionDays_ONE_MONTH
 	}
 
-	roleDescription := "Chainguard provisioner: assumable as a Chainguard identity; may only write its own logs"
-	fnDescription := "Chainguard provisioner: custom resources Custom::ChainguardGroup and Custom::ChainguardIdentity"
+	roleDescription := "Chainguard provisioner: assumable as a Chainguard identity; may only write its own logs (and invoke the functions whose trust checks allow it)"
+	fnDescription := "Chainguard provisioner: custom resources Custom::ChainguardGroup, Custom::ChainguardIdentity and " + TrustCheckResourceType
 	if web {
-		roleDescription = "Chainguard provisioner: assumable as a Chainguard identity by web identity; may write its own logs, request web identity tokens for Chainguard, and read and enable the account's outbound identity federation"
-		fnDescription = "Chainguard provisioner: custom resources Custom::ChainguardGroup, Custom::ChainguardIdentity and " + OutboundWebIdentityFederationResourceType
+		roleDescription = "Chainguard provisioner: assumable as a Chainguard identity by web identity; may write its own logs, request web identity tokens for Chainguard, and read and enable the account's outbound identity federation (and invoke the functions whose trust checks allow it)"
+		fnDescription = "Chainguard provisioner: custom resources Custom::ChainguardGroup, Custom::ChainguardIdentity, " + TrustCheckResourceType + " and " + OutboundWebIdentityFederationResourceType
 	}
 	role := awsiam.NewRole(stack, jsii.String("Role"), &awsiam.RoleProps{
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
@@ -336,6 +387,11 @@ func NewProvisionerStack(scope constructs.Construct, id string, props *Provision
 		StringValue:   fn.FunctionArn(),
 		Description:   jsii.String("ServiceToken (function ARN) of the Chainguard provisioner, read by identity stacks"),
 	})
+	awsssm.NewStringParameter(stack, jsii.String("RoleArn"), &awsssm.StringParameterProps{
+		ParameterName: jsii.String(roleParam),
+		StringValue:   role.RoleArn(),
+		Description:   jsii.String("ARN of the Chainguard provisioner's role, read by identity stacks whose trust checks let it invoke the checked function"),
+	})
 
 	account, partition := *stack.Account(), *stack.Partition()
 	roleName, roleID, fnName := *role.RoleName(), *role.RoleId(), *fn.FunctionName()
@@ -345,6 +401,7 @@ func NewProvisionerStack(scope constructs.Construct, id string, props *Provision
 	}
 	output(stack, "ProvisionerFunctionName", fnName, "name of the provisioner function (its role session name)")
 	output(stack, "ServiceTokenParameter", param, "SSM parameter holding the provisioner's ServiceToken")
+	output(stack, "RoleArnParameter", roleParam, "SSM parameter holding the provisioner role's ARN (for trust checks)")
 	if web {
 		provisionerWebIdentity(stack, role, fn, name, sprops.Group, issuer, issuerParam, p)
 		return stack

@@ -19,10 +19,10 @@ func TestProvisionerStack(t *testing.T) {
 	tpl := templateOf(t, stack)
 	d := docOf(t, tpl)
 
-	// then it holds exactly the role, its log policy, the log group, the function and the parameter
+	// then it holds exactly the role, its log policy, the log group, the function and the two parameters
 	for typ, n := range map[string]int{
 		"AWS::IAM::Role": 1, "AWS::IAM::Policy": 1, "AWS::Logs::LogGroup": 1,
-		"AWS::Lambda::Function": 1, "AWS::SSM::Parameter": 1,
+		"AWS::Lambda::Function": 1, "AWS::SSM::Parameter": 2,
 		"AWS::Lambda::Url": 0, "AWS::Lambda::Permission": 0,
 	} {
 		must(t, "count "+typ, func() { tpl.ResourceCountIs(jsii.String(typ), jsii.Number(n)) })
@@ -89,6 +89,14 @@ func TestProvisionerStack(t *testing.T) {
 			"Value": map[string]interface{}{"Fn::GetAtt": []interface{}{fnID, "Arn"}},
 		})
 	})
+	// and so is the role's ARN, which the trust checks of identity stacks let invoke the checked function
+	must(t, "role ARN parameter", func() {
+		tpl.HasResourceProperties(jsii.String("AWS::SSM::Parameter"), map[string]interface{}{
+			"Name":  DefaultRoleArnParameter,
+			"Type":  "String",
+			"Value": map[string]interface{}{"Fn::GetAtt": []interface{}{roleID, "Arn"}},
+		})
+	})
 
 	// and the outputs print the role, its unique ID and the trust step
 	for name, want := range map[string]string{
@@ -96,6 +104,7 @@ func TestProvisionerStack(t *testing.T) {
 		"ProvisionerRoleId":       "{" + roleID + ".RoleId}",
 		"ProvisionerFunctionName": "{" + fnID + "}",
 		"ServiceTokenParameter":   DefaultServiceTokenParameter,
+		"RoleArnParameter":        DefaultRoleArnParameter,
 		"TrustCommand": "chainctl iam identities create aws role cdk-provisioner --parent=" + testGroup +
 			" --aws-account-id={AWS::AccountId} --aws-partition={AWS::Partition} --aws-role-name={" + roleID +
 			"} --aws-role-id={" + roleID + ".RoleId} --role=owner -o id",
@@ -131,6 +140,7 @@ func TestProvisionerStackSettings(t *testing.T) {
 		Group:                 testGroup,
 		IdentityName:          "team-provisioner",
 		ServiceTokenParameter: "/team/provisioner",
+		RoleArnParameter:      "/team/provisioner-role",
 		LogRetention:          awslogs.RetentionDays_ONE_WEEK,
 	})
 
@@ -138,9 +148,13 @@ func TestProvisionerStackSettings(t *testing.T) {
 	d := docOf(t, templateOf(t, stack))
 
 	// then the names and the account are the given ones (the partition resolves at deploy time)
-	_, param := d.one(t, "AWS::SSM::Parameter")
-	if param["Name"] != "/team/provisioner" {
-		t.Errorf("parameter name = %v, want /team/provisioner", param["Name"])
+	_, params := d.resources("AWS::SSM::Parameter")
+	var names []interface{}
+	for _, p := range params {
+		names = append(names, p["Name"])
+	}
+	if len(names) != 2 || names[0] != "/team/provisioner-role" || names[1] != "/team/provisioner" {
+		t.Errorf("parameter names = %v, want /team/provisioner-role (the role ARN) and /team/provisioner (the service token)", names)
 	}
 	_, lg := d.one(t, "AWS::Logs::LogGroup")
 	if lg["RetentionInDays"] != float64(7) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -420,7 +421,7 @@ func TestProvisionerStackWebIdentity(t *testing.T) {
 
 	// then it adds the enablement resource, served by the provisioner function itself (no Node.js provider)
 	for typ, n := range map[string]int{
-		"AWS::IAM::Role": 1, "AWS::IAM::Policy": 3, "AWS::Lambda::Function": 1, "AWS::SSM::Parameter": 2,
+		"AWS::IAM::Role": 1, "AWS::IAM::Policy": 3, "AWS::Lambda::Function": 1, "AWS::SSM::Parameter": 3,
 		OutboundWebIdentityFederationResourceType: 1,
 	} {
 		must(t, "count "+typ, func() { tpl.ResourceCountIs(jsii.String(typ), jsii.Number(n)) })
@@ -629,9 +630,14 @@ func TestNewAppUnknownTrustMode(t *testing.T) {
 // default mode with testdata/caller-identity, synthesized by the same code
 // (cdk.json's context, group and provisionerIdentity set, environment
 // agnostic, bundling skipped) at commit 45cf44e, before the web-identity
-// mode existed. The only difference allowed is the identity's explicit
-// Trust=CallerIdentity; asset keys are left out (they hash the sources).
-// Regenerate the files only for a deliberate change of the first mode.
+// mode existed, and regenerated for one deliberate change since: the
+// deploy-time trust check (issue 10), which added exactly the check, its
+// Lambda permission, the provisioner role ARN parameter (published and
+// read), its output and two descriptions. The only difference allowed is
+// the identity's explicit Trust=CallerIdentity; asset keys are left out
+// (they hash the sources), also inside strings (the check's Fingerprint).
+// Regenerate the files only for a deliberate change of the first mode:
+// UPDATE_CALLER_IDENTITY_TEMPLATES=1 go test ./stacks -run TestCallerIdentityTemplatesUnchanged.
 // Naming the default architecture (arm64) changes nothing either.
 func TestCallerIdentityTemplatesUnchanged(t *testing.T) {
 	for _, tc := range []struct {
@@ -674,7 +680,17 @@ func TestCallerIdentityTemplatesUnchanged(t *testing.T) {
 					}
 					delete(props, "Trust")
 				}
-				raw, err := os.ReadFile(filepath.Join("testdata", "caller-identity", name+".json"))
+				golden := filepath.Join("testdata", "caller-identity", name+".json")
+				if os.Getenv("UPDATE_CALLER_IDENTITY_TEMPLATES") == "1" && tc.context == nil {
+					out, err := json.MarshalIndent(got, "", "  ")
+					if err == nil {
+						err = os.WriteFile(golden, append(out, '\n'), 0o644)
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				raw, err := os.ReadFile(golden)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -692,9 +708,15 @@ func TestCallerIdentityTemplatesUnchanged(t *testing.T) {
 	}
 }
 
-// withoutAssetKeys returns v with every S3Key value replaced by a marker.
+// assetKey matches an asset's S3 key inside a string.
+var assetKey = regexp.MustCompile(`[0-9a-f]{64}\.zip`)
+
+// withoutAssetKeys returns v with every S3Key value, and every asset key
+// inside a string, replaced by a marker.
 func withoutAssetKeys(v interface{}) interface{} {
 	switch x := v.(type) {
+	case string:
+		return assetKey.ReplaceAllString(x, "<asset>.zip")
 	case map[string]interface{}:
 		out := make(map[string]interface{}, len(x))
 		for k, e := range x {

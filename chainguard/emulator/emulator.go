@@ -138,7 +138,10 @@
 // and JWKS (oidc_issuer.go) for the emulator's lifetime, and GetWebIdentityToken
 // mints ES384 or RS256 JWTs with AWS's claim layout, signed with the
 // account's keys. AWSPrincipal.RoleARN sets the tokens' subject, and
-// AWSPrincipal.SessionExpiry the session's end.
+// AWSPrincipal.SessionExpiry the session's end. VerifyAWSRequest lends the
+// same SigV4 verification to stand-ins of other AWS APIs (awsverify.go; the
+// local run's Lambda Invoke), so that their callers are the registered
+// principals too.
 //
 // # Environment
 //

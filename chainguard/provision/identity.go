@@ -486,3 +486,12 @@ func label(ident *iam.Identity) string {
 	}
 	return fmt.Sprintf("%q (%s)", ident.GetName(), ident.GetUid())
 }
+
+// Identity reads the identity id as it is stored (its trust included), for
+// a message that says whom it trusts. A PermissionDenied is retried like
+// every step's.
+func (p *Provisioner) Identity(ctx context.Context, id string) (*iam.Identity, error) {
+	return call(ctx, p, "read identity "+id, func(ctx context.Context, c iam.Clients) (*iam.Identity, error) {
+		return c.IdentitiesService().GetIdentity(ctx, &iam.GetIdentityRequest{Uid: id})
+	})
+}

@@ -50,7 +50,8 @@
 //	                    and name on lookups by name), CreateIdentity,
 //	                    UpdateIdentity (mask name, description, and
 //	                    aws_identity or claim_match: the trust's kind),
-//	                    DeleteIdentity
+//	                    DeleteIdentity, GetIdentity (Identity: what a
+//	                    failed trust check's reason quotes)
 //	role bindings       RoleBindingsService/ListRoleBindings (uidp.children_of,
 //	                    and identity for one identity's), CreateRoleBinding
 //	                    (identity_uid, role_uid), DeleteRoleBinding

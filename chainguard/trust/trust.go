@@ -203,3 +203,30 @@ func (t WebIdentity) ClaimMatch() *iam.Identity_ClaimMatch {
 func (t WebIdentity) Apply(id *iam.Identity) {
 	id.Relationship = &iam.Identity_ClaimMatch_{ClaimMatch: t.ClaimMatch()}
 }
+
+// Describe says in words whom a stored identity trusts, for messages that
+// compare it with the principal a workload presented, e.g.
+// "arn:aws:sts::111122223333:assumed-role/role-a/fn (user ID AROA…:fn)" or
+// "web identity tokens with iss https://… , sub arn:aws:iam::…:role/r and
+// aud https://issuer.enforce.dev". Patterns are shown as patterns.
+func Describe(id *iam.Identity) string {
+	either := func(exact, pattern, unset string) string {
+		switch {
+		case exact != "":
+			return exact
+		case pattern != "":
+			return "matching " + pattern
+		}
+		return unset
+	}
+	if a := id.GetAwsIdentity(); a != nil {
+		return fmt.Sprintf("%s (user ID %s) of account %s",
+			either(a.GetArn(), a.GetArnPattern(), "any ARN"), either(a.GetUserId(), a.GetUserIdPattern(), "any"), a.GetAwsAccount())
+	}
+	if c := id.GetClaimMatch(); c != nil {
+		return fmt.Sprintf("web identity tokens with iss %s, sub %s and aud %s",
+			either(c.GetIssuer(), c.GetIssuerPattern(), "(any)"), either(c.GetSubject(), c.GetSubjectPattern(), "(any)"),
+			either(c.GetAudience(), c.GetAudiencePattern(), "(the default: the Chainguard issuer)"))
+	}
+	return "no AWS principal (its trust is of another kind)"
+}

@@ -244,3 +244,32 @@ func TestApply(t *testing.T) {
 		})
 	}
 }
+
+func TestDescribe(t *testing.T) {
+	caller := AWS{Account: "111122223333", Partition: "aws", RoleName: "role-a", RoleID: "AROA1234567890ABCDEFG", Session: "fn"}
+	pattern := caller
+	pattern.Session, pattern.SessionPattern = "", "[0-9a-f]{32}"
+	web := WebIdentity{Account: "111122223333", Partition: "aws", RoleName: "r", RolePath: "/", Issuer: "https://x.tokens.sts.global.api.aws", Audience: "https://issuer.enforce.dev"}
+	for _, tt := range []struct {
+		name string
+		tr   Relationship
+		want string
+	}{
+		{"exact session", caller, "arn:aws:sts::111122223333:assumed-role/role-a/fn (user ID AROA1234567890ABCDEFG:fn) of account 111122223333"},
+		{"session pattern", pattern, `matching ^arn:aws:sts::111122223333:assumed-role/role-a/(?:[0-9a-f]{32})$ (user ID matching ^AROA1234567890ABCDEFG:(?:[0-9a-f]{32})$) of account 111122223333`},
+		{"web identity", web, "web identity tokens with iss https://x.tokens.sts.global.api.aws, sub arn:aws:iam::111122223333:role/r and aud https://issuer.enforce.dev"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			// given an identity with the trust, when it is described
+			id := &iam.Identity{}
+			tt.tr.Apply(id)
+			// then the words name exactly what it trusts
+			if got := Describe(id); got != tt.want {
+				t.Errorf("Describe = %q\nwant       %q", got, tt.want)
+			}
+		})
+	}
+	if got := Describe(&iam.Identity{}); !strings.Contains(got, "another kind") {
+		t.Errorf("Describe of an identity without AWS trust = %q", got)
+	}
+}

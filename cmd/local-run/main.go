@@ -28,6 +28,17 @@
 //     This mode also synthesizes the app environment-agnostic (as an
 //     offline `cdk synth`), so the default run covers both template shapes.
 //
+// In every run the aws-auth stack's deploy-time trust check runs: the
+// provisioner invokes the repos function through a local Lambda API
+// (AWS_ENDPOINT_URL_LAMBDA; SigV4-verified, and allowed by the function's
+// AWS::Lambda::Permission for the provisioner role alone), and the run
+// prints how long the check took, the time it adds to the deploy. After the
+// normal lifecycle the run deletes the aws-auth stack, deploys it again
+// with an identity that trusts another principal (session
+// not-<function>, or the role path /not-<function>/ with web identity):
+// the check must fail naming what the identity trusts and what the function
+// ran as, and the stack must roll back, leaving the emulator as before.
+//
 // Usage, from anywhere inside the module:
 //
 //	go run ./cmd/local-run [-trust caller-identity|web-identity|both] [-group existing|create|both]
@@ -41,7 +52,7 @@
 // -keep DIR keeps each run's cloud assemblies and binaries in DIR/run-N.
 //
 // It prints one line per step with its duration, a summary per run and the
-// duration of every run, and exits 1 naming the failed run and step on any
+// duration of every run (with its trust check's), and exits 1 naming the failed run and step on any
 // failure. Interrupting it (Ctrl-C, SIGTERM) stops every process it started.
 package main
 
@@ -127,7 +138,7 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var durations []time.Duration
+	var durations, checks []time.Duration
 	for i, m := range runs {
 		opts := m.opts
 		opts.Out, opts.FunctionLogs, opts.PropagationDelay = os.Stdout, logs, *delay
@@ -136,8 +147,9 @@ func run() int {
 		}
 		fmt.Printf("=== run %d of %d: %s\n", i+1, len(runs), m.name)
 		start := time.Now()
-		_, err := localrun.Run(ctx, opts)
+		res, err := localrun.Run(ctx, opts)
 		durations = append(durations, time.Since(start))
+		checks = append(checks, res.TrustCheck.Duration)
 		if err != nil {
 			var se *localrun.StepError
 			if errors.As(err, &se) {
@@ -151,7 +163,7 @@ func run() int {
 	var total time.Duration
 	fmt.Println("=== durations")
 	for i, d := range durations {
-		fmt.Printf("run %d (%s): %s\n", i+1, runs[i].name, d.Round(100*time.Millisecond))
+		fmt.Printf("run %d (%s): %s (trust check on create: %s)\n", i+1, runs[i].name, d.Round(100*time.Millisecond), checks[i].Round(time.Millisecond))
 		total += d
 	}
 	if len(durations) > 1 {

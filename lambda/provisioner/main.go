@@ -1,5 +1,7 @@
 // Command provisioner is the CloudFormation custom resource handler that
-// creates, updates and deletes Chainguard groups and assumable identities.
+// creates, updates and deletes Chainguard groups and assumable identities,
+// and runs the deploy-time trust checks of workload functions (it invokes
+// them).
 // It acts as its own Chainguard assumable identity with the function's AWS
 // role credentials; no Chainguard secret is stored anywhere. The property
 // contract and the behaviour are documented in package handler.
@@ -19,6 +21,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	lambdasvc "github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
@@ -30,6 +33,8 @@ func main() {
 	cfg := handler.Config{Logger: logger}
 	margin, marginErr := handler.MarginFromEnv(os.LookupEnv)
 	cfg.Margin = margin
+	budget, budgetErr := handler.TrustCheckBudgetFromEnv(os.LookupEnv)
+	cfg.TrustCheckBudget = budget
 	trust, trustErr := token.ParseTrust(os.Getenv(handler.EnvTrust))
 	if trustErr != nil {
 		trustErr = fmt.Errorf("%s: %w", handler.EnvTrust, trustErr)
@@ -45,9 +50,10 @@ func main() {
 		cfg.Credentials = awsCfg.Credentials
 		cfg.STS = sts.NewFromConfig(awsCfg)
 		cfg.Federation = iam.NewFromConfig(awsCfg)
+		cfg.Lambda = lambdasvc.NewFromConfig(awsCfg)
 	}
 
-	setupErr := errors.Join(marginErr, trustErr, awsErr)
+	setupErr := errors.Join(marginErr, budgetErr, trustErr, awsErr)
 	if setupErr != nil {
 		logger.Error("start-up failed: every event will fail", "step", "init", "error", setupErr.Error())
 	}

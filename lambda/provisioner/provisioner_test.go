@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/emulator/emulatortest"
+	"github.com/assumable-identity/cdk-chainguard/internal/lambdabuild"
 	"github.com/assumable-identity/cdk-chainguard/internal/rie"
 	"github.com/assumable-identity/cdk-chainguard/internal/syncbuf"
 	"github.com/assumable-identity/cdk-chainguard/lambda/internal/functest"
@@ -34,9 +36,30 @@ import (
 
 var bin functest.Binaries
 
+// workloads are the bootstraps the trust check invokes: the repos function
+// (wrapped with trustcheck) and the hello-world function (not wrapped).
+var workloads struct{ repos, hello string }
+
 func TestMain(m *testing.M) {
 	os.Exit(functest.Main("./lambda/provisioner", func(b functest.Binaries) int {
 		bin = b
+		dir, err := os.MkdirTemp("", "provisioner-workloads-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		for _, w := range []struct {
+			pkg string
+			out *string
+		}{{"./lambda/repos", &workloads.repos}, {"./lambda/bench/testdata/hello", &workloads.hello}} {
+			if *w.out, err = lambdabuild.Build(ctx, lambdabuild.Options{Package: w.pkg, OutDir: filepath.Join(dir, filepath.Base(w.pkg))}); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
 		return m.Run()
 	}))
 }
@@ -113,12 +136,13 @@ func newEnv(t *testing.T) *env {
 
 func secretsOf(c aws.Credentials) []string { return []string{c.SecretAccessKey, c.SessionToken} }
 
-// startAs runs the provisioner with the credentials of principal p.
-func (e *env) startAs(t *testing.T, p emulator.AWSPrincipal, creds aws.Credentials) *rie.Emulator {
+// startAs runs the provisioner with the credentials of principal p, and
+// the extra environment variables env.
+func (e *env) startAs(t *testing.T, p emulator.AWSPrincipal, creds aws.Credentials, env ...string) *rie.Emulator {
 	return functest.Start(t, bin, rie.Options{
 		FunctionName: p.ARN[strings.LastIndex(p.ARN, "/")+1:],
 		Timeout:      functionTimeout,
-		Env:          append(functest.AWSEnv(creds), "PROVISIONER_DEADLINE_MARGIN="+margin.String()),
+		Env:          append(append(functest.AWSEnv(creds), "PROVISIONER_DEADLINE_MARGIN="+margin.String()), env...),
 	}, secretsOf(creds)...)
 }
 

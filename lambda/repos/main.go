@@ -5,6 +5,11 @@
 //
 // A configuration error fails the function's init: it is logged and reported
 // to the Lambda Runtime API, so the invoke's error names the variable.
+//
+// The handler is wrapped with chainguard/trustcheck, so that the stack's
+// deploy-time trust check (a Custom::ChainguardTrustCheck the provisioner
+// serves by invoking this function) is answered; every other payload goes
+// to the handler untouched.
 package main
 
 import (
@@ -18,14 +23,16 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 
+	"github.com/assumable-identity/cdk-chainguard/chainguard/trustcheck"
 	"github.com/assumable-identity/cdk-chainguard/lambda/repos/handler"
 )
 
 func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	h, err := setup(logger)
+	h, awsCfg, err := setup(logger)
 	if err != nil {
 		logger.Error("start-up failed", "step", "init", "error", err.Error())
 		if rerr := reportInitError(err); rerr != nil {
@@ -33,21 +40,22 @@ func main() {
 		}
 		os.Exit(1)
 	}
-	lambda.Start(h.Handle)
+	lambda.Start(trustcheck.Wrap(lambda.NewHandler(h.Handle), trustcheck.FromEnv(awsCfg)))
 }
 
-func setup(logger *slog.Logger) (*handler.Handler, error) {
+func setup(logger *slog.Logger) (*handler.Handler, aws.Config, error) {
 	cfg, err := handler.ConfigFromEnv(os.LookupEnv)
 	if err != nil {
-		return nil, err
+		return nil, aws.Config{}, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("load the AWS configuration: %w", err)
+		return nil, aws.Config{}, fmt.Errorf("load the AWS configuration: %w", err)
 	}
-	return handler.New(cfg, awsCfg, logger)
+	h, err := handler.New(cfg, awsCfg, logger)
+	return h, awsCfg, err
 }
 
 // reportInitError tells the Lambda Runtime API why init failed, so the

@@ -24,7 +24,9 @@
 // in a later version never leaves a stack unable to delete.
 //
 // Every event of a Chainguard resource type (Custom::AwsOutboundWebIdentityFederation,
-// which calls AWS alone, takes no property: see TypeFederation):
+// which calls AWS alone, takes no property: see TypeFederation; for
+// Custom::ChainguardTrustCheck, which invokes a workload function, see
+// TypeTrustCheck):
 //
 //	ProvisionerIdentity  UIDP of the provisioner's assumable identity (owner on the target groups)
 //	Issuer               Chainguard STS URL, e.g. https://issuer.enforce.dev
@@ -209,6 +211,12 @@ type Config struct {
 	// Federation serves Custom::AwsOutboundWebIdentityFederation, e.g.
 	// iam.NewFromConfig of the function's AWS configuration.
 	Federation FederationAPI
+	// Lambda invokes the functions Custom::ChainguardTrustCheck checks,
+	// e.g. lambda.NewFromConfig of the function's AWS configuration.
+	Lambda LambdaAPI
+	// TrustCheckBudget is how long a trust check retries a refused or
+	// unreachable result; zero means DefaultTrustCheckBudget.
+	TrustCheckBudget time.Duration
 	// Margin before the function's deadline by which the work must be
 	// done, or fail; zero means DefaultMargin. Give Wrap the same.
 	Margin time.Duration
@@ -353,8 +361,11 @@ func (h *Handler) run(ctx context.Context, ev cfn.Event, log *slog.Logger) (id s
 // dispatch routes the event to its resource type.
 func (h *Handler) dispatch(ctx context.Context, ev cfn.Event, st *steps) (string, map[string]any, error) {
 	props := properties(ev.ResourceProperties)
-	if ev.ResourceType == TypeFederation {
+	switch ev.ResourceType {
+	case TypeFederation:
 		return h.federation(ctx, ev, st)
+	case TypeTrustCheck:
+		return h.trustCheck(ctx, ev, st)
 	}
 	if ev.RequestType == cfn.RequestDelete && !uidp.Valid(ev.PhysicalResourceID) {
 		// Left by a failed Create (the request ID): nothing was made.
@@ -385,7 +396,7 @@ func (h *Handler) dispatch(ctx context.Context, ev cfn.Event, st *steps) (string
 		}
 		return h.identity(ctx, ev, props, st)
 	}
-	return "", nil, fmt.Errorf("resource type %q is not served by this provisioner (it serves %s, %s and %s): fix the resource's Type in the template", ev.ResourceType, TypeGroup, TypeIdentity, TypeFederation)
+	return "", nil, fmt.Errorf("resource type %q is not served by this provisioner (it serves %s, %s, %s and %s): fix the resource's Type in the template", ev.ResourceType, TypeGroup, TypeIdentity, TypeTrustCheck, TypeFederation)
 }
 
 func (h *Handler) group(ctx context.Context, ev cfn.Event, props properties, st *steps) (string, map[string]any, error) {
