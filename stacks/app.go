@@ -42,6 +42,9 @@ const (
 	// provisioner and the repos function): arm64 (ArchitectureARM64, the
 	// default) or x86_64 (ArchitectureX86_64).
 	CtxArchitecture = "architecture"
+	// CtxTrustCheck (default true) turns the aws-auth stack's deploy-time
+	// trust check on or off (AwsAuthStackProps.SkipTrustCheck).
+	CtxTrustCheck = "trustCheck"
 	// CtxProvisionerRoleArnParameter is the SSM parameter that publishes
 	// the provisioner role's ARN (DefaultRoleArnParameter), which the trust
 	// checks read.
@@ -71,6 +74,7 @@ type AppConfig struct {
 	FunctionName            string
 	Trust                   TrustMode
 	Architecture            Architecture
+	TrustCheck              bool
 }
 
 // contextReader reads typed values from the CDK context and collects the
@@ -181,6 +185,7 @@ func ConfigFromContext(node constructs.Node) (AppConfig, error) {
 		FunctionName:            r.str(CtxFunctionName, ""),
 		Trust:                   TrustMode(r.str(CtxTrust, string(TrustCallerIdentity))),
 		Architecture:            Architecture(r.str(CtxArchitecture, string(ArchitectureARM64))),
+		TrustCheck:              r.boolean(CtxTrustCheck, true),
 		Provisioner: ProvisionerSettings{
 			Identity:                   r.str(CtxProvisionerIdentity, ""),
 			Issuer:                     r.str(CtxIssuer, DefaultIssuer),
@@ -309,6 +314,7 @@ func NewApp(app awscdk.App) error {
 			FunctionName:        cfg.FunctionName,
 			Trust:               cfg.Trust,
 			Architecture:        cfg.Architecture,
+			SkipTrustCheck:      !cfg.TrustCheck,
 		}
 		if cfg.CreateGroup {
 			props.NewGroupName = cfg.GroupName

@@ -24,7 +24,7 @@ func TestConfigFromContext(t *testing.T) {
 			want: func(c *AppConfig) {
 				if c.Provisioner.Issuer != DefaultIssuer || c.Provisioner.APIURL != DefaultAPIURL || !c.CreateGroup ||
 					c.GroupName != DefaultGroupName || !reflect.DeepEqual(c.IdentityRoles, []string{"viewer"}) ||
-					c.ProvisionerStackName != DefaultProvisionerStackName || c.AwsAuthStackName != DefaultAwsAuthStackName {
+					c.ProvisionerStackName != DefaultProvisionerStackName || c.AwsAuthStackName != DefaultAwsAuthStackName || !c.TrustCheck {
 					panic("unexpected defaults")
 				}
 			},
@@ -41,6 +41,17 @@ func TestConfigFromContext(t *testing.T) {
 				}
 			},
 		},
+		{
+			name:    "trust check off",
+			context: map[string]interface{}{CtxTrustCheck: "false"},
+			want: func(c *AppConfig) {
+				if c.TrustCheck {
+					panic("trustCheck=false left the check on")
+				}
+			},
+		},
+		{name: "trust check not a boolean", context: map[string]interface{}{CtxTrustCheck: "no"},
+			wantErr: []string{`context key "trustCheck"`}},
 		{name: "group not a UIDP", context: map[string]interface{}{CtxGroup: "acme.com"},
 			wantErr: []string{`context key "group": group "acme.com" is not a Chainguard UIDP`, "chainctl iam organizations list"}},
 		{name: "provisioner identity with uppercase", context: map[string]interface{}{CtxProvisionerIdentity: strings.ToUpper(testProvisioner)},

@@ -64,6 +64,11 @@ type AwsAuthStackProps struct {
 	// stack's parameter), and the role may request them for the Chainguard
 	// issuer only.
 	Trust TrustMode
+	// SkipTrustCheck leaves out the deploy-time trust check of the function
+	// (AssumableIdentityProps.Check), which is on by default: for a
+	// CloudFormation engine whose functions cannot reach the provisioner's
+	// Lambda Invoke, or that gives them other credentials during the deploy.
+	SkipTrustCheck bool
 	// Architecture of the repos function; its bootstrap is built for the
 	// matching GOARCH. Default ArchitectureARM64; ArchitectureX86_64 for
 	// accounts or CloudFormation engines that run only x86_64.
@@ -142,7 +147,7 @@ func NewAwsAuthStack(scope constructs.Construct, id string, props *AwsAuthStackP
 		Provisioner: &sp.Provisioner,
 		// The repos function answers the check (lambda/repos wraps its
 		// handler with chainguard/trustcheck).
-		Check: true,
+		Check: !sp.SkipTrustCheck,
 	})
 	fn := newGoFunction(stack, "Function", goFunctionProps{
 		pkg:  ReposPackage,

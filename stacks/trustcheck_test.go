@@ -35,6 +35,27 @@ func checkedStack(t *testing.T, check bool, tr Trust, roles []string, settings *
 	return stack, id, fn
 }
 
+func TestAwsAuthStackSkipTrustCheck(t *testing.T) {
+	// given the reference setup told to skip the check (as for an engine
+	// whose functions cannot answer it during the deploy)
+	app := newTestApp(t, false, nil)
+	stack := NewAwsAuthStack(app, "Auth", &AwsAuthStackProps{Provisioner: *testSettings(), Group: testGroup, SkipTrustCheck: true})
+
+	// when it is synthesized
+	d := docOf(t, templateOf(t, stack))
+
+	// then it has no check, no Lambda permission and no role-ARN lookup, and the identity is still there
+	for _, typ := range []string{TrustCheckResourceType, "AWS::Lambda::Permission"} {
+		if ids, _ := d.resources(typ); len(ids) != 0 {
+			t.Errorf("%s resources with SkipTrustCheck: %v", typ, ids)
+		}
+	}
+	if ids := d.ssmLookups(DefaultRoleArnParameter); len(ids) != 0 {
+		t.Errorf("the provisioner role ARN is read with SkipTrustCheck: %v", ids)
+	}
+	d.one(t, IdentityResourceType)
+}
+
 func TestAwsAuthStackChecksItsFunction(t *testing.T) {
 	// given the reference setup
 	app := newTestApp(t, false, nil)
