@@ -116,6 +116,29 @@ func BenchmarkSynthTrustCheck(b *testing.B) {
 	b.ReportMetric(float64(with)/float64(without), "ratio-with/without")
 }
 
+// BenchmarkSynthTrustCheckInProcess is the same comparison in one warm
+// process (jsii already started): building and synthesizing the checked
+// stack with and without the check, alternating so that load weighs on
+// both alike.
+func BenchmarkSynthTrustCheckInProcess(b *testing.B) {
+	synth := func(check bool) time.Duration {
+		start := time.Now()
+		stack, _, _ := checkedStack(b, check, ExactSession("my-function"), nil, testSettings())
+		templateOf(b, stack)
+		return time.Since(start)
+	}
+	synth(false) // warm-up, untimed: jsii's first calls of each kind are slow
+	synth(true)
+	var without, with time.Duration
+	for b.Loop() {
+		without += synth(false)
+		with += synth(true)
+	}
+	b.ReportMetric(float64(without.Microseconds())/1000/float64(b.N), "ms/synth-without")
+	b.ReportMetric(float64(with.Microseconds())/1000/float64(b.N), "ms/synth-with")
+	b.ReportMetric(float64(with)/float64(without), "ratio-with/without")
+}
+
 func synthCheckProcess(b *testing.B, check bool) time.Duration {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSynthCheckProcessHelper$", "-test.count=1")

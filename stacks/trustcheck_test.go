@@ -18,7 +18,7 @@ import (
 
 // checkedStack is a stack with a role, a function running as it, and an
 // identity of the role configured on the function, with Check as given.
-func checkedStack(t *testing.T, check bool, tr Trust, roles []string, settings *ProvisionerSettings) (awscdk.Stack, AssumableIdentity, awslambda.Function) {
+func checkedStack(t testing.TB, check bool, tr Trust, roles []string, settings *ProvisionerSettings) (awscdk.Stack, AssumableIdentity, awslambda.Function) {
 	t.Helper()
 	app := newTestApp(t, false, nil)
 	stack := awscdk.NewStack(app, jsii.String("Checked"), &awscdk.StackProps{Env: testEnv})
