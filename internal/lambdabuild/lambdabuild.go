@@ -103,6 +103,25 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	return out, nil
 }
 
+// Deps lists the packages pkg (e.g. "./lambda/repos") links when built as
+// Build builds it (linux, cgo off, BuildTags): `go list -deps`, run from
+// the module root. Tests use it to keep heavy dependencies off a function's
+// path.
+func Deps(ctx context.Context, pkg string) ([]string, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, "go", "list", "-deps", "-tags", BuildTags, pkg)
+	cmd.Dir = root
+	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("lambdabuild: go list -deps %s: %w", pkg, err)
+	}
+	return strings.Fields(string(out)), nil
+}
+
 // ModuleRoot returns the directory of the nearest go.mod at or above the
 // working directory. `go test` runs in the package directory and the CDK app
 // in the project directory; both resolve to the module root.

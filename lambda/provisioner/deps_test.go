@@ -2,9 +2,7 @@ package main_test
 
 import (
 	"context"
-	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,20 +14,12 @@ import (
 // but must not link the workload side (chainguard/trustcheck, which lists
 // repos through the registry v1 client and its large dependency tree).
 func TestLightDependencies(t *testing.T) {
-	root, err := lambdabuild.ModuleRoot()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	deps, err := lambdabuild.Deps(ctx, "./lambda/provisioner")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "list", "-deps", "-tags", lambdabuild.BuildTags, "./lambda/provisioner")
-	cmd.Dir = root
-	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list -deps ./lambda/provisioner: %v", err)
-	}
-	deps := strings.Fields(string(out))
 	for _, pkg := range []string{
 		"github.com/assumable-identity/cdk-chainguard/chainguard/trustcheck",
 		"github.com/assumable-identity/cdk-chainguard/chainguard/repos",
