@@ -547,11 +547,11 @@ func (r *runner) synthUpdate(ctx context.Context) error {
 // step outputs.
 func (r *runner) provisionerStack() (*template.Stack, error) {
 	for _, s := range r.assembly.Stacks {
-		if _, ok := s.Template.Outputs[outputTrustSpec]; ok {
+		if _, ok := s.Template.Outputs[truststep.OutputTrustSpec]; ok {
 			return s, nil
 		}
 	}
-	return nil, fmt.Errorf("no stack of the assembly has a %s output (the provisioner stack)", outputTrustSpec)
+	return nil, fmt.Errorf("no stack of the assembly has a %s output (the provisioner stack)", truststep.OutputTrustSpec)
 }
 
 // deployProvisioner deploys the provisioner stack. The account's outbound
@@ -572,8 +572,8 @@ func (r *runner) deployProvisioner(ctx context.Context) error {
 	}
 	r.provOutputs = out
 	if !r.web {
-		if _, ok := out[outputWebIdentityIssuer]; ok {
-			return fmt.Errorf("the provisioner stack has a %s output in the caller-identity mode", outputWebIdentityIssuer)
+		if _, ok := out[truststep.OutputWebIdentityIssuer]; ok {
+			return fmt.Errorf("the provisioner stack has a %s output in the caller-identity mode", truststep.OutputWebIdentityIssuer)
 		}
 		return r.checkFederation("the provisioner stack's deploy")
 	}
@@ -581,8 +581,8 @@ func (r *runner) deployProvisioner(ctx context.Context) error {
 	if !on {
 		return errors.New("the provisioner stack's deploy did not enable the account's outbound identity federation")
 	}
-	if out[outputWebIdentityIssuer] != issuer {
-		return fmt.Errorf("the provisioner stack's %s output is %q, want the account's federation issuer %q", outputWebIdentityIssuer, out[outputWebIdentityIssuer], issuer)
+	if out[truststep.OutputWebIdentityIssuer] != issuer {
+		return fmt.Errorf("the provisioner stack's %s output is %q, want the account's federation issuer %q", truststep.OutputWebIdentityIssuer, out[truststep.OutputWebIdentityIssuer], issuer)
 	}
 	r.res.FederationIssuer = issuer
 	fmt.Fprintf(r.out, "     outbound identity federation: off before the deploy, enabled by it; issuer %s\n", issuer)
@@ -611,8 +611,8 @@ func (r *runner) redeployProvisioner(ctx context.Context) error {
 		return fmt.Errorf("the later deploy of the provisioner stack called %s %d times, want none: the federation was on", enable, n)
 	}
 	r.laterDeploys++
-	if out[outputWebIdentityIssuer] != r.res.FederationIssuer {
-		return fmt.Errorf("the later deploy's %s output is %q, want the issuer of the first deploy %q", outputWebIdentityIssuer, out[outputWebIdentityIssuer], r.res.FederationIssuer)
+	if out[truststep.OutputWebIdentityIssuer] != r.res.FederationIssuer {
+		return fmt.Errorf("the later deploy's %s output is %q, want the issuer of the first deploy %q", truststep.OutputWebIdentityIssuer, out[truststep.OutputWebIdentityIssuer], r.res.FederationIssuer)
 	}
 	return r.checkFederation("the later deploy of the provisioner stack")
 }
@@ -644,13 +644,13 @@ func (r *runner) trustStep(ctx context.Context) error {
 	}
 	if cm := req.Identity.GetClaimMatch(); cm != nil {
 		if !r.web {
-			return fmt.Errorf("output %s is a claim_match identity in the caller-identity mode", outputTrustSpec)
+			return fmt.Errorf("output %s is a claim_match identity in the caller-identity mode", truststep.OutputTrustSpec)
 		}
 		if cm.GetIssuer() != r.res.FederationIssuer {
-			return fmt.Errorf("output %s trusts issuer %q, want the account's federation issuer %q", outputTrustSpec, cm.GetIssuer(), r.res.FederationIssuer)
+			return fmt.Errorf("output %s trusts issuer %q, want the account's federation issuer %q", truststep.OutputTrustSpec, cm.GetIssuer(), r.res.FederationIssuer)
 		}
 	} else if r.web {
-		return fmt.Errorf("output %s is an aws_identity in the web-identity mode, want a claim_match", outputTrustSpec)
+		return fmt.Errorf("output %s is an aws_identity in the web-identity mode, want a claim_match", truststep.OutputTrustSpec)
 	}
 	id, err := truststep.Create(ctx, r.emu.APIURL(), r.adminToken, req)
 	if err != nil {
@@ -716,11 +716,9 @@ func (r *runner) deployAll(ctx context.Context) error {
 	return r.reportCheck(r.cloud.events[events:], int(r.lambda.invocations.Load()-invocations))
 }
 
-// Outputs of the provisioner stack (web-identity mode) and of the aws-auth
-// stack the run checks.
+// Outputs of the aws-auth stack the run checks (the provisioner stack's are
+// chainguard/truststep's: Output...).
 const (
-	outputWebIdentityIssuer = "WebIdentityIssuer"
-
 	outputIdentityID   = "IdentityId"
 	outputGroupID      = "GroupId"
 	outputFunctionName = "FunctionName"
