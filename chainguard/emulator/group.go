@@ -43,6 +43,12 @@ func (e *Emulator) createGroup(caller *token, parent string, sent *iam.Group, ch
 		return groupView{}, status.Error(codes.InvalidArgument, "group is required")
 	}
 	if parent == "" {
+		// IAM v2's CreateGroupRequest allows an empty parent "for creating
+		// root organizations" (proto/chainguard/platform/iam/v2/
+		// groups.proto), and says nothing about who may. Every capability
+		// a token carries comes from a role binding on some group, so no
+		// scope it holds covers a new organization: the stricter reading
+		// refuses it. The product never creates a root group.
 		return groupView{}, status.Error(codes.PermissionDenied, "creating a root group (organization) is not allowed: create the group under an existing group (set parent)")
 	}
 	if err := checkUIDP("parent", parent); err != nil {

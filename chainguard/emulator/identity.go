@@ -377,7 +377,11 @@ func (e *Emulator) listIdentities(caller *token, q listQuery, rt iamv2.Relations
 }
 
 // deleteIdentity deletes identity id: NotFound if there is none,
-// FailedPrecondition while it has role bindings.
+// FailedPrecondition while it has role bindings. The protos say only
+// "DeleteIdentity deletes an identity by UID" (identities.proto, v2) and
+// not whether its bindings go with it: the stricter reading refuses,
+// as DeleteGroup does for a group that holds objects, and the provisioner
+// deletes an identity's bindings first, so it works under both.
 func (e *Emulator) deleteIdentity(id string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()

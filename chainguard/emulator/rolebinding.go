@@ -92,7 +92,11 @@ func (e *Emulator) addBinding(group, identity, roleID string, now, visibleAt tim
 }
 
 // bindingTaken fails with AlreadyExists when a binding other than self
-// gives identity role r on group. Callers hold e.mu.
+// gives identity role r on group. Callers hold e.mu. The protos
+// (role_bindings.proto, v1 and v2) do not say whether a second identical
+// binding is refused or made: the stricter reading refuses it, and the
+// provisioner treats AlreadyExists on a binding's Create as done, so it
+// works under both.
 func (e *Emulator) bindingTaken(group, identity string, r *role, self string) error {
 	for _, o := range e.bindings {
 		if o.id != self && o.group == group && o.identity == identity && o.role == r.id {
