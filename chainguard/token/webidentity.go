@@ -2,13 +2,11 @@ package token
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"chainguard.dev/sdk/auth"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
@@ -123,20 +121,9 @@ func presented(jwt string, err error) string {
 	if c := status.Code(err); c != codes.PermissionDenied && c != codes.Unauthenticated {
 		return ""
 	}
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
+	iss, sub, err := auth.ExtractIssuerAndSubject(jwt)
+	if err != nil || iss == "" {
 		return ""
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return ""
-	}
-	var c struct {
-		Iss string `json:"iss"`
-		Sub string `json:"sub"`
-	}
-	if json.Unmarshal(payload, &c) != nil || c.Iss == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (the AWS token presented iss %s and sub %s: the identity's claim_match must name exactly these)", c.Iss, c.Sub)
+	return fmt.Sprintf(" (the AWS token presented iss %s and sub %s: the identity's claim_match must name exactly these)", iss, sub)
 }

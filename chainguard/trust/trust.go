@@ -182,7 +182,7 @@ func (t WebIdentity) Validate() error {
 // Subject returns the role's ARN, arn:PARTITION:iam::ACCOUNT:role/PATH/NAME:
 // the sub claim of the role's web identity tokens.
 func (t WebIdentity) Subject() string {
-	return fmt.Sprintf("arn:%s:iam::%s:role%s%s", t.Partition, t.Account, t.RolePath, t.RoleName)
+	return validate.Role{Partition: t.Partition, Account: t.Account, Path: t.RolePath, Name: t.RoleName}.String()
 }
 
 // ClaimMatch returns t as IAM v2's claim_match: exact issuer, subject and

@@ -47,17 +47,15 @@ package trustcheck
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"time"
 
+	"chainguard.dev/sdk/auth"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -358,22 +356,11 @@ func (r *recorder) principal() wire.Principal {
 // claims reads the iss and sub of a JWT without verifying it (the
 // Chainguard STS verifies it).
 func claims(jwt string) (iss, sub string) {
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		return "", ""
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	iss, sub, err := auth.ExtractIssuerAndSubject(jwt)
 	if err != nil {
 		return "", ""
 	}
-	var c struct {
-		Iss string `json:"iss"`
-		Sub string `json:"sub"`
-	}
-	if json.Unmarshal(payload, &c) != nil {
-		return "", ""
-	}
-	return c.Iss, c.Sub
+	return iss, sub
 }
 
 // exchangeClass classifies a token.Exchange error.

@@ -33,19 +33,21 @@ import (
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/repos"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
+	"github.com/assumable-identity/cdk-chainguard/chainguard/trustcheck"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/validate/locator"
 )
 
-// Environment variable names and defaults.
+// Environment variable names and defaults: trustcheck's (the variables
+// stacks.AssumableIdentity.ConfigureFunction sets), and the group.
 const (
-	EnvIdentity = "CHAINGUARD_IDENTITY"
+	EnvIdentity = trustcheck.EnvIdentity
 	EnvGroup    = "CHAINGUARD_GROUP"
-	EnvIssuer   = "CHAINGUARD_ISSUER"
-	EnvAPI      = "CHAINGUARD_API"
-	EnvTrust    = "CHAINGUARD_TRUST"
+	EnvIssuer   = trustcheck.EnvIssuer
+	EnvAPI      = trustcheck.EnvAPI
+	EnvTrust    = trustcheck.EnvTrust
 
-	DefaultIssuer = "https://issuer.enforce.dev"
-	DefaultAPI    = "https://console-api.enforce.dev"
+	DefaultIssuer = trustcheck.DefaultIssuer
+	DefaultAPI    = trustcheck.DefaultAPI
 )
 
 // deadlineMargin is how long before the function's deadline the handler
