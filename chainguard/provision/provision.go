@@ -162,6 +162,17 @@ func (s schedule) backOff() *backoff.ExponentialBackOff {
 	return b
 }
 
+// PropagationBackOff returns the default propagation schedule's waits
+// (DefaultPropagationInitialBackoff doubling up to
+// DefaultPropagationMaxBackoff, exact), for a caller that waits on rights
+// applying outside a Provisioner.
+func PropagationBackOff() *backoff.ExponentialBackOff {
+	return defaultPropagation.backOff()
+}
+
+// defaultPropagation is the propagation schedule New starts from.
+var defaultPropagation = schedule{initial: DefaultPropagationInitialBackoff, max: DefaultPropagationMaxBackoff}
+
 type config struct {
 	rpcTimeout  time.Duration
 	transient   schedule
@@ -252,7 +263,7 @@ func New(conn Connector, opts ...Option) *Provisioner {
 	cfg := config{
 		rpcTimeout:  DefaultRPCTimeout,
 		transient:   schedule{DefaultInitialBackoff, DefaultMaxBackoff, DefaultMaxTries, transientJitter},
-		propagation: schedule{initial: DefaultPropagationInitialBackoff, max: DefaultPropagationMaxBackoff},
+		propagation: defaultPropagation,
 	}
 	for _, o := range opts {
 		o(&cfg)

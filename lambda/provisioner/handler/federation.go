@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-lambda-go/cfn"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/smithy-go"
@@ -71,7 +72,7 @@ func (h *Handler) federation(ctx context.Context, ev cfn.Event, st *steps) (stri
 		case err != nil:
 			return "", nil, iamError("enable outbound identity federation (iam:EnableOutboundWebIdentityFederation)", err)
 		default:
-			issuer = deref(out.IssuerIdentifier)
+			issuer = aws.ToString(out.IssuerIdentifier)
 			st.log.Info("outbound identity federation enabled for the account", "issuer", issuer)
 		}
 	} else {
@@ -93,7 +94,7 @@ func federationState(ctx context.Context, api FederationAPI) (issuer string, on 
 	case err != nil:
 		return "", false, iamError("read the outbound identity federation state (iam:GetOutboundWebIdentityFederationInfo)", err)
 	}
-	return deref(out.IssuerIdentifier), out.JwtVendingEnabled, nil
+	return aws.ToString(out.IssuerIdentifier), out.JwtVendingEnabled, nil
 }
 
 // iamError names the step and, for a refusal, what to grant.
@@ -103,11 +104,4 @@ func iamError(step string, err error) error {
 		return fmt.Errorf("%s: AWS refused: the provisioner role needs iam:GetOutboundWebIdentityFederationInfo and iam:EnableOutboundWebIdentityFederation (the provisioner stack grants both with -c trust=webIdentity): %w", step, err)
 	}
 	return fmt.Errorf("%s: %w", step, err)
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }

@@ -258,13 +258,19 @@ func ExchangeConnect(trust token.Trust, creds aws.CredentialsProvider, stsClient
 // MarginFromEnv reads EnvDeadlineMargin through lookup (os.LookupEnv in the
 // function); unset means DefaultMargin.
 func MarginFromEnv(lookup func(string) (string, bool)) (time.Duration, error) {
-	v, ok := lookup(EnvDeadlineMargin)
+	return durationFromEnv(lookup, EnvDeadlineMargin, DefaultMargin, `"10s" or "1500ms"`)
+}
+
+// durationFromEnv reads the positive Go duration in the variable name
+// through lookup; unset or empty means def. examples go in the error.
+func durationFromEnv(lookup func(string) (string, bool), name string, def time.Duration, examples string) (time.Duration, error) {
+	v, ok := lookup(name)
 	if !ok || v == "" {
-		return DefaultMargin, nil
+		return def, nil
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%s %q is not a positive Go duration: use e.g. \"10s\" or \"1500ms\"", EnvDeadlineMargin, v)
+		return 0, fmt.Errorf("%s %q is not a positive Go duration: use e.g. %s", name, v, examples)
 	}
 	return d, nil
 }
@@ -438,11 +444,7 @@ func (h *Handler) deleteGroup(ctx context.Context, ev cfn.Event, props propertie
 		st.log.Warn("group left in place: the stack's marker is unknown", "physical_id", ev.PhysicalResourceID, "error", err.Error())
 		return ev.PhysicalResourceID, nil, nil
 	}
-	tgt, err := parseTarget(props)
-	if err != nil {
-		return "", nil, err
-	}
-	p, closeFn, err := h.dial(ctx, tgt, st)
+	p, closeFn, err := h.dialTarget(ctx, props, st)
 	if err != nil {
 		return "", nil, err
 	}
@@ -488,11 +490,7 @@ func (h *Handler) identity(ctx context.Context, ev cfn.Event, props properties, 
 // but the target's.
 func (h *Handler) deleteIdentity(ctx context.Context, ev cfn.Event, props properties, st *steps) (string, map[string]any, error) {
 	st.begin("read properties")
-	tgt, err := parseTarget(props)
-	if err != nil {
-		return "", nil, err
-	}
-	p, closeFn, err := h.dial(ctx, tgt, st)
+	p, closeFn, err := h.dialTarget(ctx, props, st)
 	if err != nil {
 		return "", nil, err
 	}
@@ -517,15 +515,20 @@ func (h *Handler) connect(ctx context.Context, ev cfn.Event, props properties, s
 	if err := parse(owner); err != nil {
 		return nil, nil, "", err
 	}
-	tgt, err := parseTarget(props)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	p, closeFn, err := h.dial(ctx, tgt, st)
+	p, closeFn, err := h.dialTarget(ctx, props, st)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	return p, closeFn, owner, nil
+}
+
+// dialTarget reads the provisioner target from props and dials it.
+func (h *Handler) dialTarget(ctx context.Context, props properties, st *steps) (*provision.Provisioner, func(), error) {
+	tgt, err := parseTarget(props)
+	if err != nil {
+		return nil, nil, err
+	}
+	return h.dial(ctx, tgt, st)
 }
 
 // dial connects a provisioner for the event's target (a token exchange),

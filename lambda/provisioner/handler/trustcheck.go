@@ -15,7 +15,6 @@ import (
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
-	"github.com/cenkalti/backoff/v5"
 
 	"github.com/assumable-identity/cdk-chainguard/chainguard/provision"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/trust"
@@ -80,15 +79,7 @@ const EnvTrustCheckBudget = "PROVISIONER_TRUST_CHECK_BUDGET"
 // TrustCheckBudgetFromEnv reads EnvTrustCheckBudget through lookup
 // (os.LookupEnv in the function); unset means DefaultTrustCheckBudget.
 func TrustCheckBudgetFromEnv(lookup func(string) (string, bool)) (time.Duration, error) {
-	v, ok := lookup(EnvTrustCheckBudget)
-	if !ok || v == "" {
-		return DefaultTrustCheckBudget, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%s %q is not a positive Go duration: use e.g. \"60s\"", EnvTrustCheckBudget, v)
-	}
-	return d, nil
+	return durationFromEnv(lookup, EnvTrustCheckBudget, DefaultTrustCheckBudget, `"60s"`)
 }
 
 // trustCheckPhysicalPrefix starts the physical ID of TypeTrustCheck.
@@ -226,10 +217,7 @@ func (h *Handler) runTrustCheck(ctx context.Context, p trustCheckProperties, tgt
 		}
 	}
 	req := wire.Request{Identity: p.Identity, Group: p.Group, ListRepos: p.ListRepos == "true"}
-	waits := backoff.NewExponentialBackOff()
-	waits.InitialInterval, waits.MaxInterval = provision.DefaultPropagationInitialBackoff, provision.DefaultPropagationMaxBackoff
-	waits.Multiplier, waits.RandomizationFactor = 2, 0
-	waits.Reset()
+	waits := provision.PropagationBackOff()
 
 	var (
 		res      wire.Result
