@@ -336,8 +336,13 @@ func TestTrustCheckUpdateAndDelete(t *testing.T) {
 			// when it is handled
 			a := e.send(t, tt.ev, 20*time.Second)
 
-			// then it succeeds with its physical ID, invoking only when what the check proves may have changed
-			wantSuccess(t, a, tt.ev.PhysicalResourceID, a.data)
+			// then it succeeds with its physical ID, invoking only when what the check proves may have changed;
+			// a check that ran names the principal the function presented, one that did not returns no data
+			var wantData map[string]any
+			if tt.wantCalls > 0 {
+				wantData = map[string]any{"Principal": fmt.Sprintf("%s (user ID %s)", e.WorkloadPrincipal.ARN, e.WorkloadPrincipal.UserID)}
+			}
+			wantSuccess(t, a, tt.ev.PhysicalResourceID, wantData)
 			if n := e.lambda.calls.Load() - before; n != tt.wantCalls {
 				t.Errorf("invocations = %d, want %d", n, tt.wantCalls)
 			}
