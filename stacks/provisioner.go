@@ -116,22 +116,24 @@ func (s ProvisionerSettings) validate(p *problems, prop string) {
 	}
 	p.add(prop+".Issuer", check(s.Issuer, func(v string) error { return validate.ServiceURL("issuer URL", v) }))
 	p.add(prop+".APIURL", check(s.APIURL, func(v string) error { return validate.ServiceURL("API URL", v) }))
-	if s.ServiceToken != "" {
-		if !unresolved(s.ServiceToken) && !lambdaARNRE.MatchString(s.ServiceToken) {
-			p.addf(prop+".ServiceToken", "%q is not a Lambda function ARN: expected e.g. %q, or leave it empty to read the ARN from the SSM parameter %s",
-				s.ServiceToken, "arn:aws:lambda:us-east-1:111122223333:function:my-provisioner", DefaultServiceTokenParameter)
-		}
-	} else {
-		p.add(prop+".ServiceTokenParameter", check(s.ServiceTokenParameter, validateParameterName))
-	}
+	checkValueOrParameter(p, prop, "ServiceToken", s.ServiceToken, lambdaARNRE, "a Lambda function ARN",
+		`"arn:aws:lambda:us-east-1:111122223333:function:my-provisioner"`, s.ServiceTokenParameter, DefaultServiceTokenParameter)
 	p.add(prop+".WebIdentityIssuerParameter", check(s.WebIdentityIssuerParameter, validateParameterName))
-	if s.RoleArn != "" {
-		if !unresolved(s.RoleArn) && !iamRoleARNRE.MatchString(s.RoleArn) {
-			p.addf(prop+".RoleArn", "%q is not an IAM role ARN: expected e.g. %q (the provisioner stack's ProvisionerRoleArn output), or leave it empty to read the ARN from the SSM parameter %s",
-				s.RoleArn, "arn:aws:iam::111122223333:role/ChainguardProvisioner-Role1ABCDEF", DefaultRoleArnParameter)
-		}
-	} else {
-		p.add(prop+".RoleArnParameter", check(s.RoleArnParameter, validateParameterName))
+	checkValueOrParameter(p, prop, "RoleArn", s.RoleArn, iamRoleARNRE, "an IAM role ARN",
+		`"arn:aws:iam::111122223333:role/ChainguardProvisioner-Role1ABCDEF" (the provisioner stack's ProvisionerRoleArn output)`, s.RoleArnParameter, DefaultRoleArnParameter)
+}
+
+// checkValueOrParameter checks a setting given either directly (prop.name,
+// value: a synth-time value must match re) or as the SSM parameter that holds
+// it (prop.nameParameter, param), whichever is used.
+func checkValueOrParameter(p *problems, prop, name, value string, re *regexp.Regexp, what, example, param, defaultParam string) {
+	if value == "" {
+		p.add(prop+"."+name+"Parameter", check(param, validateParameterName))
+		return
+	}
+	if !unresolved(value) && !re.MatchString(value) {
+		p.addf(prop+"."+name, "%q is not %s: expected e.g. %s, or leave it empty to read the ARN from the SSM parameter %s",
+			value, what, example, defaultParam)
 	}
 }
 
@@ -154,12 +156,6 @@ type provisionerWiring struct {
 	constructs.Construct
 	settings     ProvisionerSettings
 	serviceToken *string
-	// issuer is the web-identity issuer read from the SSM parameter, once
-	// a WebIdentity trust without Issuer asks for it (webIdentityIssuer).
-	issuer *string
-	// roleArn is the provisioner role's ARN, once a trust check asks for
-	// it (provisionerRoleArn).
-	roleArn *string
 }
 
 // ToString only returns Construct's own value. Why a Go construct type at
@@ -214,34 +210,28 @@ func wiringFor(scope constructs.Construct, settings *ProvisionerSettings, p *pro
 }
 
 // webIdentityIssuer returns the account's web-identity issuer as the
-// provisioner stack publishes it: one SSM parameter lookup per stack,
-// made on first use (a stack without WebIdentity trusts reads nothing).
+// provisioner stack publishes it. The SSM parameter is read on first use (a
+// stack without WebIdentity trusts reads nothing), once per stack: CDK
+// shares one template parameter per stack and parameter name.
 func (w *provisionerWiring) webIdentityIssuer() *string {
-	if w.issuer == nil {
-		if w.settings.WebIdentityIssuerParameter == "" { // no settings: already reported
-			w.issuer = jsii.String("")
-		} else {
-			w.issuer = awsssm.StringParameter_ValueForStringParameter(w, jsii.String(w.settings.WebIdentityIssuerParameter), nil)
-		}
+	if w.settings.WebIdentityIssuerParameter == "" { // no settings: already reported
+		return jsii.String("")
 	}
-	return w.issuer
+	return awsssm.StringParameter_ValueForStringParameter(w, jsii.String(w.settings.WebIdentityIssuerParameter), nil)
 }
 
 // provisionerRoleArn returns the provisioner role's ARN: RoleArn, or the
-// SSM parameter the provisioner stack publishes, read once per stack on
-// first use (a stack without trust checks reads nothing).
+// SSM parameter the provisioner stack publishes, read on first use (a stack
+// without trust checks reads nothing), once per stack like
+// webIdentityIssuer's.
 func (w *provisionerWiring) provisionerRoleArn() *string {
-	if w.roleArn == nil {
-		switch {
-		case w.settings.RoleArn != "":
-			w.roleArn = jsii.String(w.settings.RoleArn)
-		case w.settings.RoleArnParameter == "": // no settings: already reported
-			w.roleArn = jsii.String("")
-		default:
-			w.roleArn = awsssm.StringParameter_ValueForStringParameter(w, jsii.String(w.settings.RoleArnParameter), nil)
-		}
+	switch {
+	case w.settings.RoleArn != "":
+		return jsii.String(w.settings.RoleArn)
+	case w.settings.RoleArnParameter == "": // no settings: already reported
+		return jsii.String("")
 	}
-	return w.roleArn
+	return awsssm.StringParameter_ValueForStringParameter(w, jsii.String(w.settings.RoleArnParameter), nil)
 }
 
 // properties returns the custom-resource properties every Chainguard

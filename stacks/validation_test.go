@@ -338,6 +338,15 @@ func TestSynthValidation(t *testing.T) {
 			wantErr: []string{"[S/ChainguardProvisioner] Provisioner.ServiceToken: \"provisioner\" is not a Lambda function ARN"},
 		},
 		{
+			name: "service token parameter not a path",
+			build: func(_ awscdk.App, s awscdk.Stack) {
+				p := validIdentity(lambdaRole(s))
+				p.Provisioner = &ProvisionerSettings{Identity: testProvisioner, ServiceTokenParameter: "service-token"}
+				NewAssumableIdentity(s, "Id", p)
+			},
+			wantErr: []string{`[S/ChainguardProvisioner] Provisioner.ServiceTokenParameter: SSM parameter name "service-token" is not valid`},
+		},
+		{
 			name: "two provisioners in one stack",
 			build: func(_ awscdk.App, s awscdk.Stack) {
 				NewAssumableIdentity(s, "Id", validIdentity(lambdaRole(s)))

@@ -10,12 +10,14 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/assumable-identity/cdk-chainguard/chainguard/token"
 	"github.com/assumable-identity/cdk-chainguard/chainguard/trust"
 )
 
@@ -771,5 +773,23 @@ func jsonDiff(path string, want, got interface{}, out *[]string) {
 	}
 	if !reflect.DeepEqual(want, got) {
 		*out = append(*out, fmt.Sprintf("%s: %v, was %v", path, got, want))
+	}
+}
+
+// TestWebIdentityAgreesWithTokenSource checks the values the stacks write for
+// the workload against the workload's token source (chainguard/token), which
+// keeps its own copies: the EnvTrust values it parses, and the signing
+// algorithm and lifetime it requests, which the IAM statement must allow.
+func TestWebIdentityAgreesWithTokenSource(t *testing.T) {
+	for env, want := range map[string]token.Trust{EnvTrustCallerIdentity: token.CallerIdentity, EnvTrustWebIdentity: token.WebIdentity} {
+		if got, err := token.ParseTrust(env); err != nil || got != want {
+			t.Errorf("token.ParseTrust(%q) = %q, %v; want %q", env, got, err, want)
+		}
+	}
+	if webIdentitySigningAlgorithm != token.WebIdentitySigningAlgorithm {
+		t.Errorf("the grant allows %s, the token source requests %s", webIdentitySigningAlgorithm, token.WebIdentitySigningAlgorithm)
+	}
+	if max := time.Duration(webIdentityMaxDuration) * time.Second; token.WebIdentityTokenLifetime > max {
+		t.Errorf("the grant allows at most %v, the token source requests %v", max, token.WebIdentityTokenLifetime)
 	}
 }

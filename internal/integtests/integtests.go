@@ -231,9 +231,6 @@ type IApiCall interface {
 	constructs.IConstruct
 	// Expect asserts that the whole result matches expected.
 	Expect(expected ExpectedResult) IApiCall
-	// AssertAtPath asserts that the value at path (e.g. "Payload") matches
-	// expected.
-	AssertAtPath(path *string, expected ExpectedResult) IApiCall
 }
 
 type jsiiProxy_IApiCall struct {
@@ -243,12 +240,6 @@ type jsiiProxy_IApiCall struct {
 func (j *jsiiProxy_IApiCall) Expect(expected ExpectedResult) IApiCall {
 	var returns IApiCall
 	_jsii_.Invoke(j, "expect", []interface{}{expected}, &returns)
-	return returns
-}
-
-func (j *jsiiProxy_IApiCall) AssertAtPath(path *string, expected ExpectedResult) IApiCall {
-	var returns IApiCall
-	_jsii_.Invoke(j, "assertAtPath", []interface{}{path, expected}, &returns)
 	return returns
 }
 
@@ -275,11 +266,6 @@ func expectedResult(method string, arg interface{}) ExpectedResult {
 	return returns
 }
 
-// ExpectedResult_Exact expects exactly expected.
-func ExpectedResult_Exact(expected interface{}) ExpectedResult {
-	return expectedResult("exact", expected)
-}
-
 // ExpectedResult_ObjectLike expects an object with at least expected's keys,
 // each matching.
 func ExpectedResult_ObjectLike(expected *map[string]interface{}) ExpectedResult {
@@ -297,22 +283,6 @@ func match(method string, arg interface{}) *map[string]interface{} {
 // pattern (a Lambda Payload, for example).
 func Match_SerializedJson(pattern *map[string]interface{}) *map[string]interface{} {
 	return match("serializedJson", pattern)
-}
-
-// Match_ObjectLike matches an object with at least pattern's keys.
-func Match_ObjectLike(pattern *map[string]interface{}) *map[string]interface{} {
-	return match("objectLike", pattern)
-}
-
-// Match_ArrayWith matches an array containing pattern's elements in order.
-func Match_ArrayWith(pattern *[]interface{}) *map[string]interface{} {
-	return match("arrayWith", pattern)
-}
-
-// Match_StringLikeRegexp matches a string against the regular expression
-// pattern.
-func Match_StringLikeRegexp(pattern *string) *map[string]interface{} {
-	return match("stringLikeRegexp", pattern)
 }
 
 // mustLoad panics if Load failed or was not called: the kernel would
@@ -367,7 +337,6 @@ func init() {
 		Package+".IApiCall",
 		reflect.TypeOf((*IApiCall)(nil)).Elem(),
 		[]_jsii_.Member{
-			_jsii_.MemberMethod{JsiiMethod: "assertAtPath", GoMethod: "AssertAtPath"},
 			_jsii_.MemberMethod{JsiiMethod: "expect", GoMethod: "Expect"},
 			_jsii_.MemberProperty{JsiiProperty: "node", GoGetter: "Node"},
 		},
