@@ -546,12 +546,18 @@ func (r *runner) synthUpdate(ctx context.Context) error {
 // provisionerStack finds the provisioner stack: the one with the trust
 // step outputs.
 func (r *runner) provisionerStack() (*template.Stack, error) {
+	return r.stackWithOutput(truststep.OutputTrustSpec, "the provisioner stack")
+}
+
+// stackWithOutput finds the stack of the assembly with the output (what
+// names the stack in the error).
+func (r *runner) stackWithOutput(output, what string) (*template.Stack, error) {
 	for _, s := range r.assembly.Stacks {
-		if _, ok := s.Template.Outputs[truststep.OutputTrustSpec]; ok {
+		if _, ok := s.Template.Outputs[output]; ok {
 			return s, nil
 		}
 	}
-	return nil, fmt.Errorf("no stack of the assembly has a %s output (the provisioner stack)", truststep.OutputTrustSpec)
+	return nil, fmt.Errorf("no stack of the assembly has the %s output (%s)", output, what)
 }
 
 // deployProvisioner deploys the provisioner stack. The account's outbound

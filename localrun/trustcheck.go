@@ -95,12 +95,7 @@ func (r *runner) reportCheck(events []sentEvent, invocations int) error {
 // awsAuthStack is the aws-auth stack of the assembly: the one with the
 // IdentityId output.
 func (r *runner) awsAuthStack() (*template.Stack, error) {
-	for _, s := range r.assembly.Stacks {
-		if _, ok := s.Template.Outputs[outputIdentityID]; ok {
-			return s, nil
-		}
-	}
-	return nil, fmt.Errorf("no stack of the assembly has an %s output (the aws-auth stack)", outputIdentityID)
+	return r.stackWithOutput(outputIdentityID, "the aws-auth stack")
 }
 
 // deleteAwsAuth deletes the aws-auth stack alone (`cdk destroy

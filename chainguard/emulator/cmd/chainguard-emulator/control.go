@@ -64,7 +64,7 @@ func checkLoopback(flagName, addr string) error {
 	if err != nil {
 		return fmt.Errorf("%s %q is not host:port, e.g. 127.0.0.1:0: %w", flagName, addr, err)
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !isLoopbackHost(host) {
 		return fmt.Errorf("%s %q is not a loopback address (the control endpoint hands out AWS credentials and acts as an owner, unauthenticated): use 127.0.0.1:PORT", flagName, addr)
 	}
 	return nil
@@ -77,7 +77,7 @@ func (c *control) handler() http.Handler {
 	mux.HandleFunc("POST /trust-step", c.postTrustStep)
 	mux.HandleFunc("GET /state", c.getState)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if host := hostOnly(r.Host); host != "localhost" && !isLoopbackIP(host) {
+		if !isLoopbackHost(hostOnly(r.Host)) {
 			writeError(w, http.StatusForbidden, "Host", fmt.Sprintf("Host %q is not a loopback address: call the control endpoint by the control_url printed (127.0.0.1)", r.Host))
 			return
 		}
@@ -100,9 +100,10 @@ func hostOnly(hostport string) string {
 	return strings.Trim(hostport, "[]")
 }
 
-func isLoopbackIP(host string) bool {
+// isLoopbackHost reports whether host is localhost or a loopback IP.
+func isLoopbackHost(host string) bool {
 	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // principalRequest is the body of POST /principals.
